@@ -1,0 +1,15 @@
+//! vc-ca: the vcsdk certification authority. It issues X.509 certificates to clients and servers
+//! from a CSR and a one-time token, renews them over mutual TLS, revokes them, and publishes a
+//! signed CRL, all over an HTTPS+JSON API (see `docs/protocol.md`).
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod authority;
+pub mod config;
+pub mod error;
+pub mod grant;
+pub mod service;
+pub mod store;
+
+pub use error::CaError;
+pub use service::CertificationAuthority;

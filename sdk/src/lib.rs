@@ -1,0 +1,27 @@
+//! vcsdk: the core of the end-to-end encrypted video conferencing SDK.
+//!
+//! This crate is pure safe Rust and knows nothing of foreign-function interfaces. It holds:
+//! - [`identity`]: a client's or server's identity (P-256 key, certificate, pinned root), stored in
+//!   a directory, and its renewal schedule;
+//! - [`pki`]: certificate parsing, CSR creation, and the one certificate check used everywhere;
+//! - [`tls`]: rustls configurations built on that check;
+//! - [`ca_client`]: the client side of the certification authority's HTTPS+JSON API;
+//! - [`proto`]: wire types shared by clients and servers.
+#![forbid(unsafe_code)]
+
+pub mod ca_client;
+pub mod error;
+pub mod id;
+pub mod identity;
+pub mod pki;
+pub mod proto;
+pub mod tls;
+pub mod util;
+
+mod https;
+
+pub use error::{Error, Result};
+pub use id::ClientId;
+
+/// The version of this SDK, as "MAJOR.MINOR.PATCH".
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,4 @@
+//! Wire types shared by the SDK and the servers. Each submodule is one protocol, documented in
+//! `docs/protocol.md`.
+
+pub mod ca;
