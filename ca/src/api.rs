@@ -43,15 +43,20 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), CaError> {
     let (identity, tls_cert) = ca.issue_tls_identity()?;
-    let mut check = CertificateCheck::new(ca.root().clone()).map_err(|e| CaError::internal(e.to_string()))?;
+    let mut check =
+        CertificateCheck::new(ca.root().clone()).map_err(|e| CaError::internal(e.to_string()))?;
     check
         .set_crl_der(&ca.current_crl()?.der)
         .map_err(|e| CaError::internal(e.to_string()))?;
     let check: SharedCheck = Arc::new(RwLock::new(check));
     let verifier = PkiClientVerifier::optional(check.clone(), vec![Usage::Client, Usage::Server]);
-    let config = tls::server_config(identity, verifier).map_err(|e| CaError::internal(e.to_string()))?;
+    let config =
+        tls::server_config(identity, verifier).map_err(|e| CaError::internal(e.to_string()))?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let context = Arc::new(Context { ca: ca.clone(), check });
+    let context = Arc::new(Context {
+        ca: ca.clone(),
+        check,
+    });
     tracing::info!(serial = %tls_cert.serial, not_after = tls_cert.not_after, "HTTPS certificate issued");
 
     let refresher = tokio::spawn(refresh_crl(context.clone()));
@@ -126,7 +131,8 @@ async fn serve_connection(
 
 /// Keeps the CRL fresh: re-signs it at half its validity and installs it in the TLS check.
 async fn refresh_crl(context: Arc<Context>) {
-    let period = (context.ca.config().crl_validity() / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let period = (context.ca.config().crl_validity() / 4)
+        .clamp(Duration::from_secs(1), Duration::from_secs(60));
     let mut interval = tokio::time::interval(period);
     loop {
         interval.tick().await;
@@ -187,17 +193,27 @@ async fn route(
         (wire::PATH_ENROLL, Method::POST) => {
             let body: wire::EnrollRequest = read_json(req).await?;
             let cert = blocking(move || ca.enroll(&body.token, &body.csr_pem)).await?;
-            Ok(json_response(StatusCode::CREATED, &certificate_response(&context.ca, &cert)?))
+            Ok(json_response(
+                StatusCode::CREATED,
+                &certificate_response(&context.ca, &cert)?,
+            ))
         }
         (wire::PATH_RENEW, Method::POST) => {
-            let presented = client_cert.cloned().ok_or_else(CaError::certificate_required)?;
+            let presented = client_cert
+                .cloned()
+                .ok_or_else(CaError::certificate_required)?;
             let body: wire::RenewRequest = read_json(req).await?;
             let (cert, crl) = blocking(move || ca.renew(&presented, &body.csr_pem)).await?;
             install_crl(&context.check, &crl.der);
-            Ok(json_response(StatusCode::CREATED, &certificate_response(&context.ca, &cert)?))
+            Ok(json_response(
+                StatusCode::CREATED,
+                &certificate_response(&context.ca, &cert)?,
+            ))
         }
         (wire::PATH_REVOKE, Method::POST) => {
-            let presented = client_cert.cloned().ok_or_else(CaError::certificate_required)?;
+            let presented = client_cert
+                .cloned()
+                .ok_or_else(CaError::certificate_required)?;
             let body: wire::RevokeRequest = read_json(req).await?;
             let reason = body.reason.unwrap_or(RevocationReason::Unspecified);
             let done = blocking(move || ca.revoke_presented(&presented, reason)).await?;
@@ -226,12 +242,18 @@ async fn route(
             "application/x-pem-file",
             context.ca.root_pem().into_bytes(),
         )),
-        (wire::PATH_HEALTH, Method::GET) => {
-            Ok(json_response(StatusCode::OK, &serde_json::json!({"status": "ok"})))
-        }
+        (wire::PATH_HEALTH, Method::GET) => Ok(json_response(
+            StatusCode::OK,
+            &serde_json::json!({"status": "ok"}),
+        )),
         (
-            wire::PATH_ENROLL | wire::PATH_RENEW | wire::PATH_REVOKE | wire::PATH_CRL
-            | wire::PATH_CRL_PEM | wire::PATH_ROOT | wire::PATH_HEALTH,
+            wire::PATH_ENROLL
+            | wire::PATH_RENEW
+            | wire::PATH_REVOKE
+            | wire::PATH_CRL
+            | wire::PATH_CRL_PEM
+            | wire::PATH_ROOT
+            | wire::PATH_HEALTH,
             method,
         ) => Err(CaError::method_not_allowed(method.as_str(), &path)),
         _ => Err(CaError::not_found(&path)),
@@ -252,7 +274,13 @@ async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, CaE
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json"));
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/json")
+        });
     if !json {
         return Err(CaError::unsupported_media_type());
     }
@@ -268,7 +296,9 @@ async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, CaE
         .collect()
         .await
         .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 CaError::too_large(wire::MAX_REQUEST_BODY)
             } else {
                 CaError::malformed(format!("reading the request body: {e}"))
@@ -297,16 +327,18 @@ fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Full<Byt
     let json = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     let mut response = Response::new(Full::new(Bytes::from(json)));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
     response
 }
 
 fn bytes_response(content_type: &'static str, body: Vec<u8>) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
     response
 }

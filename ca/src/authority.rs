@@ -7,8 +7,8 @@ use std::time::Duration;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams,
     CertificateSigningRequestParams, CrlDistributionPoint, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams,
-    SanType, SerialNumber,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+    RevokedCertParams, SanType, SerialNumber,
 };
 use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
@@ -22,8 +22,13 @@ pub const ROOT_FILE: &str = "root.pem";
 /// File name of the CA's private key (mode 0600).
 pub const KEY_FILE: &str = "ca-key.pem";
 
-/// Clock skew tolerated: certificates start this long before the moment of issue.
+/// Clock skew tolerated: certificates start this long before the moment of issue (at most a tenth
+/// of their lifetime, so short-lived certificates keep their renewal point ahead of them).
 const BACKDATE: Duration = Duration::from_secs(300);
+
+fn backdate(validity: Duration) -> Duration {
+    BACKDATE.min(validity / 10)
+}
 
 /// A certificate just signed.
 #[derive(Clone, Debug)]
@@ -100,7 +105,8 @@ impl Authority {
     }
 
     fn from_parts(root: CertificateDer<'static>, key: KeyPair) -> Result<Self, CaError> {
-        let root_info = CertificateInfo::parse(&root).map_err(|e| CaError::internal(e.to_string()))?;
+        let root_info =
+            CertificateInfo::parse(&root).map_err(|e| CaError::internal(e.to_string()))?;
         if root_info.public_key != key.public_key_raw() {
             return Err(CaError::internal(format!(
                 "{KEY_FILE} is not the key of {ROOT_FILE}"
@@ -134,7 +140,11 @@ impl Authority {
         crl_url: Option<&str>,
     ) -> Result<SignedCertificate, CaError> {
         let (params, not_before, not_after) = self.leaf_params(grant, validity, crl_url)?;
-        let serial = params.serial_number.as_ref().map(|s| s.to_bytes()).unwrap_or_default();
+        let serial = params
+            .serial_number
+            .as_ref()
+            .map(|s| s.to_bytes())
+            .unwrap_or_default();
         let signed = CertificateSigningRequestParams {
             params,
             public_key: csr.public_key,
@@ -157,7 +167,11 @@ impl Authority {
     ) -> Result<(SignedCertificate, KeyPair), CaError> {
         let key = pki::new_key_pair().map_err(|e| CaError::internal(e.to_string()))?;
         let (params, not_before, not_after) = self.leaf_params(grant, validity, None)?;
-        let serial = params.serial_number.as_ref().map(|s| s.to_bytes()).unwrap_or_default();
+        let serial = params
+            .serial_number
+            .as_ref()
+            .map(|s| s.to_bytes())
+            .unwrap_or_default();
         let cert = params
             .signed_by(&key, &self.issuer)
             .map_err(|e| CaError::internal(format!("signing: {e}")))?;
@@ -181,7 +195,7 @@ impl Authority {
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         let now = OffsetDateTime::now_utc();
-        let not_before = now - BACKDATE;
+        let not_before = now - backdate(validity);
         // A certificate never outlives the root that signs it.
         let root_end = OffsetDateTime::from_unix_timestamp(self.root_info.not_after)
             .map_err(|e| CaError::internal(e.to_string()))?;
@@ -197,7 +211,10 @@ impl Authority {
                 params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
             }
             Grant::Server(names) => {
-                dn.push(DnType::CommonName, names.first().map(String::as_str).unwrap_or(""));
+                dn.push(
+                    DnType::CommonName,
+                    names.first().map(String::as_str).unwrap_or(""),
+                );
                 for name in names {
                     params.subject_alt_names.push(match name.parse() {
                         Ok(ip) => SanType::IpAddress(ip),

@@ -64,7 +64,9 @@ impl CaConfig {
             let d = vcsdk::util::parse_duration(value)
                 .map_err(|e| CaError::internal(format!("{CONFIG_FILE}: {what}: {e}")))?;
             if d.is_zero() {
-                return Err(CaError::internal(format!("{CONFIG_FILE}: {what} must not be zero")));
+                return Err(CaError::internal(format!(
+                    "{CONFIG_FILE}: {what} must not be zero"
+                )));
             }
         }
         if self.tls_hostnames.is_empty() {

@@ -36,7 +36,11 @@ impl CaError {
     }
     /// The token is not known to this CA.
     pub fn token_unknown() -> Self {
-        Self::new("token_unknown", 403, "enrollment token is not known to this CA")
+        Self::new(
+            "token_unknown",
+            403,
+            "enrollment token is not known to this CA",
+        )
     }
     /// The token was already used.
     pub fn token_used() -> Self {

@@ -42,8 +42,12 @@ impl Grant {
             "client" => Ok(Grant::Client(
                 ClientId::new(subject).map_err(|e| CaError::internal(e.to_string()))?,
             )),
-            "server" => Ok(Grant::Server(subject.split(',').map(str::to_owned).collect())),
-            other => Err(CaError::internal(format!("stored usage {other:?} is unknown"))),
+            "server" => Ok(Grant::Server(
+                subject.split(',').map(str::to_owned).collect(),
+            )),
+            other => Err(CaError::internal(format!(
+                "stored usage {other:?} is unknown"
+            ))),
         }
     }
 
@@ -57,7 +61,9 @@ impl Grant {
         }
         let params = &csr.params;
         if !matches!(params.is_ca, IsCa::NoCa | IsCa::ExplicitNoCa) {
-            return Err(CaError::forbidden_usage("the CSR asks for a CA certificate"));
+            return Err(CaError::forbidden_usage(
+                "the CSR asks for a CA certificate",
+            ));
         }
         if params
             .key_usages
@@ -72,7 +78,11 @@ impl Grant {
             Grant::Client(_) => ExtendedKeyUsagePurpose::ClientAuth,
             Grant::Server(_) => ExtendedKeyUsagePurpose::ServerAuth,
         };
-        if let Some(other) = params.extended_key_usages.iter().find(|u| **u != allowed_eku) {
+        if let Some(other) = params
+            .extended_key_usages
+            .iter()
+            .find(|u| **u != allowed_eku)
+        {
             return Err(CaError::forbidden_usage(format!(
                 "the CSR asks for {other:?} usage, but this authorisation is for a {} certificate",
                 self.usage().as_str()

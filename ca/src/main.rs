@@ -220,7 +220,9 @@ fn run(command: Command) -> Result<(), String> {
             reason,
         } => {
             let ca = open(&dir.data_dir)?;
-            let done = ca.revoke_serial(&serial, reason, Actor::Operator).map_err(text)?;
+            let done = ca
+                .revoke_serial(&serial, reason, Actor::Operator)
+                .map_err(text)?;
             println!(
                 "revoked {} ({}); CRL number {} published",
                 done.serial, done.reason, done.crl.number
@@ -237,7 +239,9 @@ fn run(command: Command) -> Result<(), String> {
             };
             if out.as_os_str() == "-" {
                 use std::io::Write;
-                std::io::stdout().write_all(&data).map_err(|e| e.to_string())
+                std::io::stdout()
+                    .write_all(&data)
+                    .map_err(|e| e.to_string())
             } else {
                 vcsdk::util::write_atomic(&out, &data, 0o644)
                     .map_err(|e| format!("writing {}: {e}", out.display()))
@@ -247,16 +251,27 @@ fn run(command: Command) -> Result<(), String> {
             let ca = open(&dir.data_dir)?;
             let records = ca.list().map_err(text)?;
             match format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&records).map_err(text)?),
+                Format::Json => {
+                    println!("{}", serde_json::to_string_pretty(&records).map_err(text)?)
+                }
                 Format::Table => {
-                    println!("{:<32} {:<7} {:<32} {:<20} STATUS", "ID", "USAGE", "SERIAL", "NOT AFTER");
+                    println!(
+                        "{:<32} {:<7} {:<32} {:<20} STATUS",
+                        "ID", "USAGE", "SERIAL", "NOT AFTER"
+                    );
                     for r in records {
                         let status = match (&r.revocation_reason, r.status.as_str()) {
                             (Some(reason), "revoked") => format!("revoked ({reason})"),
                             _ if r.not_after <= vcsdk::util::unix_now() => "expired".into(),
                             (_, s) => s.to_owned(),
                         };
-                        println!("{:<32} {:<7} {:<32} {:<20} {status}", r.subject, r.usage, r.serial, rfc3339(r.not_after));
+                        println!(
+                            "{:<32} {:<7} {:<32} {:<20} {status}",
+                            r.subject,
+                            r.usage,
+                            r.serial,
+                            rfc3339(r.not_after)
+                        );
                     }
                 }
             }
@@ -266,7 +281,9 @@ fn run(command: Command) -> Result<(), String> {
             let ca = open(&dir.data_dir)?;
             let entries = ca.audit_log().map_err(text)?;
             match format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&entries).map_err(text)?),
+                Format::Json => {
+                    println!("{}", serde_json::to_string_pretty(&entries).map_err(text)?)
+                }
                 Format::Table => {
                     for e in entries {
                         println!(
@@ -309,10 +326,11 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return ctrl_c.await.unwrap_or(()),
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return ctrl_c.await.unwrap_or(()),
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -336,11 +354,13 @@ fn open(dir: &Path) -> Result<CertificationAuthority, String> {
 fn rfc3339(t: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(t)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| t.to_string())
 }
 
 fn text(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
-

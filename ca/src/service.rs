@@ -65,7 +65,11 @@ pub struct CertificationAuthority {
 impl CertificationAuthority {
     /// `vc-ca init`: makes a new root in `dir` (created if needed) and refuses to touch an existing
     /// CA. The key file is created with mode 0600.
-    pub fn init(dir: &Path, config: &CaConfig, root_validity: std::time::Duration) -> Result<(), CaError> {
+    pub fn init(
+        dir: &Path,
+        config: &CaConfig,
+        root_validity: std::time::Duration,
+    ) -> Result<(), CaError> {
         config.validate()?;
         for file in [ROOT_FILE, KEY_FILE, store::DB_FILE] {
             if dir.join(file).exists() {
@@ -90,7 +94,15 @@ impl CertificationAuthority {
         write_new(&dir.join(CONFIG_FILE), text.as_bytes(), 0o644)?;
         let ca = Self::open(dir)?;
         let conn = ca.lock();
-        store::audit(&conn, unix_now(), "initialized", "operator", Some(&config.name), None, None)?;
+        store::audit(
+            &conn,
+            unix_now(),
+            "initialized",
+            "operator",
+            Some(&config.name),
+            None,
+            None,
+        )?;
         ca.publish_crl(&conn)?;
         Ok(())
     }
@@ -134,7 +146,11 @@ impl CertificationAuthority {
 
     /// Creates a one-time token for `grant`, valid for `ttl` (the configured default when
     /// `None`). Only its hash is stored; the token itself is returned once.
-    pub fn create_token(&self, grant: &Grant, ttl: Option<std::time::Duration>) -> Result<String, CaError> {
+    pub fn create_token(
+        &self,
+        grant: &Grant,
+        ttl: Option<std::time::Duration>,
+    ) -> Result<String, CaError> {
         let mut secret = [0u8; 32];
         aws_lc_rs::rand::fill(&mut secret)
             .map_err(|_| CaError::internal("the system random generator failed"))?;
@@ -142,7 +158,13 @@ impl CertificationAuthority {
         let now = unix_now();
         let ttl = ttl.unwrap_or_else(|| self.config.token_ttl());
         let conn = self.lock();
-        store::insert_token(&conn, &token_hash(&token), grant, now, now + ttl.as_secs() as i64)?;
+        store::insert_token(
+            &conn,
+            &token_hash(&token),
+            grant,
+            now,
+            now + ttl.as_secs() as i64,
+        )?;
         store::audit(
             &conn,
             now,
@@ -150,7 +172,11 @@ impl CertificationAuthority {
             "operator",
             Some(&grant.subject()),
             None,
-            Some(&format!("usage={} ttl={}s", grant.usage().as_str(), ttl.as_secs())),
+            Some(&format!(
+                "usage={} ttl={}s",
+                grant.usage().as_str(),
+                ttl.as_secs()
+            )),
         )?;
         Ok(token)
     }
@@ -183,7 +209,15 @@ impl CertificationAuthority {
             )?;
             store::insert_certificate(&tx, &record.grant, &cert, now)?;
             store::consume_token(&tx, &hash, &cert.serial, now)?;
-            store::audit(&tx, now, "issued", "token", Some(&record.grant.subject()), Some(&cert.serial), None)?;
+            store::audit(
+                &tx,
+                now,
+                "issued",
+                "token",
+                Some(&record.grant.subject()),
+                Some(&cert.serial),
+                None,
+            )?;
             tx.commit()?;
             Ok(cert)
         })();
@@ -194,8 +228,21 @@ impl CertificationAuthority {
             }
             Err(e) => {
                 let subject = grant.map(|g| g.subject());
-                let _ = store::audit(&conn, now, "enroll_refused", "token", subject.as_deref(), None, Some(e.code));
-                tracing::warn!(code = e.code, subject = subject.as_deref().unwrap_or("-"), "enrollment refused: {}", e.message);
+                let _ = store::audit(
+                    &conn,
+                    now,
+                    "enroll_refused",
+                    "token",
+                    subject.as_deref(),
+                    None,
+                    Some(e.code),
+                );
+                tracing::warn!(
+                    code = e.code,
+                    subject = subject.as_deref().unwrap_or("-"),
+                    "enrollment refused: {}",
+                    e.message
+                );
                 Err(e)
             }
         }
@@ -203,7 +250,11 @@ impl CertificationAuthority {
 
     /// updateCert: the holder of `presented` (authenticated over mutual TLS) gets a certificate for
     /// the same id on a new key; the old one is revoked as superseded and a new CRL published.
-    pub fn renew(&self, presented: &CertificateDer<'_>, csr_pem: &str) -> Result<(SignedCertificate, CrlRecord), CaError> {
+    pub fn renew(
+        &self,
+        presented: &CertificateDer<'_>,
+        csr_pem: &str,
+    ) -> Result<(SignedCertificate, CrlRecord), CaError> {
         let now = unix_now();
         let csr = parse_csr(csr_pem);
         let mut conn = self.lock();
@@ -220,8 +271,22 @@ impl CertificationAuthority {
                 self.config.crl_url().as_deref(),
             )?;
             store::insert_certificate(&tx, &grant, &cert, now)?;
-            store::revoke(&tx, &old.serial, RevocationReason::Superseded.as_str(), Some(&cert.serial), now)?;
-            store::audit(&tx, now, "renewed", &Actor::Holder(&old.serial).name(), Some(&old.subject), Some(&cert.serial), Some(&format!("supersedes {}", old.serial)))?;
+            store::revoke(
+                &tx,
+                &old.serial,
+                RevocationReason::Superseded.as_str(),
+                Some(&cert.serial),
+                now,
+            )?;
+            store::audit(
+                &tx,
+                now,
+                "renewed",
+                &Actor::Holder(&old.serial).name(),
+                Some(&old.subject),
+                Some(&cert.serial),
+                Some(&format!("supersedes {}", old.serial)),
+            )?;
             let crl = self.publish_crl(&tx)?;
             tx.commit()?;
             Ok((cert, crl, old))
@@ -233,15 +298,32 @@ impl CertificationAuthority {
             }
             Err(e) => {
                 let serial = CertificateInfo::parse(presented).map(|i| i.serial).ok();
-                let _ = store::audit(&conn, now, "renew_refused", "holder", None, serial.as_deref(), Some(e.code));
-                tracing::warn!(code = e.code, serial = serial.as_deref().unwrap_or("-"), "renewal refused: {}", e.message);
+                let _ = store::audit(
+                    &conn,
+                    now,
+                    "renew_refused",
+                    "holder",
+                    None,
+                    serial.as_deref(),
+                    Some(e.code),
+                );
+                tracing::warn!(
+                    code = e.code,
+                    serial = serial.as_deref().unwrap_or("-"),
+                    "renewal refused: {}",
+                    e.message
+                );
                 Err(e)
             }
         }
     }
 
     /// revokeCert by the holder of `presented` (authenticated over mutual TLS).
-    pub fn revoke_presented(&self, presented: &CertificateDer<'_>, reason: RevocationReason) -> Result<Revocation, CaError> {
+    pub fn revoke_presented(
+        &self,
+        presented: &CertificateDer<'_>,
+        reason: RevocationReason,
+    ) -> Result<Revocation, CaError> {
         let now = unix_now();
         let serial = {
             let conn = self.lock();
@@ -251,15 +333,23 @@ impl CertificationAuthority {
     }
 
     /// revokeCert by serial (the operator, or the holder once authenticated).
-    pub fn revoke_serial(&self, serial: &str, reason: RevocationReason, actor: Actor<'_>) -> Result<Revocation, CaError> {
+    pub fn revoke_serial(
+        &self,
+        serial: &str,
+        reason: RevocationReason,
+        actor: Actor<'_>,
+    ) -> Result<Revocation, CaError> {
         let serial = serial.trim().to_ascii_lowercase();
         if vcsdk::util::unhex(&serial).is_none_or(|b| b.is_empty()) {
-            return Err(CaError::malformed(format!("serial {serial:?} is not hexadecimal")));
+            return Err(CaError::malformed(format!(
+                "serial {serial:?} is not hexadecimal"
+            )));
         }
         let now = unix_now();
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let record = store::certificate(&tx, &serial)?.ok_or_else(|| CaError::certificate_unknown(&serial))?;
+        let record = store::certificate(&tx, &serial)?
+            .ok_or_else(|| CaError::certificate_unknown(&serial))?;
         if record.status == "revoked" {
             return Err(CaError::certificate_revoked(
                 &serial,
@@ -267,7 +357,15 @@ impl CertificationAuthority {
             ));
         }
         store::revoke(&tx, &serial, reason.as_str(), None, now)?;
-        store::audit(&tx, now, "revoked", &actor.name(), Some(&record.subject), Some(&serial), Some(reason.as_str()))?;
+        store::audit(
+            &tx,
+            now,
+            "revoked",
+            &actor.name(),
+            Some(&record.subject),
+            Some(&serial),
+            Some(reason.as_str()),
+        )?;
         let crl = self.publish_crl(&tx)?;
         tx.commit()?;
         tracing::info!(subject = %record.subject, serial = %serial, reason = reason.as_str(), actor = %actor.name(), "certificate revoked");
@@ -281,9 +379,16 @@ impl CertificationAuthority {
 
     /// The record of a certificate presented over mutual TLS: it must be one this CA issued
     /// (byte for byte), still valid, and not revoked.
-    fn presented_record(&self, conn: &Connection, presented: &CertificateDer<'_>, now: i64) -> Result<CertificateRecord, CaError> {
-        let info = CertificateInfo::parse(presented).map_err(|e| CaError::malformed(e.to_string()))?;
-        let record = store::certificate(conn, &info.serial)?.ok_or_else(|| CaError::certificate_unknown(&info.serial))?;
+    fn presented_record(
+        &self,
+        conn: &Connection,
+        presented: &CertificateDer<'_>,
+        now: i64,
+    ) -> Result<CertificateRecord, CaError> {
+        let info =
+            CertificateInfo::parse(presented).map_err(|e| CaError::malformed(e.to_string()))?;
+        let record = store::certificate(conn, &info.serial)?
+            .ok_or_else(|| CaError::certificate_unknown(&info.serial))?;
         let stored: Vec<u8> = conn.query_row(
             "SELECT der FROM certificates WHERE serial = ?1",
             [&info.serial],
@@ -320,7 +425,9 @@ impl CertificationAuthority {
         let revoked = store::revoked_unexpired(conn, now)?;
         let number = store::next_crl_number(conn)?;
         let next_update = now + self.config.crl_validity().as_secs() as i64;
-        let der = self.authority.sign_crl(&revoked, number, now, next_update)?;
+        let der = self
+            .authority
+            .sign_crl(&revoked, number, now, next_update)?;
         let crl = CrlRecord {
             number,
             this_update: now,
@@ -328,7 +435,15 @@ impl CertificationAuthority {
             der,
         };
         store::insert_crl(conn, &crl)?;
-        store::audit(conn, now, "crl_published", "ca", None, None, Some(&format!("number={number} entries={}", revoked.len())))?;
+        store::audit(
+            conn,
+            now,
+            "crl_published",
+            "ca",
+            None,
+            None,
+            Some(&format!("number={number} entries={}", revoked.len())),
+        )?;
         Ok(crl)
     }
 
@@ -346,11 +461,21 @@ impl CertificationAuthority {
     /// key held in memory, valid as long as issued certificates are, and records it.
     pub fn issue_tls_identity(&self) -> Result<(CertifiedKey, SignedCertificate), CaError> {
         let grant = Grant::Server(self.config.tls_hostnames.clone());
-        let (cert, key) = self.authority.sign_new_key(&grant, self.config.cert_validity())?;
+        let (cert, key) = self
+            .authority
+            .sign_new_key(&grant, self.config.cert_validity())?;
         let now = unix_now();
         let conn = self.lock();
         store::insert_certificate(&conn, &grant, &cert, now)?;
-        store::audit(&conn, now, "issued", "ca", Some(&grant.subject()), Some(&cert.serial), Some("CA HTTPS certificate"))?;
+        store::audit(
+            &conn,
+            now,
+            "issued",
+            "ca",
+            Some(&grant.subject()),
+            Some(&cert.serial),
+            Some("CA HTTPS certificate"),
+        )?;
         Ok((
             CertifiedKey {
                 chain: vec![cert.der.clone()],
@@ -369,11 +494,12 @@ pub fn token_hash(token: &str) -> Vec<u8> {
 }
 
 fn parse_csr(csr_pem: &str) -> Result<CertificateSigningRequestParams, CaError> {
-    let der = vcsdk::pki::pem::csr(csr_pem.as_bytes()).map_err(|e| CaError::csr_invalid(e.to_string()))?;
+    let der = vcsdk::pki::pem::csr(csr_pem.as_bytes())
+        .map_err(|e| CaError::csr_invalid(e.to_string()))?;
     CertificateSigningRequestParams::from_der(&der).map_err(|e| match e {
-        rcgen::Error::InvalidCertificationRequestSignature => {
-            CaError::csr_invalid("the CSR's signature does not verify (it must be signed by the key it carries)")
-        }
+        rcgen::Error::InvalidCertificationRequestSignature => CaError::csr_invalid(
+            "the CSR's signature does not verify (it must be signed by the key it carries)",
+        ),
         rcgen::Error::UnsupportedExtension => {
             CaError::csr_invalid("the CSR asks for an extension this CA does not issue")
         }
@@ -382,7 +508,9 @@ fn parse_csr(csr_pem: &str) -> Result<CertificateSigningRequestParams, CaError> 
 }
 
 fn cert_subject(cert: &SignedCertificate) -> String {
-    CertificateInfo::parse(&cert.der).map(|i| i.id).unwrap_or_default()
+    CertificateInfo::parse(&cert.der)
+        .map(|i| i.id)
+        .unwrap_or_default()
 }
 
 fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<(), CaError> {

@@ -184,7 +184,12 @@ pub fn token(conn: &Connection, hash: &[u8]) -> Result<Option<TokenRecord>, CaEr
 }
 
 /// Marks a token used for `serial`. Fails if it was used meanwhile.
-pub fn consume_token(tx: &Transaction<'_>, hash: &[u8], serial: &str, now: i64) -> Result<(), CaError> {
+pub fn consume_token(
+    tx: &Transaction<'_>,
+    hash: &[u8],
+    serial: &str,
+    now: i64,
+) -> Result<(), CaError> {
     let changed = tx.execute(
         "UPDATE tokens SET used_at = ?1, used_serial = ?2 WHERE hash = ?3 AND used_at IS NULL",
         params![now, serial, hash],
@@ -361,8 +366,8 @@ pub struct AuditEntry {
 
 /// The whole audit log, oldest first.
 pub fn audit_log(conn: &Connection) -> Result<Vec<AuditEntry>, CaError> {
-    let mut stmt =
-        conn.prepare("SELECT seq, at, event, actor, subject, serial, detail FROM audit ORDER BY seq")?;
+    let mut stmt = conn
+        .prepare("SELECT seq, at, event, actor, subject, serial, detail FROM audit ORDER BY seq")?;
     let rows = stmt.query_map([], |r| {
         Ok(AuditEntry {
             seq: r.get(0)?,

@@ -3,10 +3,9 @@
 
 use std::sync::{Arc, RwLock};
 
-use hyper::Method;
 use serde::de::DeserializeOwned;
 
-use crate::https::{self, HttpsUrl};
+use crate::https::{self, HttpsUrl, Method};
 use crate::pki::CertificateCheck;
 use crate::proto::ca::{self as api, CertificateResponse, RevocationReason, RevokeResponse};
 use crate::tls::{self, CertifiedKey, SharedCheck};
@@ -81,12 +80,21 @@ impl CaClient {
     ) -> Result<T> {
         let config = Arc::new(tls::client_config(self.check.clone(), identity)?);
         let json = serde_json::to_vec(body).map_err(|e| Error::Protocol(e.to_string()))?;
-        let response = https::request(config, &self.url, Method::POST, path, Some(json)).await?;
+        let response = https::request(
+            config,
+            &self.url,
+            Method::POST,
+            path,
+            Some(("application/json", json)),
+        )
+        .await?;
         if !(200..300).contains(&response.status) {
             return Err(refusal(response.status, &response.body));
         }
         serde_json::from_slice(&response.body).map_err(|e| {
-            Error::Protocol(format!("the CA's answer to {path} is not the expected JSON: {e}"))
+            Error::Protocol(format!(
+                "the CA's answer to {path} is not the expected JSON: {e}"
+            ))
         })
     }
 }

@@ -6,16 +6,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::{Method, Request};
+use hyper::Request;
+
+pub use hyper::Method;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 
 use crate::{Error, Result};
 
 /// How long one request may take, connection included.
-pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest response body accepted.
-pub(crate) const MAX_RESPONSE_BODY: usize = 16 * 1024 * 1024;
+pub const MAX_RESPONSE_BODY: usize = 16 * 1024 * 1024;
 
 /// An `https://host[:port]` base URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,7 +49,10 @@ impl HttpsUrl {
             (host.to_owned(), port)
         } else {
             match authority.rsplit_once(':') {
-                Some((h, p)) => (h.to_owned(), p.parse().map_err(|_| bad("port is not a number"))?),
+                Some((h, p)) => (
+                    h.to_owned(),
+                    p.parse().map_err(|_| bad("port is not a number"))?,
+                ),
                 None => (authority.to_owned(), 443),
             }
         };
@@ -66,19 +71,21 @@ impl std::fmt::Display for HttpsUrl {
     }
 }
 
-/// A response: status, content type and body.
-pub(crate) struct Response {
+/// A response: status and body.
+pub struct Response {
+    /// HTTP status code.
     pub status: u16,
+    /// The whole body.
     pub body: Bytes,
 }
 
-/// Sends one request and reads the whole response.
-pub(crate) async fn request(
+/// Sends one request (with an optional body and its content type) and reads the whole response.
+pub async fn request(
     config: Arc<rustls::ClientConfig>,
     url: &HttpsUrl,
     method: Method,
     path: &str,
-    json_body: Option<Vec<u8>>,
+    body: Option<(&str, Vec<u8>)>,
 ) -> Result<Response> {
     let target = format!("{url}{path}");
     let conn_err = |message: String| Error::Connection {
@@ -95,22 +102,26 @@ pub(crate) async fn request(
         let tls = tokio_rustls::TlsConnector::from(config)
             .connect(name, tcp)
             .await
-            .map_err(|e| conn_err(format!("TLS handshake: {e}")))?;
+            .map_err(|e| conn_err(format!("TLS handshake: {}", describe_tls(&e))))?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(|e| conn_err(e.to_string()))?;
         tokio::spawn(async move {
             let _ = connection.await;
         });
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(hyper::header::HOST, url.to_string().trim_start_matches("https://"));
-        if json_body.is_some() {
-            builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
-        }
+        let mut builder = Request::builder().method(method).uri(path).header(
+            hyper::header::HOST,
+            url.to_string().trim_start_matches("https://"),
+        );
+        let body = match body {
+            Some((content_type, bytes)) => {
+                builder = builder.header(hyper::header::CONTENT_TYPE, content_type);
+                bytes
+            }
+            None => Vec::new(),
+        };
         let request = builder
-            .body(Full::new(Bytes::from(json_body.unwrap_or_default())))
+            .body(Full::new(Bytes::from(body)))
             .map_err(|e| Error::InvalidArgument(format!("request: {e}")))?;
         let response = sender
             .send_request(request)
@@ -130,6 +141,42 @@ pub(crate) async fn request(
             target: format!("{url}{path}"),
             message: format!("no answer within {} s", REQUEST_TIMEOUT.as_secs()),
         })?
+}
+
+/// Explains a TLS failure in words: which side refused which certificate, and why.
+fn describe_tls(e: &std::io::Error) -> String {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls::Error::InvalidCertificate(c)) => {
+            format!(
+                "the server's certificate was refused: {}",
+                explain_certificate(c)
+            )
+        }
+        Some(rustls::Error::AlertReceived(alert)) => {
+            format!("the server refused the connection: {alert:?}")
+        }
+        _ => e.to_string(),
+    }
+}
+
+fn explain_certificate(e: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as C;
+    match e {
+        C::UnknownIssuer => "not issued by the pinned CA root".into(),
+        C::Expired | C::ExpiredContext { .. } => "certificate expired".into(),
+        C::NotValidYet | C::NotValidYetContext { .. } => "certificate not yet valid".into(),
+        C::Revoked => "certificate revoked".into(),
+        C::NotValidForName | C::NotValidForNameContext { .. } => {
+            "it does not name the host dialled".into()
+        }
+        C::InvalidPurpose | C::InvalidPurposeContext { .. } => {
+            "it lacks the server-auth usage".into()
+        }
+        other => format!("{other:?}"),
+    }
 }
 
 /// hyper's errors hide the TLS alert in their source chain; show the whole chain.

@@ -49,7 +49,9 @@ pub fn validate_id(id: &str) -> Result<(), String> {
         ));
     }
     if !id.as_bytes()[0].is_ascii_alphanumeric() {
-        return Err(format!("client id {id:?} must start with a letter or digit"));
+        return Err(format!(
+            "client id {id:?} must start with a letter or digit"
+        ));
     }
     if let Some(c) = id
         .chars()

@@ -165,7 +165,11 @@ impl IdentityStore {
             host_names,
         };
         let config_text = toml::to_string(&config).map_err(|e| Error::Store(e.to_string()))?;
-        self.write(ROOT_FILE, pki::pem::encode("CERTIFICATE", check.root()).as_bytes(), 0o644)?;
+        self.write(
+            ROOT_FILE,
+            pki::pem::encode("CERTIFICATE", check.root()).as_bytes(),
+            0o644,
+        )?;
         self.write(CONFIG_FILE, config_text.as_bytes(), 0o644)?;
         self.write(KEY_FILE, identity.key.serialize_pem().as_bytes(), 0o600)?;
         self.write(CERT_FILE, issued.certificate_pem.as_bytes(), 0o644)?;
@@ -194,8 +198,9 @@ impl IdentityStore {
         if next.exists() {
             let candidate = read_key(&next)?;
             if candidate.public_key_raw() == info.public_key.as_slice() {
-                std::fs::rename(&next, self.dir.join(KEY_FILE))
-                    .map_err(|e| Error::io(format!("finishing renewal in {}", self.dir.display()), e))?;
+                std::fs::rename(&next, self.dir.join(KEY_FILE)).map_err(|e| {
+                    Error::io(format!("finishing renewal in {}", self.dir.display()), e)
+                })?;
             } else {
                 let _ = std::fs::remove_file(&next);
             }
@@ -227,7 +232,10 @@ impl IdentityStore {
     /// A client for the CA this identity was enrolled with.
     pub fn ca_client(&self) -> Result<CaClient> {
         let config = self.config()?;
-        CaClient::new(&config.ca_url, CertificateCheck::from_root_pem(&self.read(ROOT_FILE)?)?)
+        CaClient::new(
+            &config.ca_url,
+            CertificateCheck::from_root_pem(&self.read(ROOT_FILE)?)?,
+        )
     }
 
     /// Fetches the CA's current CRL, stores it, and returns the check with it installed.
@@ -250,15 +258,22 @@ impl IdentityStore {
         };
         let key = pki::new_key_pair()?;
         let csr = subject.csr_pem(&key)?;
-        let issued = self.ca_client()?.renew(current.certified_key(), &csr).await?;
+        let issued = self
+            .ca_client()?
+            .renew(current.certified_key(), &csr)
+            .await?;
         let check = CertificateCheck::new(current.root.clone())?;
         let renewed = accept_issued(&check, key, &issued, current.usage(), &config.id)?;
         // The new key is written aside first; the certificate is the commit point; `load`
         // finishes the swap if we stop between the two.
         self.write(NEXT_KEY_FILE, renewed.key.serialize_pem().as_bytes(), 0o600)?;
         self.write(CERT_FILE, issued.certificate_pem.as_bytes(), 0o644)?;
-        std::fs::rename(self.dir.join(NEXT_KEY_FILE), self.dir.join(KEY_FILE))
-            .map_err(|e| Error::io(format!("installing the new key in {}", self.dir.display()), e))?;
+        std::fs::rename(self.dir.join(NEXT_KEY_FILE), self.dir.join(KEY_FILE)).map_err(|e| {
+            Error::io(
+                format!("installing the new key in {}", self.dir.display()),
+                e,
+            )
+        })?;
         Ok(renewed)
     }
 
@@ -301,7 +316,8 @@ impl IdentityStore {
 
     fn write(&self, file: &str, data: &[u8], mode: u32) -> Result<()> {
         let path = self.dir.join(file);
-        write_atomic(&path, data, mode).map_err(|e| Error::io(format!("writing {}", path.display()), e))
+        write_atomic(&path, data, mode)
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))
     }
 }
 
@@ -314,7 +330,8 @@ fn accept_issued(
     usage: Usage,
     id: &str,
 ) -> Result<Identity> {
-    let certificate = pki::pem::certificate(issued.certificate_pem.as_bytes(), "issued certificate")?;
+    let certificate =
+        pki::pem::certificate(issued.certificate_pem.as_bytes(), "issued certificate")?;
     let verified = check.verify(
         std::slice::from_ref(&certificate),
         usage,
@@ -341,7 +358,8 @@ fn read_key(path: &Path) -> Result<KeyPair> {
 }
 
 fn create_private_dir(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -6,19 +6,19 @@
 //! - [`pki`]: certificate parsing, CSR creation, and the one certificate check used everywhere;
 //! - [`tls`]: rustls configurations built on that check;
 //! - [`ca_client`]: the client side of the certification authority's HTTPS+JSON API;
-//! - [`proto`]: wire types shared by clients and servers.
+//! - [`proto`]: wire types shared by clients and servers;
+//! - [`https`]: the small HTTPS client those use.
 #![forbid(unsafe_code)]
 
 pub mod ca_client;
 pub mod error;
+pub mod https;
 pub mod id;
 pub mod identity;
 pub mod pki;
 pub mod proto;
 pub mod tls;
 pub mod util;
-
-mod https;
 
 pub use error::{Error, Result};
 pub use id::ClientId;

@@ -30,7 +30,10 @@ pub struct CertifiedKey {
 
 /// A client configuration that checks the server's certificate with `check` (server usage, the
 /// host name dialled) and, with `identity`, authenticates with it (mutual TLS).
-pub fn client_config(check: SharedCheck, identity: Option<CertifiedKey>) -> Result<rustls::ClientConfig> {
+pub fn client_config(
+    check: SharedCheck,
+    identity: Option<CertifiedKey>,
+) -> Result<rustls::ClientConfig> {
     let provider = provider();
     let verifier = Arc::new(PkiServerVerifier {
         check,

@@ -11,16 +11,20 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("duration {text:?} must be a whole number followed by s, m, h, d or w"))?;
+    let n: u64 = number.parse().map_err(|_| {
+        format!("duration {text:?} must be a whole number followed by s, m, h, d or w")
+    })?;
     let unit_secs = match unit {
         "" | "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
         "w" => 604_800,
-        _ => return Err(format!("duration {text:?} has unknown unit {unit:?}; use s, m, h, d or w")),
+        _ => {
+            return Err(format!(
+                "duration {text:?} has unknown unit {unit:?}; use s, m, h, d or w"
+            ))
+        }
     };
     let secs = n
         .checked_mul(unit_secs)

@@ -83,7 +83,10 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("vc: starting the runtime: {e}");
@@ -109,7 +112,8 @@ async fn run(command: Command) -> Result<(), String> {
             dir,
         } => {
             let id = ClientId::new(&id).map_err(text)?;
-            let root = std::fs::read(&ca_root).map_err(|e| format!("reading {}: {e}", ca_root.display()))?;
+            let root = std::fs::read(&ca_root)
+                .map_err(|e| format!("reading {}: {e}", ca_root.display()))?;
             let store = IdentityStore::new(&dir.identity_dir);
             let identity = store
                 .enroll(&ca_url, &root, &token, CsrSubject::Client(id))
@@ -208,7 +212,10 @@ fn rustls_now() -> rustls_pki_types::UnixTime {
 fn rfc3339(t: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(t)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| t.to_string())
 }
 

@@ -153,7 +153,8 @@ impl CertificateCheck {
                 }
                 other => map_webpki(other),
             })?;
-        let info = CertificateInfo::parse(leaf).map_err(|e| CertificateError::Malformed(e.to_string()))?;
+        let info =
+            CertificateInfo::parse(leaf).map_err(|e| CertificateError::Malformed(e.to_string()))?;
         if let Some(expected) = expected {
             match usage {
                 Usage::Client => {
@@ -165,10 +166,11 @@ impl CertificateCheck {
                     }
                 }
                 Usage::Server => {
-                    let name = ServerName::try_from(expected).map_err(|_| CertificateError::WrongId {
-                        expected: expected.to_owned(),
-                        found: info.host_names.join(","),
-                    })?;
+                    let name =
+                        ServerName::try_from(expected).map_err(|_| CertificateError::WrongId {
+                            expected: expected.to_owned(),
+                            found: info.host_names.join(","),
+                        })?;
                     end_entity
                         .verify_is_valid_for_subject_name(&name)
                         .map_err(|_| CertificateError::WrongId {

@@ -1,6 +1,8 @@
 //! Identity keys (ECDSA P-256) and certificate signing requests.
 
-use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType, PKCS_ECDSA_P256_SHA256};
+use rcgen::{
+    CertificateParams, DistinguishedName, DnType, KeyPair, SanType, PKCS_ECDSA_P256_SHA256,
+};
 
 use crate::{Error, Result};
 
@@ -39,11 +41,10 @@ impl CsrSubject {
         match self {
             CsrSubject::Client(id) => {
                 dn.push(DnType::CommonName, id.as_str());
-                params.subject_alt_names = vec![SanType::URI(
-                    id.san_uri()
-                        .try_into()
-                        .map_err(|e| Error::InvalidArgument(format!("client id URI: {e}")))?,
-                )];
+                params.subject_alt_names =
+                    vec![SanType::URI(id.san_uri().try_into().map_err(|e| {
+                        Error::InvalidArgument(format!("client id URI: {e}"))
+                    })?)];
             }
             CsrSubject::Server(names) => {
                 let first = names.first().ok_or_else(|| {

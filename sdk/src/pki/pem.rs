@@ -2,7 +2,9 @@
 //! expected.
 
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, CertificateSigningRequestDer};
+use rustls_pki_types::{
+    CertificateDer, CertificateRevocationListDer, CertificateSigningRequestDer,
+};
 
 use crate::{Error, Result};
 
@@ -86,7 +88,10 @@ mod tests {
         for n in 0..5 {
             let pem = encode("CERTIFICATE", &der[..n]);
             if n > 0 {
-                assert_eq!(certificate(pem.as_bytes(), "t").unwrap().as_ref(), &der[..n]);
+                assert_eq!(
+                    certificate(pem.as_bytes(), "t").unwrap().as_ref(),
+                    &der[..n]
+                );
             }
         }
     }
@@ -94,6 +99,9 @@ mod tests {
     #[test]
     fn names_what_is_missing() {
         let err = certificate(b"hello", "root.pem").unwrap_err().to_string();
-        assert!(err.contains("root.pem") && err.contains("no CERTIFICATE"), "{err}");
+        assert!(
+            err.contains("root.pem") && err.contains("no CERTIFICATE"),
+            "{err}"
+        );
     }
 }

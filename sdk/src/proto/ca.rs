@@ -148,7 +148,10 @@ impl std::str::FromStr for RevocationReason {
             .find(|r| r.as_str().eq_ignore_ascii_case(s))
             .ok_or_else(|| {
                 let names: Vec<_> = RevocationReason::ALL.iter().map(|r| r.as_str()).collect();
-                format!("unknown revocation reason {s:?}; use one of {}", names.join(", "))
+                format!(
+                    "unknown revocation reason {s:?}; use one of {}",
+                    names.join(", ")
+                )
             })
     }
 }
@@ -177,7 +180,10 @@ mod tests {
             "keycompromise".parse::<RevocationReason>().unwrap(),
             RevocationReason::KeyCompromise
         );
-        assert!("nope".parse::<RevocationReason>().unwrap_err().contains("superseded"));
+        assert!("nope"
+            .parse::<RevocationReason>()
+            .unwrap_err()
+            .contains("superseded"));
         let json = serde_json::to_string(&RevocationReason::CessationOfOperation).unwrap();
         assert_eq!(json, "\"cessationOfOperation\"");
     }
