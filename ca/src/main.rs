@@ -315,7 +315,8 @@ fn serve(dir: &Path, listen: &str) -> Result<(), String> {
             .await
             .map_err(|e| format!("binding {listen}: {e}"))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        tracing::info!("listening on {addr}");
+        // Printed whatever the log level, on standard output, for scripts and tests.
+        println!("listening on {addr}");
         vcca::api::serve(ca, listener, shutdown_signal())
             .await
             .map_err(text)

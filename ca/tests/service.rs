@@ -67,7 +67,7 @@ fn enrollment_issues_a_client_certificate_for_the_token_id() {
     let cert = ca.enroll(&token, &csr).unwrap();
     let verified = check_with_crl(&ca)
         .verify(
-            &[cert.der.clone()],
+            std::slice::from_ref(&cert.der),
             Usage::Client,
             Some("alice"),
             UnixTime::now(),
@@ -264,13 +264,13 @@ fn renewal_supersedes_and_revoked_or_foreign_certificates_cannot_renew() {
     check.set_crl_der(&crl.der).unwrap();
     assert_eq!(
         check
-            .verify(&[first.der.clone()], Usage::Client, None, UnixTime::now())
+            .verify(std::slice::from_ref(&first.der), Usage::Client, None, UnixTime::now())
             .unwrap_err(),
         CertificateError::Revoked
     );
     check
         .verify(
-            &[second.der.clone()],
+            std::slice::from_ref(&second.der),
             Usage::Client,
             Some("alice"),
             UnixTime::now(),
@@ -336,7 +336,7 @@ fn revocation_is_published_in_the_crl_until_the_certificate_expires() {
     check.set_crl_der(&done.crl.der).unwrap();
     assert_eq!(
         check
-            .verify(&[cert.der.clone()], Usage::Client, None, UnixTime::now())
+            .verify(std::slice::from_ref(&cert.der), Usage::Client, None, UnixTime::now())
             .unwrap_err(),
         CertificateError::Revoked
     );
@@ -445,7 +445,7 @@ fn the_certificate_check_refuses_each_kind_of_bad_certificate() {
     let foreign = other.enroll(&t, &client_csr("alice").1).unwrap();
     assert_eq!(
         check
-            .verify(&[foreign.der.clone()], Usage::Client, Some("alice"), now)
+            .verify(std::slice::from_ref(&foreign.der), Usage::Client, Some("alice"), now)
             .unwrap_err(),
         CertificateError::UnknownIssuer
     );

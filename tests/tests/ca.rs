@@ -285,6 +285,9 @@ fn the_cli_refuses_to_overwrite_a_ca() {
     }
 }
 
+/// A raw request and the status and error code it must get.
+type RawCase = (Method, &'static str, Option<(&'static str, Vec<u8>)>, u16, &'static str);
+
 /// Raw requests, for what the SDK would never send.
 fn raw(
     ca: &TestCa,
@@ -320,7 +323,7 @@ fn malformed_oversize_and_unauthenticated_requests_are_refused() {
         "{{\"token\":\"{}\",\"csr_pem\":\"x\"}}",
         "a".repeat(70 * 1024)
     );
-    let cases: Vec<(Method, &str, Option<(&str, Vec<u8>)>, u16, &str)> = vec![
+    let cases: Vec<RawCase> = vec![
         (
             Method::POST,
             wire::PATH_ENROLL,

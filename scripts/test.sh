@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every check and test of vcsdk: formatting, lints, and all unit and integration tests
+# (which start the real vc-ca on 127.0.0.1 with temporary data directories).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+
+if cargo fmt --version >/dev/null 2>&1; then
+  cargo fmt --all -- --check
+else
+  echo "test: rustfmt is not installed; formatting not checked"
+fi
+# The integration tests run the workspace's binaries: build them first.
+cargo build --locked --workspace --bins
+if cargo clippy --version >/dev/null 2>&1; then
+  cargo clippy --locked --workspace --all-targets -- -D warnings
+else
+  echo "test: clippy is not installed; lints not checked"
+fi
+cargo test --locked --workspace
