@@ -264,7 +264,12 @@ fn renewal_supersedes_and_revoked_or_foreign_certificates_cannot_renew() {
     check.set_crl_der(&crl.der).unwrap();
     assert_eq!(
         check
-            .verify(std::slice::from_ref(&first.der), Usage::Client, None, UnixTime::now())
+            .verify(
+                std::slice::from_ref(&first.der),
+                Usage::Client,
+                None,
+                UnixTime::now()
+            )
             .unwrap_err(),
         CertificateError::Revoked
     );
@@ -336,7 +341,12 @@ fn revocation_is_published_in_the_crl_until_the_certificate_expires() {
     check.set_crl_der(&done.crl.der).unwrap();
     assert_eq!(
         check
-            .verify(std::slice::from_ref(&cert.der), Usage::Client, None, UnixTime::now())
+            .verify(
+                std::slice::from_ref(&cert.der),
+                Usage::Client,
+                None,
+                UnixTime::now()
+            )
             .unwrap_err(),
         CertificateError::Revoked
     );
@@ -445,7 +455,12 @@ fn the_certificate_check_refuses_each_kind_of_bad_certificate() {
     let foreign = other.enroll(&t, &client_csr("alice").1).unwrap();
     assert_eq!(
         check
-            .verify(std::slice::from_ref(&foreign.der), Usage::Client, Some("alice"), now)
+            .verify(
+                std::slice::from_ref(&foreign.der),
+                Usage::Client,
+                Some("alice"),
+                now
+            )
             .unwrap_err(),
         CertificateError::UnknownIssuer
     );

@@ -286,7 +286,13 @@ fn the_cli_refuses_to_overwrite_a_ca() {
 }
 
 /// A raw request and the status and error code it must get.
-type RawCase = (Method, &'static str, Option<(&'static str, Vec<u8>)>, u16, &'static str);
+type RawCase = (
+    Method,
+    &'static str,
+    Option<(&'static str, Vec<u8>)>,
+    u16,
+    &'static str,
+);
 
 /// Raw requests, for what the SDK would never send.
 fn raw(

@@ -98,13 +98,19 @@ fn main() {
     // Baseline 1: the same enrollment in-process, one at a time, on a fresh CA with the same
     // storage settings.
     let base_dir = home.path().join("baseline");
-    CertificationAuthority::init(&base_dir, &CaConfig::default(), Duration::from_secs(86_400 * 365))
-        .expect("baseline CA");
+    CertificationAuthority::init(
+        &base_dir,
+        &CaConfig::default(),
+        Duration::from_secs(86_400 * 365),
+    )
+    .expect("baseline CA");
     let base = CertificationAuthority::open(&base_dir).expect("baseline CA");
     let base_work: Vec<(String, String)> = (0..args.count)
         .map(|i| {
             let id = ClientId::new(&format!("base{i}")).expect("id");
-            let token = base.create_token(&Grant::Client(id.clone()), None).expect("token");
+            let token = base
+                .create_token(&Grant::Client(id.clone()), None)
+                .expect("token");
             (token, csr(&id))
         })
         .collect();
@@ -117,7 +123,9 @@ fn main() {
     // Baseline 2: signing alone (CSR parse and signature check, certificate signing).
     let signer = vcca::authority::Authority::load(&base_dir).expect("authority");
     let grant = Grant::Client(ClientId::new("sign").expect("id"));
-    let csrs: Vec<String> = (0..args.count).map(|_| csr(&ClientId::new("sign").expect("id"))).collect();
+    let csrs: Vec<String> = (0..args.count)
+        .map(|_| csr(&ClientId::new("sign").expect("id")))
+        .collect();
     let started = Instant::now();
     for pem in &csrs {
         let params = rcgen::CertificateSigningRequestParams::from_pem(pem).expect("csr");
@@ -128,7 +136,10 @@ fn main() {
     let sign_rate = args.count as f64 / started.elapsed().as_secs_f64();
 
     let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
-    println!("issuance benchmark: {} certificates, {} concurrent clients", args.count, args.clients);
+    println!(
+        "issuance benchmark: {} certificates, {} concurrent clients",
+        args.count, args.clients
+    );
     println!(
         "  HTTPS API (mTLS-capable TLS 1.3, new connection per request, SQLite synchronous=FULL): {https_rate:.0} certificates/s; latency p50 {:.1} ms, p99 {:.1} ms",
         pct(0.50).as_secs_f64() * 1e3,
