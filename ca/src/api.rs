@@ -43,6 +43,8 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), CaError> {
     let (identity, tls_cert) = ca.issue_tls_identity()?;
+    let certificate =
+        tls::ReloadableCertificate::new(identity).map_err(|e| CaError::internal(e.to_string()))?;
     let mut check =
         CertificateCheck::new(ca.root().clone()).map_err(|e| CaError::internal(e.to_string()))?;
     check
@@ -50,8 +52,8 @@ pub async fn serve(
         .map_err(|e| CaError::internal(e.to_string()))?;
     let check: SharedCheck = Arc::new(RwLock::new(check));
     let verifier = PkiClientVerifier::optional(check.clone(), vec![Usage::Client, Usage::Server]);
-    let config =
-        tls::server_config(identity, verifier).map_err(|e| CaError::internal(e.to_string()))?;
+    let config = tls::reloadable_server_config(certificate.clone(), verifier)
+        .map_err(|e| CaError::internal(e.to_string()))?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let context = Arc::new(Context {
         ca: ca.clone(),
@@ -60,6 +62,7 @@ pub async fn serve(
     tracing::info!(serial = %tls_cert.serial, not_after = tls_cert.not_after, "HTTPS certificate issued");
 
     let refresher = tokio::spawn(refresh_crl(context.clone()));
+    let renewer = tokio::spawn(renew_tls_certificate(ca.clone(), certificate, tls_cert));
     let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
     loop {
@@ -86,6 +89,7 @@ pub async fn serve(
         });
     }
     refresher.abort();
+    renewer.abort();
     tracing::info!("shut down");
     Ok(())
 }
@@ -126,6 +130,31 @@ async fn serve_connection(
         .max_buf_size(64 * 1024);
     if let Err(e) = http.serve_connection(TokioIo::new(tls), service).await {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Re-issues the CA's own HTTPS certificate when two thirds of its lifetime have passed.
+async fn renew_tls_certificate(
+    ca: Arc<CertificationAuthority>,
+    certificate: Arc<tls::ReloadableCertificate>,
+    mut current: SignedCertificate,
+) {
+    loop {
+        let due = current.not_before + (current.not_after - current.not_before) * 2 / 3;
+        let wait = (due - vcsdk::util::unix_now()).max(1) as u64;
+        tokio::time::sleep(Duration::from_secs(wait)).await;
+        let ca = ca.clone();
+        match tokio::task::spawn_blocking(move || ca.issue_tls_identity()).await {
+            Ok(Ok((identity, cert))) => match certificate.replace(identity) {
+                Ok(()) => {
+                    tracing::info!(serial = %cert.serial, not_after = cert.not_after, "HTTPS certificate renewed");
+                    current = cert;
+                }
+                Err(e) => tracing::error!(error = %e, "renewed HTTPS certificate not installed"),
+            },
+            Ok(Err(e)) => tracing::error!(error = %e, "HTTPS certificate renewal failed"),
+            Err(e) => tracing::error!(error = %e, "HTTPS certificate renewal task failed"),
+        }
     }
 }
 

@@ -43,6 +43,14 @@ pub enum Error {
         /// The CA's explanation.
         message: String,
     },
+    /// The conferencing server refused the request.
+    #[error("the server refused the request ({code}): {message}")]
+    ServerRefused {
+        /// The server's stable error code (see docs/protocol.md).
+        code: String,
+        /// The server's explanation.
+        message: String,
+    },
     /// A peer answered with something that does not follow the protocol.
     #[error("protocol error: {0}")]
     Protocol(String),
@@ -61,6 +69,7 @@ impl Error {
             Error::Store(_) => "store",
             Error::Connection { .. } => "connection",
             Error::CaRefused { .. } => "ca_refused",
+            Error::ServerRefused { .. } => "server_refused",
             Error::Protocol(_) => "protocol",
             Error::Crypto(_) => "crypto",
         }

@@ -144,7 +144,7 @@ pub async fn request(
 }
 
 /// Explains a TLS failure in words: which side refused which certificate, and why.
-fn describe_tls(e: &std::io::Error) -> String {
+pub(crate) fn describe_tls(e: &std::io::Error) -> String {
     match e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())

@@ -64,6 +64,27 @@ impl std::fmt::Debug for Identity {
 }
 
 impl Identity {
+    /// Builds an identity from PEM texts (certificate, PKCS#8 P-256 key, pinned root), refusing a
+    /// key that does not belong to the certificate. For identities kept outside an
+    /// [`IdentityStore`] (a platform keystore, or memory).
+    pub fn from_pem(certificate_pem: &[u8], key_pem: &str, root_pem: &[u8]) -> Result<Self> {
+        let certificate = pki::pem::certificate(certificate_pem, "certificate")?;
+        let info = CertificateInfo::parse(&certificate)?;
+        let key = pki::parse_key_pair(key_pem)?;
+        if key.public_key_raw() != info.public_key.as_slice() {
+            return Err(Error::InvalidArgument(
+                "the private key does not belong to the certificate".into(),
+            ));
+        }
+        let root = pki::pem::certificate(root_pem, "CA root")?;
+        Ok(Identity {
+            key,
+            certificate,
+            info,
+            root,
+        })
+    }
+
     /// The client id (or, for a server, its first host name).
     pub fn id(&self) -> &str {
         &self.info.id

@@ -6,11 +6,13 @@
 //! - [`pki`]: certificate parsing, CSR creation, and the one certificate check used everywhere;
 //! - [`tls`]: rustls configurations built on that check;
 //! - [`ca_client`]: the client side of the certification authority's HTTPS+JSON API;
+//! - [`client`]: the client of the conferencing server (registration, presence, calls);
 //! - [`proto`]: wire types shared by clients and servers;
 //! - [`https`]: the small HTTPS client those use.
 #![forbid(unsafe_code)]
 
 pub mod ca_client;
+pub mod client;
 pub mod error;
 pub mod https;
 pub mod id;

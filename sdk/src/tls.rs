@@ -226,3 +226,60 @@ fn to_rustls(e: CertificateError) -> rustls::Error {
     };
     rustls::Error::InvalidCertificate(mapped)
 }
+
+/// The server certificate presented by a TLS server, replaceable while it runs (after renewal).
+#[derive(Debug)]
+pub struct ReloadableCertificate {
+    current: RwLock<Arc<rustls::sign::CertifiedKey>>,
+}
+
+impl ReloadableCertificate {
+    /// Starts with `identity`.
+    pub fn new(identity: CertifiedKey) -> Result<Arc<Self>> {
+        Ok(Arc::new(ReloadableCertificate {
+            current: RwLock::new(Arc::new(signing_key(identity)?)),
+        }))
+    }
+
+    /// Presents `identity` from the next handshake on.
+    pub fn replace(&self, identity: CertifiedKey) -> Result<()> {
+        let key = Arc::new(signing_key(identity)?);
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = key;
+        Ok(())
+    }
+}
+
+fn signing_key(identity: CertifiedKey) -> Result<rustls::sign::CertifiedKey> {
+    let key = provider()
+        .key_provider
+        .load_private_key(identity.key)
+        .map_err(|e| Error::InvalidArgument(format!("server key: {e}")))?;
+    Ok(rustls::sign::CertifiedKey::new(identity.chain, key))
+}
+
+impl rustls::server::ResolvesServerCert for ReloadableCertificate {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        )
+    }
+}
+
+/// A server configuration presenting a [`ReloadableCertificate`] and checking client
+/// certificates with `verifier`.
+pub fn reloadable_server_config(
+    certificate: Arc<ReloadableCertificate>,
+    verifier: Arc<PkiClientVerifier>,
+) -> Result<rustls::ServerConfig> {
+    Ok(rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| Error::Crypto(format!("TLS configuration: {e}")))?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(certificate))
+}

@@ -111,9 +111,27 @@ impl Process {
         Process { child, addr, log }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything the process has logged so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    /// Sends a signal (e.g. `HUP`) to the process.
+    pub fn signal(&self, name: &str) {
+        let _ = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status();
+    }
+
+    /// Kills the process at once (SIGKILL) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Sends SIGTERM and waits (bounded) for the process to exit; returns whether it exited.
@@ -206,4 +224,194 @@ pub fn has_mode(path: &Path, mode: u32) -> bool {
     std::fs::metadata(path)
         .map(|m| m.permissions().mode() & 0o777 == mode)
         .unwrap_or(false)
+}
+
+/// A conferencing server enrolled with a [`TestCa`] and served on 127.0.0.1 with port 0.
+pub struct TestServer {
+    /// The data directory.
+    pub dir: tempfile::TempDir,
+    /// The running `vc-server serve`.
+    pub process: Process,
+}
+
+impl TestServer {
+    /// `vc-server init`, settings overridden by `settings` (`key = value` TOML lines), `enroll`
+    /// with a server token for `localhost,127.0.0.1`, then `serve`.
+    pub fn start(ca: &TestCa, settings: &[&str]) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("server");
+        let data_str = data.to_str().expect("utf-8 path").to_owned();
+        let root = ca.root_path();
+        run_ok(
+            "vc-server",
+            &[
+                "init",
+                "--data-dir",
+                &data_str,
+                "--ca-root",
+                root.to_str().expect("utf-8"),
+            ],
+        );
+        let config_path = data.join("server.toml");
+        let mut config = std::fs::read_to_string(&config_path).expect("server.toml");
+        for line in settings {
+            let key = line.split('=').next().expect("key").trim();
+            config = config
+                .lines()
+                .map(|l| {
+                    if l.split('=').next().map(str::trim) == Some(key) {
+                        line.to_string()
+                    } else {
+                        l.to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+        }
+        std::fs::write(&config_path, config).expect("write server.toml");
+        let token = ca
+            .cli(&["token", "create", "--server", "localhost,127.0.0.1"])
+            .trim()
+            .to_owned();
+        run_ok(
+            "vc-server",
+            &[
+                "enroll",
+                "--data-dir",
+                &data_str,
+                "--ca-url",
+                &ca.url(),
+                "--token",
+                &token,
+                "--hostname",
+                "localhost,127.0.0.1",
+            ],
+        );
+        let process = Self::serve(&data_str, "127.0.0.1:0");
+        TestServer { dir, process }
+    }
+
+    /// Starts `vc-server serve` on `listen` for an existing data directory.
+    pub fn serve(data: &str, listen: &str) -> Process {
+        Process::start(
+            "vc-server",
+            &["serve", "--data-dir", data, "--listen", listen],
+            &[("RUST_LOG", "debug")],
+        )
+    }
+
+    /// The data directory path.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("server")
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.process.addr.port())
+    }
+
+    /// Runs `vc-server ARGS --data-dir DIR`, which must succeed.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let data = self.data_dir();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend_from_slice(&["--data-dir", data.to_str().expect("utf-8 path")]);
+        run_ok("vc-server", &all)
+    }
+}
+
+/// A hand-driven signalling connection, for what the SDK would never send.
+pub struct RawClient {
+    stream: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    buf: Vec<u8>,
+}
+
+impl RawClient {
+    /// Connects to `addr` with TLS (server checked against `root_pem`, name `localhost`),
+    /// presenting `identity` if given.
+    pub async fn connect(
+        addr: &str,
+        root_pem: &[u8],
+        identity: Option<vcsdk::tls::CertifiedKey>,
+    ) -> Result<RawClient, String> {
+        let check =
+            vcsdk::pki::CertificateCheck::from_root_pem(root_pem).map_err(|e| e.to_string())?;
+        let config = vcsdk::tls::client_config(Arc::new(std::sync::RwLock::new(check)), identity)
+            .map_err(|e| e.to_string())?;
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+        let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS: {e}"))?;
+        Ok(RawClient {
+            stream,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Writes raw bytes.
+    pub async fn send_bytes(&mut self, bytes: &[u8]) -> Result<(), String> {
+        use tokio::io::AsyncWriteExt;
+        self.stream
+            .write_all(bytes)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.stream.flush().await.map_err(|e| e.to_string())
+    }
+
+    /// Writes one message as a frame.
+    pub async fn send(
+        &mut self,
+        message: &vcsdk::proto::signal::ClientMessage,
+    ) -> Result<(), String> {
+        let frame = vcsdk::proto::frame::encode(message).map_err(|e| e.to_string())?;
+        self.send_bytes(&frame).await
+    }
+
+    /// Sends `hello` for protocol version 1 and returns the answer.
+    pub async fn hello(&mut self) -> Result<vcsdk::proto::signal::ServerMessage, String> {
+        self.send(&vcsdk::proto::signal::ClientMessage::Hello {
+            protocol: vcsdk::proto::signal::PROTOCOL_VERSION,
+            agent: "raw".into(),
+        })
+        .await?;
+        self.recv().await
+    }
+
+    /// Sends a request with `id`.
+    pub async fn request(
+        &mut self,
+        id: u64,
+        request: vcsdk::proto::signal::Request,
+    ) -> Result<(), String> {
+        self.send(&vcsdk::proto::signal::ClientMessage::Request { id, request })
+            .await
+    }
+
+    /// Reads the next message that is not a ping (answering pings), within 10 s.
+    pub async fn recv(&mut self) -> Result<vcsdk::proto::signal::ServerMessage, String> {
+        use vcsdk::proto::signal::{ClientMessage, ServerMessage};
+        loop {
+            let read = tokio::time::timeout(
+                Duration::from_secs(10),
+                vcsdk::proto::frame::read_frame(&mut self.stream, &mut self.buf),
+            )
+            .await
+            .map_err(|_| "timed out".to_string())?;
+            match read {
+                Ok(true) => {}
+                Ok(false) => return Err("closed".into()),
+                Err(e) => return Err(e.to_string()),
+            }
+            let message: ServerMessage =
+                serde_json::from_slice(&self.buf).map_err(|e| e.to_string())?;
+            if let ServerMessage::Ping { nonce } = message {
+                self.send(&ClientMessage::Pong { nonce }).await?;
+                continue;
+            }
+            return Ok(message);
+        }
+    }
 }

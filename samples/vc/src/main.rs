@@ -5,12 +5,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+
+mod calls;
 use vcsdk::identity::{Identity, IdentityStore};
 use vcsdk::pki::CsrSubject;
 use vcsdk::proto::ca::RevocationReason;
 use vcsdk::ClientId;
 
-/// A command-line client for vcsdk: enroll an identity with the CA, renew it, revoke it, show it.
+/// A command-line client for vcsdk: enroll an identity with the CA, renew, revoke and show it;
+/// register with a conferencing server, see who is online, place and answer calls.
 #[derive(Parser)]
 #[command(name = "vc", version, about, long_about = None)]
 struct Cli {
@@ -23,6 +26,18 @@ struct IdentityDir {
     /// Directory holding the identity (cert.pem, key.pem, root.pem, identity.toml).
     #[arg(long, value_name = "DIR")]
     identity_dir: PathBuf,
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// The conferencing server, HOST:PORT.
+    #[arg(long)]
+    server: String,
+    /// The name the server's certificate must carry (defaults to HOST).
+    #[arg(long)]
+    server_name: Option<String>,
+    #[command(flatten)]
+    dir: IdentityDir,
 }
 
 #[derive(Subcommand)]
@@ -59,6 +74,48 @@ enum Command {
         /// unspecified, keyCompromise, affiliationChanged, superseded, cessationOfOperation or privilegeWithdrawn.
         #[arg(long, default_value = "unspecified")]
         reason: RevocationReason,
+    },
+    /// Register with the server, accepting its terms of use.
+    Register {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Accept the server's current terms of use (their version is shown without this flag).
+        #[arg(long)]
+        accept_terms: bool,
+    },
+    /// Stop being a registered user of the server.
+    Unregister {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List the registered users online now.
+    Users {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Call a user; hang up after --duration, otherwise on Ctrl-C.
+    Call {
+        /// The user to call.
+        user: String,
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Hang up this long after the call is accepted (e.g. 10s, 2m).
+        #[arg(long)]
+        duration: Option<String>,
+    },
+    /// Wait for calls and answer them (asks on the terminal unless --auto-accept).
+    Listen {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Accept every call without asking.
+        #[arg(long)]
+        auto_accept: bool,
+        /// Decline every call without asking.
+        #[arg(long, conflicts_with = "auto_accept")]
+        auto_decline: bool,
+        /// Exit after this many calls have ended.
+        #[arg(long)]
+        max_calls: Option<u32>,
     },
     /// Show the identity: id, serial (keyID), validity, renewal time.
     Whoami {
@@ -152,6 +209,67 @@ async fn run(command: Command) -> Result<(), String> {
             );
             Ok(())
         }
+        Command::Register {
+            server,
+            accept_terms,
+        } => {
+            let (client, _events) = connect(&server).await?;
+            let terms = client.welcome().terms_version;
+            if !accept_terms {
+                return Err(format!(
+                    "the server's terms of use are version {terms}; run again with --accept-terms to accept them and register"
+                ));
+            }
+            client.register(&terms).await.map_err(text)?;
+            println!(
+                "registered {} (terms of use version {terms})",
+                client.user()
+            );
+            let _ = client.close().await;
+            Ok(())
+        }
+        Command::Unregister { server } => {
+            let (client, _events) = connect(&server).await?;
+            client.unregister().await.map_err(text)?;
+            println!("unregistered {}", client.user());
+            let _ = client.close().await;
+            Ok(())
+        }
+        Command::Users { server } => {
+            let (client, _events) = connect(&server).await?;
+            for user in client.active_users().await.map_err(text)? {
+                println!(
+                    "{} (online since {})",
+                    user.user,
+                    rfc3339(user.online_since)
+                );
+            }
+            let _ = client.close().await;
+            Ok(())
+        }
+        Command::Call {
+            user,
+            server,
+            duration,
+        } => {
+            let duration = duration
+                .map(|d| vcsdk::util::parse_duration(&d).map_err(|e| format!("--duration: {e}")))
+                .transpose()?;
+            calls::call(connect(&server).await?, &user, duration).await
+        }
+        Command::Listen {
+            server,
+            auto_accept,
+            auto_decline,
+            max_calls,
+        } => {
+            let policy = match (auto_accept, auto_decline) {
+                (true, _) => calls::AnswerPolicy::Accept,
+                (_, true) => calls::AnswerPolicy::Decline,
+                _ => calls::AnswerPolicy::Ask,
+            };
+            calls::listen(connect(&server).await?, policy, max_calls).await
+        }
         Command::Whoami { dir, check, json } => {
             let store = IdentityStore::new(&dir.identity_dir);
             let identity = store.load().map_err(text)?;
@@ -193,6 +311,31 @@ async fn run(command: Command) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// Connects to the server with the identity, checking the server against the pinned root and the
+/// freshest CRL available (fetched from the CA, else the cached one).
+async fn connect(
+    args: &ServerArgs,
+) -> Result<
+    (
+        vcsdk::client::Client,
+        tokio::sync::mpsc::Receiver<vcsdk::client::ClientEvent>,
+    ),
+    String,
+> {
+    let store = IdentityStore::new(&args.dir.identity_dir);
+    let identity = std::sync::Arc::new(store.load().map_err(text)?);
+    let check = match store.refresh_crl().await {
+        Ok(check) => check,
+        Err(e) => {
+            tracing::warn!(error = %e, "CRL not refreshed; using the cached one");
+            store.certificate_check().map_err(text)?
+        }
+    };
+    let mut options = vcsdk::client::ClientOptions::new(args.server.clone(), identity, check);
+    options.server_name = args.server_name.clone();
+    vcsdk::client::Client::connect(options).await.map_err(text)
 }
 
 fn describe(identity: &Identity) -> String {

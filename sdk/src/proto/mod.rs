@@ -2,3 +2,5 @@
 //! `docs/protocol.md`.
 
 pub mod ca;
+pub mod frame;
+pub mod signal;

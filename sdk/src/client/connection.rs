@@ -1,0 +1,351 @@
+//! One signalling connection: mutual TLS, `hello`/`welcome`, a writer task and a reader task that
+//! matches answers to requests, answers pings and forwards events.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use tokio::io::{ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_rustls::client::TlsStream;
+
+use super::{ClientEvent, ClientOptions};
+use crate::proto::frame::{self, read_frame, write_frame};
+use crate::proto::signal::{ClientMessage, Request, Response, ServerMessage, PROTOCOL_VERSION};
+use crate::tls;
+use crate::{Error, Result};
+
+/// How long connecting, the TLS handshake and the `welcome` may take.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Frames queued for sending before requests are refused.
+const OUTBOUND_QUEUE: usize = 256;
+
+/// What the server said in `welcome`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Welcome {
+    /// The server's name.
+    pub server: String,
+    /// Our authenticated id.
+    pub user: String,
+    /// Whether we are a registered user.
+    pub registered: bool,
+    /// The terms-of-use version `register` must accept.
+    pub terms_version: String,
+    /// The server's keepalive period, seconds.
+    pub keepalive_secs: u64,
+}
+
+type Pending = Mutex<HashMap<u64, oneshot::Sender<Result<Response>>>>;
+
+pub(super) struct Connection {
+    target: String,
+    out: mpsc::Sender<Vec<u8>>,
+    pending: Pending,
+    next_id: AtomicU64,
+    alive: AtomicBool,
+    closed: watch::Sender<Option<String>>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// The name the server's certificate must carry.
+pub(super) fn server_name(options: &ClientOptions) -> String {
+    options.server_name.clone().unwrap_or_else(|| {
+        let host = options
+            .server
+            .rsplit_once(':')
+            .map_or(options.server.as_str(), |(h, _)| h);
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned()
+    })
+}
+
+impl Connection {
+    pub(super) async fn open(
+        options: &ClientOptions,
+        events: mpsc::Sender<ClientEvent>,
+    ) -> Result<(Arc<Self>, Welcome)> {
+        let target = options.server.clone();
+        let fail = |message: String| Error::Connection {
+            target: target.clone(),
+            message,
+        };
+        let name = server_name(options);
+        let config = tls::client_config(
+            Arc::new(RwLock::new(options.check.clone())),
+            Some(options.identity.certified_key()),
+        )?;
+        let server_name = ServerName::try_from(name.clone())
+            .map_err(|e| Error::InvalidArgument(format!("server name {name:?}: {e}")))?;
+        let opening = async {
+            let tcp = TcpStream::connect(&options.server)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            let _ = tcp.set_nodelay(true);
+            let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+                .connect(server_name, tcp)
+                .await
+                .map_err(|e| fail(format!("TLS handshake: {}", crate::https::describe_tls(&e))))?;
+            let (mut reader, mut writer) = tokio::io::split(tls);
+            let hello = frame::encode(&ClientMessage::Hello {
+                protocol: PROTOCOL_VERSION,
+                agent: format!("vcsdk/{}", crate::VERSION),
+            })?;
+            write_frame(&mut writer, &hello)
+                .await
+                .map_err(|e| fail(format!("sending hello: {}", crate::https::describe_tls(&e))))?;
+            let mut buf = Vec::new();
+            match read_frame(&mut reader, &mut buf).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(fail("the server closed the connection during hello".into()))
+                }
+                Err(frame::FrameError::Io(e)) => {
+                    return Err(fail(format!(
+                        "during hello: {}",
+                        crate::https::describe_tls(&e)
+                    )))
+                }
+                Err(e) => return Err(fail(e.to_string())),
+            }
+            let welcome = match serde_json::from_slice::<ServerMessage>(&buf) {
+                Ok(ServerMessage::Welcome {
+                    protocol,
+                    server,
+                    user,
+                    registered,
+                    terms_version,
+                    keepalive_secs,
+                }) if protocol == PROTOCOL_VERSION => Welcome {
+                    server,
+                    user,
+                    registered,
+                    terms_version,
+                    keepalive_secs,
+                },
+                Ok(ServerMessage::Error { code, message, .. }) => {
+                    return Err(Error::ServerRefused { code, message })
+                }
+                Ok(other) => {
+                    return Err(Error::Protocol(format!("expected welcome, got {other:?}")))
+                }
+                Err(e) => {
+                    return Err(Error::Protocol(format!(
+                        "the server's welcome is malformed: {e}"
+                    )))
+                }
+            };
+            Ok((reader, writer, welcome))
+        };
+        let (reader, writer, welcome) = tokio::time::timeout(OPEN_TIMEOUT, opening)
+            .await
+            .map_err(|_| fail(format!("no welcome within {} s", OPEN_TIMEOUT.as_secs())))??;
+
+        let (out, out_rx) = mpsc::channel(OUTBOUND_QUEUE);
+        let (closed, _) = watch::channel(None);
+        let connection = Arc::new(Connection {
+            target: options.server.clone(),
+            out,
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            alive: AtomicBool::new(true),
+            closed,
+            tasks: Mutex::new(Vec::new()),
+        });
+        let idle = Duration::from_secs(welcome.keepalive_secs.max(1) * 3 + 2);
+        let writer_task = tokio::spawn(write_loop(writer, out_rx, connection.clone()));
+        let reader_task = tokio::spawn(read_loop(reader, connection.clone(), events, idle));
+        connection
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend([writer_task, reader_task]);
+        Ok((connection, welcome))
+    }
+
+    pub(super) fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::SeqCst)
+    }
+
+    /// Sends a request and waits for its answer.
+    pub(super) async fn request(&self, request: Request, timeout: Duration) -> Result<Response> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = frame::encode(&ClientMessage::Request { id, request })?;
+        let (tx, rx) = oneshot::channel();
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, tx);
+        if self.out.try_send(frame).is_err() {
+            self.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+            return Err(self.lost("the connection is closed or its send queue is full"));
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(self.lost("the connection closed before the answer")),
+            Err(_) => {
+                self.pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
+                Err(self.lost(&format!("no answer within {} s", timeout.as_secs())))
+            }
+        }
+    }
+
+    /// Waits until the connection is closed; returns why.
+    pub(super) async fn closed(&self) -> String {
+        let mut rx = self.closed.subscribe();
+        loop {
+            if let Some(reason) = rx.borrow_and_update().clone() {
+                return reason;
+            }
+            if rx.changed().await.is_err() {
+                return "connection dropped".into();
+            }
+        }
+    }
+
+    /// Closes the connection now.
+    pub(super) fn shutdown(&self) {
+        self.finish("closed at the client's request");
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+    }
+
+    fn lost(&self, message: &str) -> Error {
+        Error::Connection {
+            target: self.target.clone(),
+            message: message.to_owned(),
+        }
+    }
+
+    /// Marks the connection dead (first reason wins) and fails every waiting request.
+    fn finish(&self, reason: &str) {
+        self.alive.store(false, Ordering::SeqCst);
+        self.closed.send_if_modified(|current| {
+            if current.is_none() {
+                *current = Some(reason.to_owned());
+                true
+            } else {
+                false
+            }
+        });
+        let pending: Vec<_> = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
+        for (_, tx) in pending {
+            let _ = tx.send(Err(self.lost(reason)));
+        }
+    }
+}
+
+async fn write_loop(
+    mut writer: WriteHalf<TlsStream<TcpStream>>,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    connection: Arc<Connection>,
+) {
+    while let Some(frame) = rx.recv().await {
+        if let Err(e) = write_frame(&mut writer, &frame).await {
+            connection.finish(&format!("sending failed: {e}"));
+            break;
+        }
+    }
+    let _ = tokio::io::AsyncWriteExt::shutdown(&mut writer).await;
+}
+
+async fn read_loop(
+    mut reader: ReadHalf<TlsStream<TcpStream>>,
+    connection: Arc<Connection>,
+    events: mpsc::Sender<ClientEvent>,
+    idle: Duration,
+) {
+    let mut buf = Vec::new();
+    let mut disconnect_reason: Option<String> = None;
+    let reason = loop {
+        let frame = match tokio::time::timeout(idle, read_frame(&mut reader, &mut buf)).await {
+            Err(_) => break format!("the server was silent for {} s", idle.as_secs()),
+            Ok(Ok(true)) => &buf,
+            Ok(Ok(false)) => {
+                break disconnect_reason
+                    .take()
+                    .unwrap_or_else(|| "the server closed the connection".into())
+            }
+            Ok(Err(frame::FrameError::Io(e))) => {
+                break disconnect_reason.take().unwrap_or_else(|| {
+                    format!("connection lost: {}", crate::https::describe_tls(&e))
+                })
+            }
+            Ok(Err(e)) => break format!("protocol error: {e}"),
+        };
+        let message = match serde_json::from_slice::<ServerMessage>(frame) {
+            Ok(m) => m,
+            Err(e) => break format!("protocol error: malformed message from the server: {e}"),
+        };
+        match message {
+            ServerMessage::Ping { nonce } => {
+                if let Ok(pong) = frame::encode(&ClientMessage::Pong { nonce }) {
+                    let _ = connection.out.try_send(pong);
+                }
+            }
+            ServerMessage::Pong { .. } | ServerMessage::Welcome { .. } => {}
+            ServerMessage::Response { id, result } => {
+                if let Some(tx) = connection
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id)
+                {
+                    let _ = tx.send(Ok(result));
+                }
+            }
+            ServerMessage::Error {
+                id: Some(id),
+                code,
+                message,
+            } => {
+                if let Some(tx) = connection
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id)
+                {
+                    let _ = tx.send(Err(Error::ServerRefused { code, message }));
+                }
+            }
+            ServerMessage::Error {
+                id: None,
+                code,
+                message,
+            } => {
+                disconnect_reason = Some(format!("{code}: {message}"));
+            }
+            ServerMessage::Event { event } => {
+                if let crate::proto::signal::Event::Disconnect { reason } = &event {
+                    disconnect_reason = Some(reason.clone());
+                }
+                if let Some(event) = Option::<ClientEvent>::from(event) {
+                    if events.try_send(event).is_err() {
+                        tracing::warn!("event queue full or closed; event dropped");
+                    }
+                }
+            }
+        }
+    };
+    connection.finish(&reason);
+}

@@ -1,0 +1,373 @@
+//! The signalling protocol between clients and `vc-server`, version 1 (see `docs/protocol.md`).
+//! Every message is a JSON object in one frame ([`super::frame`]); unknown fields and unknown
+//! message types are refused.
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this SDK speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Most users in one `active_users` page (keeps the answer well inside one frame).
+pub const MAX_USERS_PAGE: u32 = 500;
+/// Longest opaque end-to-end payload carried by `establish_session`, in bytes.
+pub const MAX_SESSION_PAYLOAD: usize = 48 * 1024;
+
+/// Messages a client sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// First message on a connection: the protocol version the client speaks.
+    Hello {
+        /// Must be [`PROTOCOL_VERSION`].
+        protocol: u32,
+        /// Free text naming the client software.
+        agent: String,
+    },
+    /// A request; the answer carries the same `id`.
+    Request {
+        /// Chosen by the client, unique on the connection.
+        id: u64,
+        /// What is asked.
+        request: Request,
+    },
+    /// Keepalive probe; the server answers `pong` with the same nonce.
+    Ping {
+        /// Echoed back.
+        nonce: u64,
+    },
+    /// Answer to the server's `ping`.
+    Pong {
+        /// The nonce of the ping.
+        nonce: u64,
+    },
+}
+
+/// The seed's server interface, as requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// getServerCert: the server's certificate.
+    GetServerCert,
+    /// registerNewUser: accept the terms of use of this version and become a registered user.
+    Register {
+        /// The terms version the user accepted (the server's current one, from `welcome`).
+        terms_version: String,
+    },
+    /// unregister: stop being a registered user.
+    Unregister,
+    /// getActiveUsers: registered users online now, by id, a page at a time.
+    GetActiveUsers {
+        /// Start after this id (the previous page's `next`).
+        #[serde(default)]
+        after: Option<String>,
+        /// Page size, at most [`MAX_USERS_PAGE`] (the default).
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+    /// Receive `presence` events from now on.
+    SubscribePresence,
+    /// getPeerCert: the certificate of a registered user.
+    GetPeerCert {
+        /// The user.
+        user: String,
+    },
+    /// reqConnect: call `dst`. `src` must be the caller's own id.
+    ReqConnect {
+        /// The caller (must be the authenticated id).
+        src: String,
+        /// The callee.
+        dst: String,
+    },
+    /// acceptConnect / declineConnect: the callee answers an offered call.
+    Answer {
+        /// The call.
+        call_id: String,
+        /// The answer.
+        answer: Answer,
+    },
+    /// establishSession: an opaque, signed end-to-end message for the other party of the call.
+    EstablishSession {
+        /// The call.
+        call_id: String,
+        /// Opaque to the server (base64 or JSON text chosen by the clients).
+        payload: String,
+    },
+    /// terminateSession: end (or cancel) a call.
+    TerminateSession {
+        /// The call.
+        call_id: String,
+        /// Why, shown to the other party.
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// closeConnection: the server closes the connection after answering.
+    CloseConnection,
+    /// getAccountInfo.
+    GetAccountInfo,
+    /// addCredit with a voucher code.
+    AddCredit {
+        /// The voucher.
+        voucher: String,
+    },
+    /// updateCert: where to renew the certificate.
+    UpdateCert,
+}
+
+/// The callee's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Answer {
+    /// acceptConnect.
+    Accept,
+    /// declineConnect.
+    Decline,
+    /// Busy: declined because the callee is occupied.
+    Busy,
+}
+
+/// Messages the server sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ServerMessage {
+    /// Answer to `hello`.
+    Welcome {
+        /// The protocol version in use.
+        protocol: u32,
+        /// The server's name.
+        server: String,
+        /// The authenticated client id.
+        user: String,
+        /// Whether that id is a registered user.
+        registered: bool,
+        /// The terms-of-use version `register` must accept.
+        terms_version: String,
+        /// The server pings this often; a connection silent for three periods is dropped.
+        keepalive_secs: u64,
+    },
+    /// Success of the request `id`.
+    Response {
+        /// The request's id.
+        id: u64,
+        /// The result.
+        result: Response,
+    },
+    /// Failure of the request `id` (or of the connection, without an id).
+    Error {
+        /// The request's id, if the error answers one.
+        #[serde(default)]
+        id: Option<u64>,
+        /// Stable code (docs/protocol.md).
+        code: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// Something happened.
+    Event {
+        /// What.
+        event: Event,
+    },
+    /// Keepalive probe; answer with `pong`.
+    Ping {
+        /// Echo it.
+        nonce: u64,
+    },
+    /// Answer to a client's `ping`.
+    Pong {
+        /// The ping's nonce.
+        nonce: u64,
+    },
+}
+
+/// Results of requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Response {
+    /// Done, nothing to report.
+    Ok,
+    /// The server's certificate.
+    ServerCert {
+        /// PEM.
+        certificate_pem: String,
+    },
+    /// Registration recorded.
+    Registered {
+        /// The user.
+        user: String,
+        /// The accepted terms version.
+        terms_version: String,
+        /// When, Unix seconds.
+        registered_at: i64,
+    },
+    /// Registered users online now: one page.
+    ActiveUsers {
+        /// Them, by id.
+        users: Vec<UserPresence>,
+        /// When more follow: the `after` for the next page.
+        #[serde(default)]
+        next: Option<String>,
+    },
+    /// A registered user's certificate.
+    PeerCert {
+        /// The user.
+        user: String,
+        /// PEM; check it with the pinned root, the CRL and the expected id.
+        certificate_pem: String,
+    },
+    /// The call was placed and is ringing; its outcome arrives as `call_state` events.
+    CallPlaced {
+        /// The call's id.
+        call_id: String,
+    },
+    /// The account.
+    Account(AccountInfo),
+    /// Where to renew the certificate.
+    RenewAt {
+        /// The CA's URL.
+        ca_url: String,
+    },
+}
+
+/// A user who is online.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserPresence {
+    /// The user.
+    pub user: String,
+    /// Online since, Unix seconds.
+    pub online_since: i64,
+}
+
+/// A user's account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountInfo {
+    /// The user.
+    pub user: String,
+    /// When the user registered, Unix seconds.
+    pub registered_at: i64,
+    /// The terms version accepted.
+    pub terms_version: String,
+    /// Balance in minor currency units.
+    pub balance: i64,
+    /// Currency code.
+    pub currency: String,
+}
+
+/// Something the server tells a client without being asked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Event {
+    /// Someone calls you; answer with `answer`.
+    IncomingCall {
+        /// The call.
+        call_id: String,
+        /// The caller.
+        from: String,
+    },
+    /// A call changed state.
+    CallState {
+        /// The call.
+        call_id: String,
+        /// The new state.
+        state: CallState,
+        /// Why, for ending states.
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// A registered user came online or went offline.
+    Presence {
+        /// The user.
+        user: String,
+        /// Online now?
+        online: bool,
+    },
+    /// An end-to-end message from the other party of a call.
+    SessionMessage {
+        /// The call.
+        call_id: String,
+        /// The sender.
+        from: String,
+        /// Opaque payload.
+        payload: String,
+    },
+    /// The server is closing this connection.
+    Disconnect {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// States of a two-party call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallState {
+    /// Offered to the callee.
+    Ringing,
+    /// The callee accepted; the call is up.
+    Accepted,
+    /// The callee declined.
+    Declined,
+    /// The callee is busy.
+    Busy,
+    /// Nobody answered in time.
+    NoAnswer,
+    /// The call ended (hang-up, disconnect, shutdown); see the reason.
+    Ended,
+}
+
+impl CallState {
+    /// Whether the call is over in this state.
+    pub fn is_final(self) -> bool {
+        !matches!(self, CallState::Ringing | CallState::Accepted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_and_unknown_fields_are_refused() {
+        let m = ClientMessage::Request {
+            id: 3,
+            request: Request::ReqConnect {
+                src: "alice".into(),
+                dst: "bob".into(),
+            },
+        };
+        let json = serde_json::to_string(&m).unwrap();
+        assert_eq!(
+            json,
+            r#"{"type":"request","id":3,"request":{"op":"req_connect","src":"alice","dst":"bob"}}"#
+        );
+        assert_eq!(serde_json::from_str::<ClientMessage>(&json).unwrap(), m);
+        for bad in [
+            r#"{"type":"request","id":3,"request":{"op":"req_connect","src":"a","dst":"b","x":1}}"#,
+            r#"{"type":"request","id":3,"extra":1,"request":{"op":"unregister"}}"#,
+            r#"{"type":"request","id":3,"request":{"op":"launch_missiles"}}"#,
+            r#"{"type":"shout"}"#,
+        ] {
+            assert!(serde_json::from_str::<ClientMessage>(bad).is_err(), "{bad}");
+        }
+        let e = ServerMessage::Event {
+            event: Event::CallState {
+                call_id: "c".into(),
+                state: CallState::NoAnswer,
+                reason: None,
+            },
+        };
+        let json = serde_json::to_string(&e).unwrap();
+        assert_eq!(serde_json::from_str::<ServerMessage>(&json).unwrap(), e);
+        let r = ServerMessage::Response {
+            id: 1,
+            result: Response::Account(AccountInfo {
+                user: "a".into(),
+                registered_at: 1,
+                terms_version: "1".into(),
+                balance: 0,
+                currency: "EUR".into(),
+            }),
+        };
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<ServerMessage>(&json).unwrap(), r);
+    }
+}

@@ -1,0 +1,98 @@
+//! The server's settings: `server.toml` in the data directory, written with defaults by
+//! `vc-server init`. Every key is optional; the defaults are those of [`ServerConfig::default`].
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// File name of the settings in the data directory.
+pub const CONFIG_FILE: &str = "server.toml";
+
+/// Every setting, with its default.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// The server's name, sent in `welcome`.
+    pub name: String,
+    /// Address `serve` listens on when `--listen` is not given.
+    pub listen: String,
+    /// The terms-of-use version clients must accept to register.
+    pub terms_version: String,
+    /// Seconds between keepalive pings; a connection silent for three periods is dropped.
+    pub keepalive_secs: u64,
+    /// Seconds a call rings before it ends as "no answer".
+    pub ring_timeout_secs: u64,
+    /// Seconds between CRL refreshes from the CA (also on SIGHUP).
+    pub crl_refresh_secs: u64,
+    /// Requests per second allowed per connection (sustained).
+    pub rate_limit_per_sec: u32,
+    /// Requests allowed in a burst per connection.
+    pub rate_limit_burst: u32,
+    /// Frames queued for one client before it is dropped as too slow.
+    pub outbound_queue: usize,
+    /// Most connections served at once.
+    pub max_connections: usize,
+    /// Currency of account balances (ISO 4217 code).
+    pub currency: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            name: "vc-server".into(),
+            listen: "127.0.0.1:7443".into(),
+            terms_version: "1".into(),
+            keepalive_secs: 15,
+            ring_timeout_secs: 30,
+            crl_refresh_secs: 60,
+            rate_limit_per_sec: 20,
+            rate_limit_burst: 40,
+            outbound_queue: 256,
+            max_connections: 20_000,
+            currency: "EUR".into(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Reads `DIR/server.toml`.
+    pub fn load(dir: &Path) -> Result<Self, String> {
+        let path = dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let config: ServerConfig =
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value, naming the first bad one.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("keepalive_secs", self.keepalive_secs),
+            ("ring_timeout_secs", self.ring_timeout_secs),
+            ("crl_refresh_secs", self.crl_refresh_secs),
+            ("rate_limit_per_sec", u64::from(self.rate_limit_per_sec)),
+            ("rate_limit_burst", u64::from(self.rate_limit_burst)),
+            ("outbound_queue", self.outbound_queue as u64),
+            ("max_connections", self.max_connections as u64),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(format!("{CONFIG_FILE}: {name} must be at least 1"));
+            }
+        }
+        if self.terms_version.is_empty() || self.terms_version.len() > 64 {
+            return Err(format!(
+                "{CONFIG_FILE}: terms_version must be 1 to 64 characters"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Keepalive period.
+    pub fn keepalive(&self) -> Duration {
+        Duration::from_secs(self.keepalive_secs)
+    }
+}

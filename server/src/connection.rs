@@ -1,0 +1,423 @@
+//! One client connection: `hello` and `welcome`, then requests answered in order, keepalive pings,
+//! a per-connection rate limit, and a bounded outbound queue drained by its own writer task.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rustls_pki_types::CertificateDer;
+use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::server::TlsStream;
+use vcsdk::pki::CertificateInfo;
+use vcsdk::proto::frame::{self, read_frame, write_frame, FrameError};
+use vcsdk::proto::signal::{
+    ClientMessage, Request, Response, ServerMessage, MAX_SESSION_PAYLOAD, MAX_USERS_PAGE,
+    PROTOCOL_VERSION,
+};
+use vcsdk::util::unix_now;
+
+use crate::hub::{Hub, Peer, Refusal};
+use crate::Server;
+
+/// How long a client has to send `hello`.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long queued frames may take to drain when a connection closes.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A token bucket: `rate` per second, `burst` at most.
+struct RateLimit {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    last: Instant,
+    strikes: u32,
+}
+
+impl RateLimit {
+    fn new(rate: u32, burst: u32) -> Self {
+        RateLimit {
+            tokens: f64::from(burst),
+            rate: f64::from(rate),
+            burst: f64::from(burst),
+            last: Instant::now(),
+            strikes: 0,
+        }
+    }
+
+    fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.strikes = 0;
+            true
+        } else {
+            self.strikes += 1;
+            false
+        }
+    }
+}
+
+fn encode(message: &ServerMessage) -> Option<Bytes> {
+    frame::encode(message).ok().map(Bytes::from)
+}
+
+fn error(id: Option<u64>, code: &str, message: impl Into<String>) -> ServerMessage {
+    ServerMessage::Error {
+        id,
+        code: code.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// Serves one authenticated TLS connection until it closes.
+pub async fn serve(server: Arc<Server>, tls: TlsStream<TcpStream>, addr: SocketAddr) {
+    let hub = server.hub.clone();
+    let cert: CertificateDer<'static> =
+        match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+            Some(c) => c.clone().into_owned(),
+            None => return,
+        };
+    let user = match CertificateInfo::parse(&cert) {
+        Ok(info) if vcsdk::id::validate_id(&info.id).is_ok() => info.id,
+        _ => return,
+    };
+    let (mut reader, mut writer) = tokio::io::split(tls);
+
+    // hello
+    let mut buf = Vec::new();
+    let hello = tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut reader, &mut buf)).await;
+    let refusal = match hello {
+        Ok(Ok(true)) => match serde_json::from_slice::<ClientMessage>(&buf) {
+            Ok(ClientMessage::Hello { protocol, .. }) if protocol == PROTOCOL_VERSION => None,
+            Ok(ClientMessage::Hello { protocol, .. }) => Some(error(
+                None,
+                "unsupported_version",
+                format!("this server speaks protocol version {PROTOCOL_VERSION}; the client asked for {protocol}"),
+            )),
+            Ok(_) => Some(error(None, "hello_required", "the first message must be hello")),
+            Err(e) => Some(error(None, "malformed_message", format!("hello: {e}"))),
+        },
+        Ok(Err(FrameError::TooLarge(n))) => Some(error(None, "frame_too_large", format!("frame of {n} bytes exceeds {}", frame::MAX_FRAME))),
+        _ => return,
+    };
+    if let Some(refusal) = refusal {
+        if let Some(f) = encode(&refusal) {
+            let _ = write_frame(&mut writer, &f).await;
+        }
+        let _ = writer.shutdown().await;
+        return;
+    }
+
+    let registered = read_store(&hub, {
+        let user = user.clone();
+        move |store| store.is_registered(&user)
+    })
+    .await
+    .unwrap_or(false);
+    if registered {
+        let info = CertificateInfo::parse(&cert)
+            .map(|i| i.serial)
+            .unwrap_or_default();
+        hub.store.seen_certificate(&user, &info, &cert);
+    }
+    let (out, out_rx) = mpsc::channel::<Bytes>(hub.config.outbound_queue);
+    let (kill, mut killed) = watch::channel(None);
+    let conn_id = hub.next_conn_id();
+    let welcome = ServerMessage::Welcome {
+        protocol: PROTOCOL_VERSION,
+        server: hub.config.name.clone(),
+        user: user.clone(),
+        registered,
+        terms_version: hub.config.terms_version.clone(),
+        keepalive_secs: hub.config.keepalive_secs,
+    };
+    if let Some(f) = encode(&welcome) {
+        let _ = out.try_send(f);
+    }
+    let peer = Peer {
+        conn_id,
+        out: out.clone(),
+        kill,
+        cert,
+        registered,
+        online_since: unix_now(),
+        presence: false,
+    };
+    if let Err(r) = hub.attach(&user, peer) {
+        if let Some(f) = encode(&error(None, r.code, r.message)) {
+            let _ = write_frame(&mut writer, &f).await;
+        }
+        return;
+    }
+    tracing::debug!(%user, %addr, conn_id, "connected");
+    let writer_task = tokio::spawn(write_loop(writer, out_rx));
+    let pinger = tokio::spawn(ping_loop(out.clone(), hub.config.keepalive()));
+
+    let reason = read_loop(&server, &user, &mut reader, &out, &mut killed).await;
+    pinger.abort();
+    hub.detach(&user, conn_id);
+    if let Some(f) = encode(&ServerMessage::Event {
+        event: vcsdk::proto::signal::Event::Disconnect {
+            reason: reason.clone(),
+        },
+    }) {
+        let _ = out.try_send(f);
+    }
+    drop(out);
+    let abort = writer_task.abort_handle();
+    if tokio::time::timeout(DRAIN_TIMEOUT, writer_task)
+        .await
+        .is_err()
+    {
+        abort.abort();
+    }
+    tracing::debug!(%user, %addr, conn_id, %reason, "disconnected");
+}
+
+async fn write_loop(mut writer: WriteHalf<TlsStream<TcpStream>>, mut rx: mpsc::Receiver<Bytes>) {
+    while let Some(frame) = rx.recv().await {
+        if write_frame(&mut writer, &frame).await.is_err() {
+            return;
+        }
+    }
+    let _ = writer.shutdown().await;
+}
+
+async fn ping_loop(out: mpsc::Sender<Bytes>, every: Duration) {
+    let mut nonce = 0u64;
+    let mut interval = tokio::time::interval(every);
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        nonce += 1;
+        if let Some(f) = encode(&ServerMessage::Ping { nonce }) {
+            if out.try_send(f).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Reads and answers frames until the client leaves, misbehaves, falls silent, or is killed.
+/// Returns the reason.
+async fn read_loop(
+    server: &Arc<Server>,
+    user: &str,
+    reader: &mut ReadHalf<TlsStream<TcpStream>>,
+    out: &mpsc::Sender<Bytes>,
+    killed: &mut watch::Receiver<Option<String>>,
+) -> String {
+    let hub = &server.hub;
+    let idle = hub.config.keepalive() * 3;
+    let mut limit = RateLimit::new(hub.config.rate_limit_per_sec, hub.config.rate_limit_burst);
+    let mut buf = Vec::new();
+    loop {
+        let read = tokio::select! {
+            _ = killed.changed() => {
+                return killed.borrow().clone().unwrap_or_else(|| "closed".into());
+            }
+            read = tokio::time::timeout(idle, read_frame(reader, &mut buf)) => read,
+        };
+        match read {
+            Err(_) => return format!("keepalive timeout: silent for {} s", idle.as_secs()),
+            Ok(Ok(false)) => return "the client closed the connection".into(),
+            Ok(Err(FrameError::Io(e))) => return format!("connection lost: {e}"),
+            Ok(Err(e)) => {
+                let code = if matches!(e, FrameError::TooLarge(_)) {
+                    "frame_too_large"
+                } else {
+                    "malformed_frame"
+                };
+                reply(hub, user, out, &error(None, code, e.to_string()));
+                return format!("{code}: {e}");
+            }
+            Ok(Ok(true)) => {}
+        }
+        if !limit.allow() {
+            if limit.strikes > hub.config.rate_limit_burst * 4 {
+                return "flooding: rate limit exceeded repeatedly".into();
+            }
+            let id = serde_json::from_slice::<ClientMessage>(&buf)
+                .ok()
+                .and_then(|m| match m {
+                    ClientMessage::Request { id, .. } => Some(id),
+                    _ => None,
+                });
+            reply(
+                hub,
+                user,
+                out,
+                &error(
+                    id,
+                    "rate_limited",
+                    format!(
+                        "more than {} requests per second",
+                        hub.config.rate_limit_per_sec
+                    ),
+                ),
+            );
+            continue;
+        }
+        let message = match serde_json::from_slice::<ClientMessage>(&buf) {
+            Ok(m) => m,
+            Err(e) => {
+                reply(
+                    hub,
+                    user,
+                    out,
+                    &error(None, "malformed_message", e.to_string()),
+                );
+                continue;
+            }
+        };
+        match message {
+            ClientMessage::Ping { nonce } => reply(hub, user, out, &ServerMessage::Pong { nonce }),
+            ClientMessage::Pong { .. } => {}
+            ClientMessage::Hello { .. } => reply(
+                hub,
+                user,
+                out,
+                &error(None, "unexpected_hello", "hello was already received"),
+            ),
+            ClientMessage::Request { id, request } => {
+                let close = matches!(request, Request::CloseConnection);
+                let answer = match handle(server, user, request).await {
+                    Ok(result) => ServerMessage::Response { id, result },
+                    Err(r) => error(Some(id), r.code, r.message),
+                };
+                reply(hub, user, out, &answer);
+                if close {
+                    return "closed at the client's request".into();
+                }
+            }
+        }
+    }
+}
+
+fn reply(hub: &Hub, user: &str, out: &mpsc::Sender<Bytes>, message: &ServerMessage) {
+    if let Some(f) = encode(message) {
+        if out.try_send(f).is_err() {
+            hub.kill(user, "too slow: outbound queue full");
+        }
+    }
+}
+
+async fn handle(server: &Arc<Server>, user: &str, request: Request) -> Result<Response, Refusal> {
+    let hub = &server.hub;
+    let registered_only = !matches!(
+        request,
+        Request::GetServerCert
+            | Request::Register { .. }
+            | Request::UpdateCert
+            | Request::CloseConnection
+    );
+    if registered_only && !hub.is_registered(user) {
+        return Err(Refusal::new(
+            "not_registered",
+            "register first (accept the terms of use)",
+        ));
+    }
+    match request {
+        Request::GetServerCert => Ok(Response::ServerCert {
+            certificate_pem: server.certificate_pem(),
+        }),
+        Request::Register { terms_version } => {
+            let registered_at = hub.register(user, &terms_version).await?;
+            Ok(Response::Registered {
+                user: user.to_owned(),
+                terms_version,
+                registered_at,
+            })
+        }
+        Request::Unregister => hub.unregister(user).await.map(|_| Response::Ok),
+        Request::GetActiveUsers { after, limit } => {
+            let limit = limit.unwrap_or(MAX_USERS_PAGE).clamp(1, MAX_USERS_PAGE) as usize;
+            let (users, next) = hub.active_users(after.as_deref(), limit);
+            Ok(Response::ActiveUsers { users, next })
+        }
+        Request::SubscribePresence => {
+            hub.subscribe_presence(user);
+            Ok(Response::Ok)
+        }
+        Request::GetPeerCert { user: peer } => {
+            let der = read_store(hub, {
+                let peer = peer.clone();
+                move |store| store.certificate(&peer)
+            })
+            .await?
+            .ok_or_else(|| {
+                Refusal::new("unknown_user", format!("{peer} is not a registered user"))
+            })?;
+            Ok(Response::PeerCert {
+                user: peer,
+                certificate_pem: vcsdk::pki::pem::encode("CERTIFICATE", &der),
+            })
+        }
+        Request::ReqConnect { src, dst } => {
+            if src != user {
+                return Err(Refusal::new(
+                    "forbidden_src",
+                    format!("you are {user}, not {src}"),
+                ));
+            }
+            hub.request_call(user, &dst)
+                .map(|call_id| Response::CallPlaced { call_id })
+        }
+        Request::Answer { call_id, answer } => {
+            hub.answer(user, &call_id, answer).map(|_| Response::Ok)
+        }
+        Request::EstablishSession { call_id, payload } => {
+            if payload.len() > MAX_SESSION_PAYLOAD {
+                return Err(Refusal::new(
+                    "payload_too_large",
+                    format!("payload exceeds {MAX_SESSION_PAYLOAD} bytes"),
+                ));
+            }
+            hub.relay(user, &call_id, payload).map(|_| Response::Ok)
+        }
+        Request::TerminateSession { call_id, reason } => {
+            hub.terminate(user, &call_id, reason).map(|_| Response::Ok)
+        }
+        Request::CloseConnection => Ok(Response::Ok),
+        Request::GetAccountInfo => {
+            let record = read_store(hub, {
+                let user = user.to_owned();
+                move |store| store.user(&user)
+            })
+            .await?
+            .ok_or_else(|| Refusal::new("not_registered", "no account"))?;
+            Ok(Response::Account(vcsdk::proto::signal::AccountInfo {
+                user: record.id,
+                registered_at: record.registered_at,
+                terms_version: record.terms_version,
+                balance: record.balance,
+                currency: hub.config.currency.clone(),
+            }))
+        }
+        Request::AddCredit { .. } => Err(Refusal::new(
+            "not_available",
+            "this server does not redeem vouchers yet",
+        )),
+        Request::UpdateCert => Ok(Response::RenewAt {
+            ca_url: server.ca_url.clone(),
+        }),
+    }
+}
+
+/// Runs a database read off the async threads.
+async fn read_store<T: Send + 'static>(
+    hub: &Hub,
+    read: impl FnOnce(&crate::store::Store) -> Result<T, String> + Send + 'static,
+) -> Result<T, Refusal> {
+    let store = hub.store.clone();
+    tokio::task::spawn_blocking(move || read(&store))
+        .await
+        .map_err(|e| Refusal::new("internal", e.to_string()))?
+        .map_err(|e| Refusal::new("internal", e))
+}

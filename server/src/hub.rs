@@ -1,0 +1,634 @@
+//! Who is online and what calls exist: the server's in-memory state, and every rule of
+//! registration, presence and call routing. Persistence goes to [`Store`]; messages to clients go
+//! to their bounded outbound queues (a client whose queue is full is disconnected as too slow, so it
+//! never holds the others up).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rustls_pki_types::{CertificateDer, UnixTime};
+use tokio::sync::{mpsc, watch};
+use vcsdk::pki::{CertificateCheck, CertificateError, Usage};
+use vcsdk::proto::frame;
+use vcsdk::proto::signal::{Answer, CallState, Event, ServerMessage, UserPresence};
+use vcsdk::util::unix_now;
+
+use crate::config::ServerConfig;
+use crate::store::{Disposition, Store};
+
+/// A refusal sent to the client as an `error` with a stable code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Stable code (docs/protocol.md).
+    pub code: &'static str,
+    /// What was wrong.
+    pub message: String,
+}
+
+impl Refusal {
+    /// A refusal with `code` and `message`.
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Refusal {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// One connected client.
+pub struct Peer {
+    /// Distinguishes successive connections of the same user.
+    pub conn_id: u64,
+    /// Its outbound frames.
+    pub out: mpsc::Sender<Bytes>,
+    /// Closing it: set a reason.
+    pub kill: watch::Sender<Option<String>>,
+    /// The certificate it authenticated with.
+    pub cert: CertificateDer<'static>,
+    /// Whether it is a registered user.
+    pub registered: bool,
+    /// Connected since, Unix seconds.
+    pub online_since: i64,
+    /// Whether it receives presence events.
+    pub presence: bool,
+}
+
+struct Call {
+    caller: String,
+    callee: String,
+    /// Whether the callee was told of it (a busy callee never is).
+    offered: bool,
+    answered: bool,
+}
+
+#[derive(Default)]
+struct State {
+    peers: HashMap<String, Peer>,
+    calls: HashMap<String, Call>,
+    call_of: HashMap<String, String>,
+    shutting_down: bool,
+}
+
+/// The shared state of a running server.
+pub struct Hub {
+    state: Mutex<State>,
+    /// Durable state.
+    pub store: Arc<Store>,
+    /// Settings.
+    pub config: Arc<ServerConfig>,
+    next_conn: AtomicU64,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn new_call_id() -> String {
+    let mut b = [0u8; 16];
+    let _ = aws_lc_rs::rand::fill(&mut b);
+    vcsdk::util::hex(&b)
+}
+
+impl Hub {
+    /// A hub over `store` with `config`.
+    pub fn new(store: Arc<Store>, config: Arc<ServerConfig>) -> Arc<Self> {
+        Arc::new(Hub {
+            state: Mutex::new(State::default()),
+            store,
+            config,
+            next_conn: AtomicU64::new(1),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A fresh connection id.
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Connections open now.
+    pub fn connected(&self) -> usize {
+        self.lock().peers.len()
+    }
+
+    /// Admits a connection of `user`. An older connection of the same user is closed ("replaced
+    /// by a new connection"). Refused while shutting down.
+    pub fn attach(&self, user: &str, peer: Peer) -> Result<(), Refusal> {
+        let mut state = self.lock();
+        if state.shutting_down {
+            return Err(Refusal::new("shutting_down", "the server is shutting down"));
+        }
+        let registered = peer.registered;
+        if let Some(old) = state.peers.remove(user) {
+            let _ = old.kill.send(Some("replaced by a new connection".into()));
+            end_calls_locked(
+                &mut state,
+                &self.store,
+                user,
+                &format!("{user} reconnected"),
+            );
+        }
+        state.peers.insert(user.to_owned(), peer);
+        if registered {
+            broadcast_presence_locked(&mut state, user, true);
+        }
+        Ok(())
+    }
+
+    /// Forgets connection `conn_id` of `user` (if it is still the current one): its calls end and
+    /// its presence goes offline.
+    pub fn detach(&self, user: &str, conn_id: u64) {
+        let mut state = self.lock();
+        if state.peers.get(user).is_none_or(|p| p.conn_id != conn_id) {
+            return;
+        }
+        let peer = state.peers.remove(user);
+        end_calls_locked(
+            &mut state,
+            &self.store,
+            user,
+            &format!("{user} disconnected"),
+        );
+        if peer.is_some_and(|p| p.registered) {
+            broadcast_presence_locked(&mut state, user, false);
+        }
+    }
+
+    /// Sends `message` to `user` if connected.
+    pub fn send(&self, user: &str, message: &ServerMessage) {
+        let mut state = self.lock();
+        send_locked(&mut state, user, message);
+    }
+
+    /// Closes `user`'s connection with `reason`.
+    pub fn kill(&self, user: &str, reason: &str) {
+        if let Some(peer) = self.lock().peers.get(user) {
+            let _ = peer.kill.send(Some(reason.to_owned()));
+        }
+    }
+
+    /// Whether `user`'s current connection is registered.
+    pub fn is_registered(&self, user: &str) -> bool {
+        self.lock().peers.get(user).is_some_and(|p| p.registered)
+    }
+
+    /// registerNewUser: records acceptance of `terms` durably, then shows the user online.
+    pub async fn register(&self, user: &str, terms: &str) -> Result<i64, Refusal> {
+        if terms != self.config.terms_version {
+            return Err(Refusal::new(
+                "terms_mismatch",
+                format!(
+                    "the current terms of use are version {:?}; you accepted {terms:?}",
+                    self.config.terms_version
+                ),
+            ));
+        }
+        let (serial, der) = {
+            let state = self.lock();
+            let peer = state
+                .peers
+                .get(user)
+                .ok_or_else(|| Refusal::new("internal", "connection not attached"))?;
+            let info = vcsdk::pki::CertificateInfo::parse(&peer.cert)
+                .map_err(|e| Refusal::new("internal", e.to_string()))?;
+            (info.serial, peer.cert.to_vec())
+        };
+        let now = unix_now();
+        self.store
+            .register(user, &serial, &der, terms, now)
+            .await
+            .map_err(|e| Refusal::new("internal", e))?;
+        let registered_at = self
+            .store
+            .user(user)
+            .ok()
+            .flatten()
+            .map_or(now, |u| u.registered_at);
+        let mut state = self.lock();
+        if let Some(peer) = state.peers.get_mut(user) {
+            if !peer.registered {
+                peer.registered = true;
+                broadcast_presence_locked(&mut state, user, true);
+            }
+        }
+        tracing::info!(%user, terms, "registered");
+        Ok(registered_at)
+    }
+
+    /// unregister: ends the user's calls and shows them offline.
+    pub async fn unregister(&self, user: &str) -> Result<(), Refusal> {
+        self.store
+            .unregister(user, unix_now())
+            .await
+            .map_err(|e| Refusal::new("internal", e))?;
+        let mut state = self.lock();
+        end_calls_locked(
+            &mut state,
+            &self.store,
+            user,
+            &format!("{user} unregistered"),
+        );
+        if let Some(peer) = state.peers.get_mut(user) {
+            if peer.registered {
+                peer.registered = false;
+                broadcast_presence_locked(&mut state, user, false);
+            }
+        }
+        tracing::info!(%user, "unregistered");
+        Ok(())
+    }
+
+    /// getActiveUsers: registered users online now, by id, at most `limit` after `after`; and
+    /// the `after` of the next page when there is one.
+    pub fn active_users(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> (Vec<UserPresence>, Option<String>) {
+        let state = self.lock();
+        let mut users: Vec<UserPresence> = state
+            .peers
+            .iter()
+            .filter(|(user, p)| p.registered && after.is_none_or(|a| user.as_str() > a))
+            .map(|(user, p)| UserPresence {
+                user: user.clone(),
+                online_since: p.online_since,
+            })
+            .collect();
+        drop(state);
+        users.sort_by(|a, b| a.user.cmp(&b.user));
+        let next = (users.len() > limit).then(|| users[limit - 1].user.clone());
+        users.truncate(limit);
+        (users, next)
+    }
+
+    /// Sends presence events to `user` from now on.
+    pub fn subscribe_presence(&self, user: &str) {
+        if let Some(peer) = self.lock().peers.get_mut(user) {
+            peer.presence = true;
+        }
+    }
+
+    /// reqConnect: offers a call from `caller` to `callee`; returns the call id. A busy callee
+    /// ends the call at once with the state `busy`; an unanswered one rings until the ring timeout.
+    pub fn request_call(self: &Arc<Self>, caller: &str, callee: &str) -> Result<String, Refusal> {
+        if caller == callee {
+            return Err(Refusal::new("self_call", "you cannot call yourself"));
+        }
+        let mut state = self.lock();
+        if state.call_of.contains_key(caller) {
+            return Err(Refusal::new(
+                "already_in_call",
+                "you are already in a call; end it first",
+            ));
+        }
+        match state.peers.get(callee) {
+            Some(p) if p.registered => {}
+            _ => {
+                drop(state);
+                return Err(match self.store.is_registered(callee) {
+                    Ok(true) => Refusal::new("user_offline", format!("{callee} is not online")),
+                    _ => Refusal::new("unknown_user", format!("{callee} is not a registered user")),
+                });
+            }
+        }
+        let call_id = new_call_id();
+        self.store
+            .call_requested(&call_id, caller, callee, now_ms());
+        state.calls.insert(
+            call_id.clone(),
+            Call {
+                caller: caller.to_owned(),
+                callee: callee.to_owned(),
+                offered: false,
+                answered: false,
+            },
+        );
+        state.call_of.insert(caller.to_owned(), call_id.clone());
+        if state.call_of.contains_key(callee) {
+            finish_call_locked(
+                &mut state,
+                &self.store,
+                &call_id,
+                CallState::Busy,
+                Disposition::Busy,
+                &format!("{callee} is in another call"),
+            );
+            return Ok(call_id);
+        }
+        state.call_of.insert(callee.to_owned(), call_id.clone());
+        if let Some(call) = state.calls.get_mut(&call_id) {
+            call.offered = true;
+        }
+        send_locked(
+            &mut state,
+            callee,
+            &ServerMessage::Event {
+                event: Event::IncomingCall {
+                    call_id: call_id.clone(),
+                    from: caller.to_owned(),
+                },
+            },
+        );
+        send_locked(
+            &mut state,
+            caller,
+            &call_state(&call_id, CallState::Ringing, None),
+        );
+        drop(state);
+        let hub = Arc::downgrade(self);
+        let id = call_id.clone();
+        let timeout = Duration::from_secs(self.config.ring_timeout_secs);
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            if let Some(hub) = hub.upgrade() {
+                hub.ring_expired(&id);
+            }
+        });
+        Ok(call_id)
+    }
+
+    fn ring_expired(&self, call_id: &str) {
+        let mut state = self.lock();
+        if state.calls.get(call_id).is_some_and(|c| !c.answered) {
+            finish_call_locked(
+                &mut state,
+                &self.store,
+                call_id,
+                CallState::NoAnswer,
+                Disposition::NoAnswer,
+                "no answer",
+            );
+        }
+    }
+
+    /// acceptConnect / declineConnect / busy, by the callee of a ringing call.
+    pub fn answer(&self, user: &str, call_id: &str, answer: Answer) -> Result<(), Refusal> {
+        let mut state = self.lock();
+        let call = state
+            .calls
+            .get_mut(call_id)
+            .filter(|c| c.callee == user)
+            .ok_or_else(|| {
+                Refusal::new(
+                    "not_offered",
+                    format!("call {call_id} was not offered to you"),
+                )
+            })?;
+        if call.answered {
+            return Err(Refusal::new(
+                "call_not_ringing",
+                format!("call {call_id} was already answered"),
+            ));
+        }
+        match answer {
+            Answer::Accept => {
+                call.answered = true;
+                let caller = call.caller.clone();
+                self.store.call_answered(call_id, now_ms());
+                let accepted = call_state(call_id, CallState::Accepted, None);
+                send_locked(&mut state, &caller, &accepted);
+                send_locked(&mut state, user, &accepted);
+            }
+            Answer::Decline => finish_call_locked(
+                &mut state,
+                &self.store,
+                call_id,
+                CallState::Declined,
+                Disposition::Declined,
+                &format!("{user} declined"),
+            ),
+            Answer::Busy => finish_call_locked(
+                &mut state,
+                &self.store,
+                call_id,
+                CallState::Busy,
+                Disposition::Busy,
+                &format!("{user} is busy"),
+            ),
+        }
+        Ok(())
+    }
+
+    /// establishSession: forwards an opaque end-to-end message to the other party of the call.
+    pub fn relay(&self, user: &str, call_id: &str, payload: String) -> Result<(), Refusal> {
+        let mut state = self.lock();
+        let other = other_party(&state, user, call_id)?;
+        send_locked(
+            &mut state,
+            &other,
+            &ServerMessage::Event {
+                event: Event::SessionMessage {
+                    call_id: call_id.to_owned(),
+                    from: user.to_owned(),
+                    payload,
+                },
+            },
+        );
+        Ok(())
+    }
+
+    /// terminateSession: ends (or, while ringing, cancels) a call of `user`.
+    pub fn terminate(
+        &self,
+        user: &str,
+        call_id: &str,
+        reason: Option<String>,
+    ) -> Result<(), Refusal> {
+        let mut state = self.lock();
+        other_party(&state, user, call_id)?;
+        let answered = state.calls.get(call_id).is_some_and(|c| c.answered);
+        let why = match reason {
+            Some(r) => format!(
+                "{user} hung up: {}",
+                r.chars().take(200).collect::<String>()
+            ),
+            None => format!("{user} hung up"),
+        };
+        let disposition = if answered {
+            Disposition::Answered
+        } else {
+            Disposition::Cancelled
+        };
+        finish_call_locked(
+            &mut state,
+            &self.store,
+            call_id,
+            CallState::Ended,
+            disposition,
+            &why,
+        );
+        Ok(())
+    }
+
+    /// Ends every call ("server shutdown", recorded) and closes every connection.
+    pub fn shutdown(&self) {
+        let mut state = self.lock();
+        state.shutting_down = true;
+        let ids: Vec<String> = state.calls.keys().cloned().collect();
+        for id in ids {
+            let answered = state.calls.get(&id).is_some_and(|c| c.answered);
+            let disposition = if answered {
+                Disposition::Answered
+            } else {
+                Disposition::Failed
+            };
+            finish_call_locked(
+                &mut state,
+                &self.store,
+                &id,
+                CallState::Ended,
+                disposition,
+                "server shutdown",
+            );
+        }
+        for peer in state.peers.values() {
+            let _ = peer.kill.send(Some("server shutting down".into()));
+        }
+    }
+
+    /// Checks every connected client's certificate with `check` (a fresh CRL) and disconnects
+    /// those it refuses. Returns how many were disconnected.
+    pub fn sweep(&self, check: &CertificateCheck) -> usize {
+        let state = self.lock();
+        let now = UnixTime::now();
+        let mut dropped = 0;
+        for (user, peer) in &state.peers {
+            if let Err(e) = check.verify(
+                std::slice::from_ref(&peer.cert),
+                Usage::Client,
+                Some(user),
+                now,
+            ) {
+                let reason = match e {
+                    CertificateError::Revoked => "certificate revoked".to_string(),
+                    other => format!("certificate refused: {other}"),
+                };
+                tracing::info!(%user, %reason, "disconnecting");
+                let _ = peer.kill.send(Some(reason));
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+}
+
+fn call_state(call_id: &str, state: CallState, reason: Option<&str>) -> ServerMessage {
+    ServerMessage::Event {
+        event: Event::CallState {
+            call_id: call_id.to_owned(),
+            state,
+            reason: reason.map(str::to_owned),
+        },
+    }
+}
+
+fn other_party(state: &State, user: &str, call_id: &str) -> Result<String, Refusal> {
+    let call = state
+        .calls
+        .get(call_id)
+        .ok_or_else(|| Refusal::new("unknown_call", format!("no open call {call_id}")))?;
+    if call.caller == user {
+        Ok(call.callee.clone())
+    } else if call.callee == user {
+        Ok(call.caller.clone())
+    } else {
+        Err(Refusal::new(
+            "not_in_call",
+            format!("you are not a party of call {call_id}"),
+        ))
+    }
+}
+
+/// Ends a call: records it, tells both parties, forgets it.
+fn finish_call_locked(
+    state: &mut State,
+    store: &Store,
+    call_id: &str,
+    final_state: CallState,
+    disposition: Disposition,
+    reason: &str,
+) {
+    let Some(call) = state.calls.remove(call_id) else {
+        return;
+    };
+    for party in [&call.caller, &call.callee] {
+        if state.call_of.get(party).is_some_and(|c| c == call_id) {
+            state.call_of.remove(party);
+        }
+    }
+    store.call_ended(call_id, now_ms(), disposition, reason);
+    let message = call_state(call_id, final_state, Some(reason));
+    send_locked(state, &call.caller, &message);
+    if call.offered {
+        send_locked(state, &call.callee, &message);
+    }
+    tracing::info!(call_id, caller = %call.caller, callee = %call.callee, disposition = disposition.as_str(), reason, "call ended");
+}
+
+/// Ends the call `user` is in, if any.
+fn end_calls_locked(state: &mut State, store: &Store, user: &str, reason: &str) {
+    let Some(call_id) = state.call_of.get(user).cloned() else {
+        return;
+    };
+    let (answered, caller_left) = state
+        .calls
+        .get(&call_id)
+        .map_or((false, false), |c| (c.answered, c.caller == user));
+    let disposition = match (answered, caller_left) {
+        (true, _) => Disposition::Answered,
+        (false, true) => Disposition::Cancelled,
+        (false, false) => Disposition::Failed,
+    };
+    finish_call_locked(
+        state,
+        store,
+        &call_id,
+        CallState::Ended,
+        disposition,
+        reason,
+    );
+}
+
+/// Queues `message` for `user`; a full queue disconnects that user (too slow), never blocks.
+fn send_locked(state: &mut State, user: &str, message: &ServerMessage) {
+    let Some(peer) = state.peers.get(user) else {
+        return;
+    };
+    let frame = match frame::encode(message) {
+        Ok(f) => Bytes::from(f),
+        Err(e) => {
+            tracing::error!(error = %e, "message not encodable");
+            return;
+        }
+    };
+    if peer.out.try_send(frame).is_err() {
+        let _ = peer.kill.send(Some("too slow: outbound queue full".into()));
+    }
+}
+
+fn broadcast_presence_locked(state: &mut State, user: &str, online: bool) {
+    let frame = match frame::encode(&ServerMessage::Event {
+        event: Event::Presence {
+            user: user.to_owned(),
+            online,
+        },
+    }) {
+        Ok(f) => Bytes::from(f),
+        Err(_) => return,
+    };
+    for (who, peer) in &state.peers {
+        if peer.presence && who != user && peer.out.try_send(frame.clone()).is_err() {
+            let _ = peer.kill.send(Some("too slow: outbound queue full".into()));
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! vc-server: the vcsdk conferencing server. It admits clients only by certificate (mutual TLS 1.3
+//! checked against the pinned CA root and the CA's CRL), keeps the registered and active user
+//! lists, and routes calls between clients (see `docs/protocol.md`, signalling protocol v1).
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod connection;
+pub mod hub;
+pub mod store;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use vcsdk::identity::{AutoRenewal, IdentityStore};
+use vcsdk::pki::{CertificateCheck, CsrSubject, Usage};
+use vcsdk::tls::{self, PkiClientVerifier, ReloadableCertificate, SharedCheck};
+
+use config::{ServerConfig, CONFIG_FILE};
+use hub::Hub;
+use store::Store;
+
+/// File name of the pinned CA root in the data directory.
+pub const ROOT_FILE: &str = "root.pem";
+/// Directory of the server's identity (key, certificate) in the data directory.
+pub const IDENTITY_DIR: &str = "identity";
+/// How long a client has for the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `vc-server init`: pins the CA root and writes the default settings into `dir`.
+pub fn init(dir: &Path, ca_root: &Path) -> Result<(), String> {
+    if dir.join(CONFIG_FILE).exists() || dir.join(ROOT_FILE).exists() {
+        return Err(format!(
+            "{} already holds a server; refusing to overwrite it",
+            dir.display()
+        ));
+    }
+    let root = std::fs::read(ca_root).map_err(|e| format!("reading {}: {e}", ca_root.display()))?;
+    CertificateCheck::from_root_pem(&root).map_err(|e| format!("{}: {e}", ca_root.display()))?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let config = toml::to_string(&ServerConfig::default()).map_err(|e| e.to_string())?;
+    let write = |file: &str, data: &[u8]| {
+        vcsdk::util::write_atomic(&dir.join(file), data, 0o644)
+            .map_err(|e| format!("writing {file}: {e}"))
+    };
+    write(ROOT_FILE, &root)?;
+    write(CONFIG_FILE, config.as_bytes())?;
+    Store::open(dir)?;
+    Ok(())
+}
+
+/// `vc-server enroll`: obtains the server's certificate from the CA with a one-time token.
+pub async fn enroll(
+    dir: &Path,
+    ca_url: &str,
+    token: &str,
+    hostnames: Vec<String>,
+) -> Result<String, String> {
+    let root = std::fs::read(dir.join(ROOT_FILE)).map_err(|e| {
+        format!(
+            "{}: {e} (run vc-server init first)",
+            dir.join(ROOT_FILE).display()
+        )
+    })?;
+    let identity = IdentityStore::new(dir.join(IDENTITY_DIR))
+        .enroll(ca_url, &root, token, CsrSubject::Server(hostnames))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(format!(
+        "enrolled {} (serial {}, valid until {})",
+        identity.info().host_names.join(","),
+        identity.info().serial,
+        identity.info().not_after
+    ))
+}
+
+/// A running server: its hub, certificate and the CA it renews with.
+pub struct Server {
+    /// Clients, calls and the database.
+    pub hub: Arc<Hub>,
+    /// Where clients renew their certificates.
+    pub ca_url: String,
+    certificate_pem: RwLock<String>,
+}
+
+impl Server {
+    /// The server's current certificate, PEM.
+    pub fn certificate_pem(&self) -> String {
+        self.certificate_pem
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// Serves on `listener` until `shutdown` completes; then ends every call (recorded), says goodbye
+/// to every client and commits the database. `refresh_now` triggers an immediate CRL refresh.
+pub async fn serve(
+    dir: PathBuf,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+    mut refresh_now: tokio::sync::mpsc::Receiver<()>,
+    ready: impl FnOnce(std::net::SocketAddr),
+) -> Result<(), String> {
+    let config = Arc::new(ServerConfig::load(&dir)?);
+    let identity_store = IdentityStore::new(dir.join(IDENTITY_DIR));
+    let identity = identity_store
+        .load()
+        .map_err(|e| format!("{e} (run vc-server enroll first)"))?;
+    let pinned = std::fs::read(dir.join(ROOT_FILE)).map_err(|e| format!("{ROOT_FILE}: {e}"))?;
+    let pinned = CertificateCheck::from_root_pem(&pinned).map_err(|e| e.to_string())?;
+    if pinned.root() != identity.root() {
+        return Err("the identity was enrolled with another CA than the pinned root".into());
+    }
+    let check = match identity_store.refresh_crl().await {
+        Ok(check) => check,
+        Err(e) => {
+            let cached = identity_store
+                .certificate_check()
+                .map_err(|e| e.to_string())?;
+            if !cached.has_crl() {
+                return Err(format!(
+                    "cannot fetch the CRL from the CA and none is cached: {e}"
+                ));
+            }
+            tracing::warn!(error = %e, "CRL fetch failed; using the cached CRL");
+            cached
+        }
+    };
+    let shared: SharedCheck = Arc::new(RwLock::new(check));
+    let certificate =
+        ReloadableCertificate::new(identity.certified_key()).map_err(|e| e.to_string())?;
+    let verifier = PkiClientVerifier::mandatory(shared.clone(), vec![Usage::Client]);
+    let tls_config =
+        tls::reloadable_server_config(certificate.clone(), verifier).map_err(|e| e.to_string())?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config));
+    let ca_url = identity_store.ca_client().map_err(|e| e.to_string())?.url();
+    let store = Arc::new(Store::open(&dir)?);
+    let hub = Hub::new(store.clone(), config.clone());
+    let server = Arc::new(Server {
+        hub: hub.clone(),
+        ca_url,
+        certificate_pem: RwLock::new(vcsdk::pki::pem::encode(
+            "CERTIFICATE",
+            identity.certificate(),
+        )),
+    });
+
+    // The server's own certificate renews itself; new handshakes present the new one.
+    let renewal = AutoRenewal::spawn(identity_store.clone(), identity);
+    let mut renewed = renewal.subscribe();
+    let renewer = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            while renewed.changed().await.is_ok() {
+                let identity = renewed.borrow().clone();
+                if let Err(e) = certificate.replace(identity.certified_key()) {
+                    tracing::error!(error = %e, "renewed certificate not installed");
+                    continue;
+                }
+                *server
+                    .certificate_pem
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner()) =
+                    vcsdk::pki::pem::encode("CERTIFICATE", identity.certificate());
+            }
+        })
+    };
+
+    // The CRL: refreshed on a schedule and on demand; clients it refuses are disconnected.
+    let refresher = {
+        let hub = hub.clone();
+        let every = Duration::from_secs(config.crl_refresh_secs);
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(every);
+            interval.tick().await;
+            loop {
+                tokio::select! {
+                    _ = interval.tick() => {}
+                    Some(()) = refresh_now.recv() => {}
+                }
+                match identity_store.refresh_crl().await {
+                    Ok(check) => {
+                        *shared.write().unwrap_or_else(|p| p.into_inner()) = check.clone();
+                        let dropped = hub.sweep(&check);
+                        tracing::debug!(dropped, "CRL refreshed");
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "CRL refresh failed; keeping the previous CRL")
+                    }
+                }
+            }
+        })
+    };
+
+    let limit = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
+    ready(listener.local_addr().map_err(|e| e.to_string())?);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            permit = limit.clone().acquire_owned() => permit.map_err(|e| e.to_string())?,
+        };
+        let (tcp, addr) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let acceptor = acceptor.clone();
+        let server = server.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _ = tcp.set_nodelay(true);
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => connection::serve(server, tls, addr).await,
+                Ok(Err(e)) => tracing::debug!(%addr, error = %e, "TLS handshake refused"),
+                Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
+            }
+        });
+    }
+
+    tracing::info!("shutting down: ending calls and closing connections");
+    hub.shutdown();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while hub.connected() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    refresher.abort();
+    renewer.abort();
+    drop(renewal);
+    store.flush().await;
+    store.close();
+    tracing::info!("shut down");
+    Ok(())
+}

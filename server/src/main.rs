@@ -1,0 +1,223 @@
+//! `vc-server`: the command line of the vcsdk conferencing server.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use vcserver::config::ServerConfig;
+use vcserver::store::Store;
+
+/// The vcsdk conferencing server: admits clients by certificate (mutual TLS 1.3), keeps the
+/// registered and active user lists, and routes calls between clients.
+#[derive(Parser)]
+#[command(name = "vc-server", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct DataDir {
+    /// The server's data directory (server.toml, root.pem, identity/, server.db).
+    #[arg(long, value_name = "DIR")]
+    data_dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Pin the CA root and write the default settings (server.toml) into DIR.
+    Init {
+        #[command(flatten)]
+        dir: DataDir,
+        /// The CA root certificate (PEM) every client and this server trust.
+        #[arg(long)]
+        ca_root: PathBuf,
+    },
+    /// Obtain the server's certificate from the CA with a one-time token.
+    Enroll {
+        #[command(flatten)]
+        dir: DataDir,
+        /// The CA's URL, e.g. https://127.0.0.1:8443.
+        #[arg(long)]
+        ca_url: String,
+        /// A server token from `vc-ca token create --server HOSTNAMES`.
+        #[arg(long)]
+        token: String,
+        /// Host names and addresses the certificate names (repeat or comma-separate).
+        #[arg(long = "hostname", value_delimiter = ',', required = true)]
+        hostnames: Vec<String>,
+    },
+    /// Serve clients; logs "listening on HOST:PORT" once bound. SIGTERM ends calls and exits
+    /// cleanly; SIGHUP refreshes the CRL now.
+    Serve {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Address to listen on (port 0 picks a free port); `listen` in server.toml by default.
+        #[arg(long)]
+        listen: Option<String>,
+        /// Address for the media relay (UDP). Not served yet: the relay arrives with media transport.
+        #[arg(long)]
+        media_listen: Option<String>,
+    },
+    /// List registered users.
+    Users {
+        #[command(flatten)]
+        dir: DataDir,
+    },
+    /// List call records (JSON).
+    Calls {
+        #[command(flatten)]
+        dir: DataDir,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vc-server: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vc-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<(), String> {
+    match command {
+        Command::Init { dir, ca_root } => {
+            vcserver::init(&dir.data_dir, &ca_root)?;
+            println!(
+                "server initialised in {}; settings in {}",
+                dir.data_dir.display(),
+                dir.data_dir.join(vcserver::config::CONFIG_FILE).display()
+            );
+            Ok(())
+        }
+        Command::Enroll {
+            dir,
+            ca_url,
+            token,
+            hostnames,
+        } => {
+            println!(
+                "{}",
+                vcserver::enroll(&dir.data_dir, &ca_url, &token, hostnames).await?
+            );
+            Ok(())
+        }
+        Command::Serve {
+            dir,
+            listen,
+            media_listen,
+        } => {
+            if media_listen.is_some() {
+                return Err(
+                    "--media-listen: the media relay is not available in this version".into(),
+                );
+            }
+            let config = ServerConfig::load(&dir.data_dir)?;
+            let listen = listen.unwrap_or(config.listen);
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .map_err(|e| format!("binding {listen}: {e}"))?;
+            let (refresh_tx, refresh_rx) = tokio::sync::mpsc::channel(1);
+            spawn_hangup_listener(refresh_tx);
+            // "listening on" is printed whatever the log level, on standard output, once the
+            // server is ready to admit clients.
+            vcserver::serve(
+                dir.data_dir.clone(),
+                listener,
+                shutdown_signal(),
+                refresh_rx,
+                |addr| println!("listening on {addr}"),
+            )
+            .await
+        }
+        Command::Users { dir } => {
+            let store = Store::open(&dir.data_dir)?;
+            println!("{:<32} {:<10} {:<22} STATUS", "ID", "TERMS", "REGISTERED");
+            for u in store.users()? {
+                let status = if u.unregistered_at.is_some() {
+                    "unregistered"
+                } else {
+                    "registered"
+                };
+                println!(
+                    "{:<32} {:<10} {:<22} {status}",
+                    u.id,
+                    u.terms_version,
+                    rfc3339(u.registered_at)
+                );
+            }
+            Ok(())
+        }
+        Command::Calls { dir } => {
+            let store = Store::open(&dir.data_dir)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&store.calls()?).map_err(|e| e.to_string())?
+            );
+            Ok(())
+        }
+    }
+}
+
+fn spawn_hangup_listener(tx: tokio::sync::mpsc::Sender<()>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let _ = tx.try_send(());
+        }
+    });
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return ctrl_c.await.unwrap_or(()),
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn rfc3339(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| t.to_string())
+}
