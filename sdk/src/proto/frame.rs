@@ -77,7 +77,8 @@ mod tests {
         let mut reader = &frame[..];
         let mut buf = Vec::new();
         assert!(read_frame(&mut reader, &mut buf).await.unwrap());
-        assert_eq!(buf, br#"{"type":"ping","nonce":7}"#);
+        let back: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(back, serde_json::json!({"type": "ping", "nonce": 7}));
         assert!(
             !read_frame(&mut reader, &mut buf).await.unwrap(),
             "clean end"
