@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The vcsdk demo on loopback with embedded storage (SQLite): a CA is made and served, a client
-# enrolls with a one-time token, renews, revokes, and the CRL shows it. Everything lives in a
-# temporary directory (kept when DEMO_DIR is set) and the CA is stopped at the end.
+# enrolls with a one-time token, renews, revokes, and the CRL shows it; then a conferencing server
+# is enrolled and served, two clients register, see each other and call. Everything lives in a
+# temporary directory (kept when DEMO_DIR is set) and every process is stopped at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -11,7 +12,11 @@ bin="$(pwd)/target/debug"
 work="${DEMO_DIR:-$(mktemp -d)}"
 mkdir -p "$work"
 ca_pid=""
+server_pid=""
+listen_pid=""
 cleanup() {
+  [ -n "$listen_pid" ] && kill "$listen_pid" 2>/dev/null || true
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
   [ -n "$ca_pid" ] && kill "$ca_pid" 2>/dev/null || true
   [ -z "${DEMO_DIR:-}" ] && rm -rf "$work"
 }
@@ -19,6 +24,13 @@ trap cleanup EXIT
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
+wait_listening() { # FILE: waits for "listening on" and prints the address
+  for _ in $(seq 1 150); do
+    grep -q "listening on" "$1" 2>/dev/null && break
+    sleep 0.1
+  done
+  grep -o 'listening on .*' "$1" | head -1 | cut -d' ' -f3
+}
 
 step "1. Make a certification authority (ECDSA P-256 root, key mode 0600)"
 run "$bin/vc-ca" init --data-dir "$work/ca" --name "Demo Conferencing CA"
@@ -27,11 +39,7 @@ ls -l "$work/ca"
 step "2. Serve its HTTPS API on 127.0.0.1 (port picked by the system)"
 "$bin/vc-ca" serve --data-dir "$work/ca" --listen 127.0.0.1:0 >"$work/ca.out" 2>"$work/ca.log" &
 ca_pid=$!
-for _ in $(seq 1 100); do
-  grep -q "listening on" "$work/ca.out" 2>/dev/null && break
-  sleep 0.1
-done
-addr=$(grep -o 'listening on .*' "$work/ca.out" | head -1 | cut -d' ' -f3)
+addr=$(wait_listening "$work/ca.out")
 [ -n "$addr" ] || { echo "the CA did not start:"; cat "$work/ca.log"; exit 1; }
 url="https://$addr"
 echo "CA listening at $url"
@@ -65,6 +73,42 @@ openssl verify -crl_check -CRLfile "$work/crl.pem" -CAfile "$work/ca/root.pem" "
 step "9. What the CA recorded"
 run "$bin/vc-ca" list --data-dir "$work/ca"
 run "$bin/vc-ca" audit --data-dir "$work/ca"
+
+step "10. A conferencing server: pin the root, enroll with a server token, serve"
+run "$bin/vc-server" init --data-dir "$work/server" --ca-root "$work/ca/root.pem"
+server_token=$("$bin/vc-ca" token create --data-dir "$work/ca" --server localhost,127.0.0.1)
+run "$bin/vc-server" enroll --data-dir "$work/server" --ca-url "$url" --token "$server_token" --hostname localhost,127.0.0.1
+"$bin/vc-server" serve --data-dir "$work/server" --listen 127.0.0.1:0 >"$work/server.out" 2>"$work/server.log" &
+server_pid=$!
+server_addr=$(wait_listening "$work/server.out")
+[ -n "$server_addr" ] || { echo "the server did not start:"; cat "$work/server.log"; exit 1; }
+echo "server listening at $server_addr (mutual TLS 1.3: only certificates from this CA get in)"
+
+step "11. bob and carol enroll and register (accepting the terms of use)"
+for who in bob carol; do
+  t=$("$bin/vc-ca" token create --data-dir "$work/ca" --client "$who")
+  run "$bin/vc" enroll --ca-url "$url" --ca-root "$work/ca/root.pem" --token "$t" --id "$who" --identity-dir "$work/$who"
+  run "$bin/vc" register --accept-terms --server "$server_addr" --server-name localhost --identity-dir "$work/$who"
+done
+
+step "12. bob listens and accepts; carol sees who is online and calls him for 2 seconds"
+"$bin/vc" listen --auto-accept --max-calls 1 --server "$server_addr" --server-name localhost --identity-dir "$work/bob" >"$work/bob.out" 2>&1 &
+listen_pid=$!
+for _ in $(seq 1 50); do
+  "$bin/vc" users --server "$server_addr" --server-name localhost --identity-dir "$work/carol" | grep -q '^bob ' && break
+  sleep 0.2
+done
+run "$bin/vc" users --server "$server_addr" --server-name localhost --identity-dir "$work/carol"
+run "$bin/vc" call bob --duration 2s --server "$server_addr" --server-name localhost --identity-dir "$work/carol"
+wait "$listen_pid" || true
+listen_pid=""
+echo "bob's side:"
+sed 's/^/  /' "$work/bob.out"
+
+step "13. What the server recorded; then SIGTERM (open calls would be ended and recorded)"
+run "$bin/vc-server" users --data-dir "$work/server"
+run "$bin/vc-server" calls --data-dir "$work/server"
+kill -TERM "$server_pid"; wait "$server_pid" || true; server_pid=""
 
 step "Done"
 if [ -n "${DEMO_DIR:-}" ]; then echo "The whole demo ran on 127.0.0.1; its files are in $work."; else echo "The whole demo ran on 127.0.0.1; its files are removed (set DEMO_DIR=DIR to keep them)."; fi

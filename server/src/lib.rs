@@ -67,11 +67,17 @@ pub async fn enroll(
         .enroll(ca_url, &root, token, CsrSubject::Server(hostnames))
         .await
         .map_err(|e| e.to_string())?;
+    let until = time::OffsetDateTime::from_unix_timestamp(identity.info().not_after)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default();
     Ok(format!(
-        "enrolled {} (serial {}, valid until {})",
+        "enrolled {} (serial {}, valid until {until})",
         identity.info().host_names.join(","),
         identity.info().serial,
-        identity.info().not_after
     ))
 }
 

@@ -584,3 +584,26 @@ async fn clients_reconnect_after_losing_the_server() {
     let users = client.active_users().await.unwrap();
     assert_eq!(users.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_refreshes_the_crl_at_once() {
+    let ca = TestCa::start(&[]);
+    // The scheduled refresh is an hour away: only the signal can bring the new CRL in time.
+    let server = TestServer::start(&ca, &["crl_refresh_secs = 3600"]);
+    let home = tempfile::tempdir().unwrap();
+    let alice = enroll(&ca, home.path(), "alice").await;
+    let (_client, mut events) = online(&server, &ca, &alice).await;
+    let serial = alice.load().unwrap().info().serial.clone();
+    ca.cli(&["revoke", "--serial", &serial]);
+    server.process.signal("HUP");
+    let reason = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(ClientEvent::Disconnected { reason }) = events.recv().await {
+                return reason;
+            }
+        }
+    })
+    .await
+    .expect("not disconnected after SIGHUP");
+    assert!(reason.contains("certificate revoked"), "{reason}");
+}

@@ -98,6 +98,9 @@ fn main() {
         started.elapsed().as_secs_f64()
     );
 
+    // Baseline in the same run: the same mutual-TLS 1.3 handshake (same certificates, verifiers
+    // and provider) between two in-memory endpoints, no sockets, one thread.
+    let baseline = in_memory_handshakes(&server, &root, &identities[0], 500);
     let rss_before = rss_kib(server_pid);
     let check = CertificateCheck::from_root_pem(&root).expect("root");
     let addr = server.addr();
@@ -145,6 +148,8 @@ fn main() {
         let failures = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut workers = Vec::new();
         let pair_list: Vec<_> = clients.drain(..pairs * 2).collect();
+        // The workers are aborted at the end; these keep their connections open until the report.
+        let held: Vec<Client> = pair_list.iter().map(|(c, _)| c.clone()).collect();
         let mut pair_iter = pair_list.into_iter();
         for k in 0..pairs {
             let (caller, mut caller_events) = pair_iter.next().expect("caller");
@@ -220,6 +225,10 @@ fn main() {
             connect_elapsed.as_secs_f64(),
             args.concurrency
         );
+        println!(
+            "  baseline, in-memory mTLS 1.3 handshakes (both ends, one thread): {baseline:.0} per second; ratio server / baseline = {:.2}",
+            n / connect_elapsed.as_secs_f64() / baseline
+        );
         println!("  registrations (durable): {:.0} per second", n / register_elapsed.as_secs_f64());
         println!(
             "  server memory: {:.1} MiB before, {:.1} MiB holding them: {:.1} KiB per connected client",
@@ -237,8 +246,57 @@ fn main() {
             sorted.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
             failures.load(std::sync::atomic::Ordering::Relaxed)
         );
+        drop(held);
         drop(clients);
     });
 }
 
 type Receiver = tokio::sync::mpsc::Receiver<ClientEvent>;
+
+/// Full mutual-TLS handshakes per second between in-memory endpoints configured as the real
+/// server and client are.
+fn in_memory_handshakes(server: &TestServer, root: &[u8], client: &Identity, count: u32) -> f64 {
+    use std::sync::RwLock;
+    let server_identity = vcsdk::identity::IdentityStore::new(server.data_dir().join("identity"))
+        .load()
+        .expect("server identity");
+    let check = Arc::new(RwLock::new(
+        CertificateCheck::from_root_pem(root).expect("root"),
+    ));
+    let verifier =
+        vcsdk::tls::PkiClientVerifier::mandatory(check.clone(), vec![vcsdk::pki::Usage::Client]);
+    let server_config = Arc::new(
+        vcsdk::tls::server_config(server_identity.certified_key(), verifier)
+            .expect("server config"),
+    );
+    let client_config = Arc::new(
+        vcsdk::tls::client_config(check, Some(client.certified_key())).expect("client config"),
+    );
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let started = Instant::now();
+    for _ in 0..count {
+        let mut c =
+            rustls::ClientConnection::new(client_config.clone(), name.clone()).expect("client");
+        let mut s = rustls::ServerConnection::new(server_config.clone()).expect("server");
+        let mut buf = Vec::new();
+        while c.is_handshaking() || s.is_handshaking() {
+            buf.clear();
+            while c.wants_write() {
+                c.write_tls(&mut buf).expect("write");
+            }
+            if !buf.is_empty() {
+                s.read_tls(&mut &buf[..]).expect("read");
+                s.process_new_packets().expect("server handshake");
+            }
+            buf.clear();
+            while s.wants_write() {
+                s.write_tls(&mut buf).expect("write");
+            }
+            if !buf.is_empty() {
+                c.read_tls(&mut &buf[..]).expect("read");
+                c.process_new_packets().expect("client handshake");
+            }
+        }
+    }
+    f64::from(count) / started.elapsed().as_secs_f64()
+}
