@@ -91,7 +91,12 @@ for who in bob carol; do
   run "$bin/vc" register --accept-terms --server "$server_addr" --server-name localhost --identity-dir "$work/$who"
 done
 
-step "12. bob listens and accepts; carol sees who is online and calls him for 2 seconds"
+step "12. Prepaid credit: the operator credits carol; bob redeems a voucher"
+run "$bin/vc-server" credit add --data-dir "$work/server" --user carol --amount 500
+voucher=$("$bin/vc-server" voucher create --data-dir "$work/server" --amount 300)
+run "$bin/vc" credit redeem "$voucher" --server "$server_addr" --server-name localhost --identity-dir "$work/bob"
+
+step "13. bob listens and accepts; carol sees who is online and calls him for 2 seconds"
 "$bin/vc" listen --auto-accept --max-calls 1 --server "$server_addr" --server-name localhost --identity-dir "$work/bob" >"$work/bob.out" 2>&1 &
 listen_pid=$!
 for _ in $(seq 1 50); do
@@ -105,9 +110,16 @@ listen_pid=""
 echo "bob's side:"
 sed 's/^/  /' "$work/bob.out"
 
-step "13. What the server recorded; then SIGTERM (open calls would be ended and recorded)"
+step "14. carol's account: the call was charged by the tariff; her receipts verify offline"
+sleep 0.5
+run "$bin/vc" account --server "$server_addr" --server-name localhost --identity-dir "$work/carol"
+run "$bin/vc" receipts export --out "$work/carol-receipts.json" --server "$server_addr" --server-name localhost --identity-dir "$work/carol"
+run "$bin/vc" receipts verify "$work/carol-receipts.json" --identity-dir "$work/carol"
+
+step "15. What the server recorded; then SIGTERM (open calls would be ended and recorded)"
+run "$bin/vc-server" accounts --data-dir "$work/server"
 run "$bin/vc-server" users --data-dir "$work/server"
-run "$bin/vc-server" calls --data-dir "$work/server"
+run "$bin/vc-server" cdr list --data-dir "$work/server"
 kill -TERM "$server_pid"; wait "$server_pid" || true; server_pid=""
 
 step "Done"

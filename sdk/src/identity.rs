@@ -113,6 +113,12 @@ impl Identity {
         }
     }
 
+    /// Signs `message` with the identity key (ECDSA P-256, SHA-256; DER signature).
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>> {
+        rcgen::SigningKey::sign(&self.key, message)
+            .map_err(|e| Error::Crypto(format!("signing failed: {e}")))
+    }
+
     /// Whether two thirds of the certificate's lifetime have passed at `now` (Unix seconds).
     pub fn renewal_due(&self, now: i64) -> bool {
         now >= self.info.renewal_due_at()

@@ -7,10 +7,12 @@
 //! - [`tls`]: rustls configurations built on that check;
 //! - [`ca_client`]: the client side of the certification authority's HTTPS+JSON API;
 //! - [`client`]: the client of the conferencing server (registration, presence, calls);
+//! - [`billing`]: tariffs, call records and signed call receipts;
 //! - [`proto`]: wire types shared by clients and servers;
 //! - [`https`]: the small HTTPS client those use.
 #![forbid(unsafe_code)]
 
+pub mod billing;
 pub mod ca_client;
 pub mod client;
 pub mod error;

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use vcsdk::billing::Tariff;
 
 /// File name of the settings in the data directory.
 pub const CONFIG_FILE: &str = "server.toml";
@@ -33,8 +34,36 @@ pub struct ServerConfig {
     pub outbound_queue: usize,
     /// Most connections served at once.
     pub max_connections: usize,
-    /// Currency of account balances (ISO 4217 code).
-    pub currency: String,
+    /// Billing: tariff, debit interval, warnings, account defaults.
+    pub billing: BillingConfig,
+}
+
+/// The `[billing]` table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BillingConfig {
+    /// The tariff (`[billing.tariff]`): currency, connect fee, rate per minute, increments, rounding.
+    pub tariff: Tariff,
+    /// Seconds between debits while a call runs (each debit pays this far ahead).
+    pub debit_interval_secs: u32,
+    /// Warn the payer when the balance covers less than this many seconds.
+    pub low_balance_warning_secs: u32,
+    /// `prepaid` or `postpaid`, for new accounts.
+    pub default_account_type: String,
+    /// How far below zero a new postpaid account may go, minor units.
+    pub default_credit_limit: i64,
+}
+
+impl Default for BillingConfig {
+    fn default() -> Self {
+        BillingConfig {
+            tariff: Tariff::default(),
+            debit_interval_secs: 10,
+            low_balance_warning_secs: 60,
+            default_account_type: "prepaid".into(),
+            default_credit_limit: 0,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -50,7 +79,7 @@ impl Default for ServerConfig {
             rate_limit_burst: 40,
             outbound_queue: 256,
             max_connections: 20_000,
-            currency: "EUR".into(),
+            billing: BillingConfig::default(),
         }
     }
 }
@@ -82,6 +111,29 @@ impl ServerConfig {
             if value == 0 {
                 return Err(format!("{CONFIG_FILE}: {name} must be at least 1"));
             }
+        }
+        self.billing
+            .tariff
+            .validate()
+            .map_err(|e| format!("{CONFIG_FILE}: [billing.tariff]: {e}"))?;
+        if self.billing.debit_interval_secs == 0 {
+            return Err(format!(
+                "{CONFIG_FILE}: [billing] debit_interval_secs must be at least 1"
+            ));
+        }
+        if !matches!(
+            self.billing.default_account_type.as_str(),
+            "prepaid" | "postpaid"
+        ) {
+            return Err(format!(
+                "{CONFIG_FILE}: [billing] default_account_type must be prepaid or postpaid"
+            ));
+        }
+        if !(0..=vcsdk::billing::MAX_AMOUNT).contains(&self.billing.default_credit_limit) {
+            return Err(format!(
+                "{CONFIG_FILE}: [billing] default_credit_limit must be between 0 and {}",
+                vcsdk::billing::MAX_AMOUNT
+            ));
         }
         if self.terms_version.is_empty() || self.terms_version.len() > 64 {
             return Err(format!(

@@ -14,8 +14,8 @@ use tokio_rustls::server::TlsStream;
 use vcsdk::pki::CertificateInfo;
 use vcsdk::proto::frame::{self, read_frame, write_frame, FrameError};
 use vcsdk::proto::signal::{
-    ClientMessage, Request, Response, ServerMessage, MAX_SESSION_PAYLOAD, MAX_USERS_PAGE,
-    PROTOCOL_VERSION,
+    ClientMessage, Request, Response, ServerMessage, MAX_RECORDS_PAGE, MAX_SESSION_PAYLOAD,
+    MAX_USERS_PAGE, PROTOCOL_VERSION,
 };
 use vcsdk::util::unix_now;
 
@@ -140,6 +140,7 @@ pub async fn serve(server: Arc<Server>, tls: TlsStream<TcpStream>, addr: SocketA
     if let Some(f) = encode(&welcome) {
         let _ = out.try_send(f);
     }
+    let peer_cert = cert.clone();
     let peer = Peer {
         conn_id,
         out: out.clone(),
@@ -159,7 +160,7 @@ pub async fn serve(server: Arc<Server>, tls: TlsStream<TcpStream>, addr: SocketA
     let writer_task = tokio::spawn(write_loop(writer, out_rx));
     let pinger = tokio::spawn(ping_loop(out.clone(), hub.config.keepalive()));
 
-    let reason = read_loop(&server, &user, &mut reader, &out, &mut killed).await;
+    let reason = read_loop(&server, &user, &peer_cert, &mut reader, &out, &mut killed).await;
     pinger.abort();
     hub.detach(&user, conn_id);
     if let Some(f) = encode(&ServerMessage::Event {
@@ -209,6 +210,7 @@ async fn ping_loop(out: mpsc::Sender<Bytes>, every: Duration) {
 async fn read_loop(
     server: &Arc<Server>,
     user: &str,
+    cert: &CertificateDer<'static>,
     reader: &mut ReadHalf<TlsStream<TcpStream>>,
     out: &mpsc::Sender<Bytes>,
     killed: &mut watch::Receiver<Option<String>>,
@@ -287,9 +289,12 @@ async fn read_loop(
             ),
             ClientMessage::Request { id, request } => {
                 let close = matches!(request, Request::CloseConnection);
-                let answer = match handle(server, user, request).await {
+                let answer = match handle(server, user, cert, request).await {
                     Ok(result) => ServerMessage::Response { id, result },
-                    Err(r) => error(Some(id), r.code, r.message),
+                    Err(r) => {
+                        tracing::debug!(%user, code = r.code, "request refused: {}", r.message);
+                        error(Some(id), r.code, r.message)
+                    }
                 };
                 reply(hub, user, out, &answer);
                 if close {
@@ -308,7 +313,12 @@ fn reply(hub: &Hub, user: &str, out: &mpsc::Sender<Bytes>, message: &ServerMessa
     }
 }
 
-async fn handle(server: &Arc<Server>, user: &str, request: Request) -> Result<Response, Refusal> {
+async fn handle(
+    server: &Arc<Server>,
+    user: &str,
+    cert: &CertificateDer<'static>,
+    request: Request,
+) -> Result<Response, Refusal> {
     let hub = &server.hub;
     let registered_only = !matches!(
         request,
@@ -366,6 +376,24 @@ async fn handle(server: &Arc<Server>, user: &str, request: Request) -> Result<Re
                     format!("you are {user}, not {src}"),
                 ));
             }
+            // The payer (the caller) must afford the connect fee and the first increment.
+            let needed = hub.config.billing.tariff.cost(1);
+            let account = read_store(hub, {
+                let user = user.to_owned();
+                move |store| store.user(&user)
+            })
+            .await?
+            .ok_or_else(|| Refusal::new("not_registered", "no account"))?;
+            if account.available() < needed {
+                return Err(Refusal::new(
+                    "insufficient_credit",
+                    format!(
+                        "the call needs {needed} {} (connect fee and first increment); you have {} available",
+                        hub.config.billing.tariff.currency,
+                        account.available()
+                    ),
+                ));
+            }
             hub.request_call(user, &dst)
                 .map(|call_id| Response::CallPlaced { call_id })
         }
@@ -385,29 +413,122 @@ async fn handle(server: &Arc<Server>, user: &str, request: Request) -> Result<Re
             hub.terminate(user, &call_id, reason).map(|_| Response::Ok)
         }
         Request::CloseConnection => Ok(Response::Ok),
-        Request::GetAccountInfo => {
-            let record = read_store(hub, {
-                let user = user.to_owned();
-                move |store| store.user(&user)
-            })
-            .await?
-            .ok_or_else(|| Refusal::new("not_registered", "no account"))?;
-            Ok(Response::Account(vcsdk::proto::signal::AccountInfo {
-                user: record.id,
-                registered_at: record.registered_at,
-                terms_version: record.terms_version,
-                balance: record.balance,
-                currency: hub.config.currency.clone(),
-            }))
+        Request::GetAccountInfo => account_info(hub, user).await,
+        Request::AddCredit { voucher } => {
+            hub.store
+                .redeem_voucher(user, &voucher)
+                .await
+                .map_err(|e| Refusal::new(e.code, e.message))?;
+            account_info(hub, user).await
         }
-        Request::AddCredit { .. } => Err(Refusal::new(
-            "not_available",
-            "this server does not redeem vouchers yet",
-        )),
+        Request::GetCallRecords { before, limit } => {
+            let limit = limit.unwrap_or(MAX_RECORDS_PAGE).clamp(1, MAX_RECORDS_PAGE) as usize;
+            let mut records = read_store(hub, {
+                let user = user.to_owned();
+                move |store| store.call_records(Some(&user), before.as_deref(), limit + 1, true)
+            })
+            .await?;
+            let next = (records.len() > limit).then(|| {
+                let last = &records[limit - 1];
+                format!("{}/{}", last.requested_at_ms, last.call_id)
+            });
+            records.truncate(limit);
+            Ok(Response::CallRecords { records, next })
+        }
+        Request::SignReceipt {
+            call_id,
+            kind,
+            signature_hex,
+        } => sign_receipt(hub, user, cert, &call_id, kind, &signature_hex)
+            .await
+            .map(|_| Response::Ok),
         Request::UpdateCert => Ok(Response::RenewAt {
             ca_url: server.ca_url.clone(),
         }),
     }
+}
+
+/// The account, tariff and recent calls of `user`.
+async fn account_info(hub: &Hub, user: &str) -> Result<Response, Refusal> {
+    let (record, recent) = read_store(hub, {
+        let user = user.to_owned();
+        move |store| {
+            Ok((
+                store.user(&user)?,
+                store.call_records(Some(&user), None, 5, false)?,
+            ))
+        }
+    })
+    .await?;
+    let record = record.ok_or_else(|| Refusal::new("not_registered", "no account"))?;
+    let tariff = hub.config.billing.tariff.clone();
+    Ok(Response::Account(vcsdk::proto::signal::AccountInfo {
+        user: record.id,
+        registered_at: record.registered_at,
+        terms_version: record.terms_version,
+        account_type: record.account_type,
+        balance: record.balance,
+        credit_limit: record.credit_limit,
+        currency: tariff.currency.clone(),
+        tariff,
+        recent_calls: recent,
+    }))
+}
+
+/// Checks a party's signature over the receipt statement of its call (built here from the
+/// recorded times) with the certificate it is connected with, and stores it.
+async fn sign_receipt(
+    hub: &Hub,
+    user: &str,
+    cert: &CertificateDer<'static>,
+    call_id: &str,
+    kind: vcsdk::billing::ReceiptKind,
+    signature_hex: &str,
+) -> Result<(), Refusal> {
+    let signature = vcsdk::util::unhex(signature_hex)
+        .ok_or_else(|| Refusal::new("bad_receipt", "signature is not hex"))?;
+    // The end time is written when the call ends; make sure that write is in.
+    hub.store.flush().await;
+    let times = read_store(hub, {
+        let call_id = call_id.to_owned();
+        move |store| store.call_times(&call_id)
+    })
+    .await?
+    .ok_or_else(|| Refusal::new("unknown_call", format!("no call {call_id}")))?;
+    let crate::store::CallTimes {
+        caller,
+        callee,
+        answered_at_ms: answered,
+        ended_at_ms: ended,
+    } = times;
+    if user != caller && user != callee {
+        return Err(Refusal::new(
+            "not_in_call",
+            format!("you are not a party of call {call_id}"),
+        ));
+    }
+    let at = match kind {
+        vcsdk::billing::ReceiptKind::Answer => answered,
+        vcsdk::billing::ReceiptKind::End => ended,
+    }
+    .ok_or_else(|| {
+        Refusal::new(
+            "bad_receipt",
+            format!("call {call_id} has no {} time yet", kind.as_str()),
+        )
+    })?;
+    let statement = vcsdk::billing::receipt_statement(kind, call_id, &caller, &callee, at);
+    let info = CertificateInfo::parse(cert).map_err(|e| Refusal::new("internal", e.to_string()))?;
+    if !vcsdk::billing::verify_receipt(&info.public_key, &statement, &signature) {
+        return Err(Refusal::new(
+            "bad_receipt",
+            "the signature does not verify with your certificate over this call's statement",
+        ));
+    }
+    hub.store
+        .store_receipt(call_id, kind, user, &statement, &signature, cert)
+        .await
+        .map_err(|e| Refusal::new(e.code, e.message))
 }
 
 /// Runs a database read off the async threads.

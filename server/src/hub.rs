@@ -11,13 +11,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use rustls_pki_types::{CertificateDer, UnixTime};
 use tokio::sync::{mpsc, watch};
+use vcsdk::billing::{receipt_statement, ReceiptKind};
 use vcsdk::pki::{CertificateCheck, CertificateError, Usage};
 use vcsdk::proto::frame;
 use vcsdk::proto::signal::{Answer, CallState, Event, ServerMessage, UserPresence};
 use vcsdk::util::unix_now;
 
 use crate::config::ServerConfig;
-use crate::store::{Disposition, Store};
+use crate::store::{DebitOutcome, Disposition, Store};
 
 /// A refusal sent to the client as an `error` with a stable code.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +63,12 @@ struct Call {
     /// Whether the callee was told of it (a busy callee never is).
     offered: bool,
     answered: bool,
+    /// When it was answered, Unix ms (the time in the answer receipt).
+    answered_at_ms: Option<i64>,
+    /// The task debiting the payer while the call runs.
+    billing: Option<tokio::task::JoinHandle<()>>,
+    /// Whether the payer was warned of a low balance.
+    warned: bool,
 }
 
 #[derive(Default)]
@@ -203,10 +210,19 @@ impl Hub {
             (info.serial, peer.cert.to_vec())
         };
         let now = unix_now();
+        let billing = &self.config.billing;
         self.store
-            .register(user, &serial, &der, terms, now)
+            .register(
+                user,
+                &serial,
+                &der,
+                terms,
+                now,
+                &billing.default_account_type,
+                billing.default_credit_limit,
+            )
             .await
-            .map_err(|e| Refusal::new("internal", e))?;
+            .map_err(|e| Refusal::new(e.code, e.message))?;
         let registered_at = self
             .store
             .user(user)
@@ -229,7 +245,7 @@ impl Hub {
         self.store
             .unregister(user, unix_now())
             .await
-            .map_err(|e| Refusal::new("internal", e))?;
+            .map_err(|e| Refusal::new(e.code, e.message))?;
         let mut state = self.lock();
         end_calls_locked(
             &mut state,
@@ -311,6 +327,9 @@ impl Hub {
                 callee: callee.to_owned(),
                 offered: false,
                 answered: false,
+                answered_at_ms: None,
+                billing: None,
+                warned: false,
             },
         );
         state.call_of.insert(caller.to_owned(), call_id.clone());
@@ -371,8 +390,15 @@ impl Hub {
         }
     }
 
-    /// acceptConnect / declineConnect / busy, by the callee of a ringing call.
-    pub fn answer(&self, user: &str, call_id: &str, answer: Answer) -> Result<(), Refusal> {
+    /// acceptConnect / declineConnect / busy, by the callee of a ringing call. Accepting starts
+    /// billing (the first debit at once, then one per debit interval) and asks both parties to
+    /// sign the answer receipt.
+    pub fn answer(
+        self: &Arc<Self>,
+        user: &str,
+        call_id: &str,
+        answer: Answer,
+    ) -> Result<(), Refusal> {
         let mut state = self.lock();
         let call = state
             .calls
@@ -392,12 +418,23 @@ impl Hub {
         }
         match answer {
             Answer::Accept => {
+                let at = now_ms();
                 call.answered = true;
+                call.answered_at_ms = Some(at);
                 let caller = call.caller.clone();
-                self.store.call_answered(call_id, now_ms());
+                self.store
+                    .call_answered(call_id, at, &self.config.billing.tariff);
+                call.billing = Some(tokio::spawn(bill_call(
+                    Arc::downgrade(self),
+                    call_id.to_owned(),
+                    caller.clone(),
+                )));
                 let accepted = call_state(call_id, CallState::Accepted, None);
                 send_locked(&mut state, &caller, &accepted);
                 send_locked(&mut state, user, &accepted);
+                let receipt = receipt_request(ReceiptKind::Answer, call_id, &caller, user, at);
+                send_locked(&mut state, &caller, &receipt);
+                send_locked(&mut state, user, &receipt);
             }
             Answer::Decline => finish_call_locked(
                 &mut state,
@@ -470,6 +507,42 @@ impl Hub {
         Ok(())
     }
 
+    /// Ends an answered call with `reason` (e.g. "insufficient credit"); both parties are told.
+    pub fn end_call(&self, call_id: &str, reason: &str) {
+        let mut state = self.lock();
+        finish_call_locked(
+            &mut state,
+            &self.store,
+            call_id,
+            CallState::Ended,
+            Disposition::Answered,
+            reason,
+        );
+    }
+
+    /// Warns the payer once per call that the balance will soon not cover it.
+    fn warn_low_balance(&self, payer: &str, call_id: &str, balance: i64, seconds_left: i64) {
+        let mut state = self.lock();
+        let Some(call) = state.calls.get_mut(call_id) else {
+            return;
+        };
+        if call.warned {
+            return;
+        }
+        call.warned = true;
+        send_locked(
+            &mut state,
+            payer,
+            &ServerMessage::Event {
+                event: Event::LowBalance {
+                    call_id: call_id.to_owned(),
+                    balance,
+                    seconds_left,
+                },
+            },
+        );
+    }
+
     /// Ends every call ("server shutdown", recorded) and closes every connection.
     pub fn shutdown(&self) {
         let mut state = self.lock();
@@ -522,6 +595,58 @@ impl Hub {
     }
 }
 
+/// Debits the payer while the call runs: at once (the connect fee and the first interval), then
+/// every debit interval, each paying one interval ahead. Ends the call when the payer cannot pay.
+async fn bill_call(hub: std::sync::Weak<Hub>, call_id: String, payer: String) {
+    let Some(strong) = hub.upgrade() else { return };
+    let interval = i64::from(strong.config.billing.debit_interval_secs);
+    let warn_below = i64::from(strong.config.billing.low_balance_warning_secs);
+    let tariff = strong.config.billing.tariff.clone();
+    drop(strong);
+    loop {
+        let Some(hub) = hub.upgrade() else { return };
+        let now = now_ms();
+        match hub.store.debit(&call_id, now, interval).await {
+            Ok(DebitOutcome::Paid {
+                balance,
+                available,
+                covered_to_ms,
+            }) => {
+                let left = (covered_to_ms - now) / 1000
+                    + tariff.seconds_for(available).unwrap_or(i64::MAX / 2);
+                if left < warn_below {
+                    hub.warn_low_balance(&payer, &call_id, balance, left);
+                }
+            }
+            Ok(DebitOutcome::Insufficient) => {
+                tracing::info!(%call_id, %payer, "ending call: insufficient credit");
+                hub.end_call(&call_id, "insufficient credit");
+                return;
+            }
+            Ok(DebitOutcome::Closed) => return,
+            Err(e) => tracing::error!(%call_id, "debit failed: {}", e.message),
+        }
+        drop(hub);
+        tokio::time::sleep(Duration::from_secs(interval as u64)).await;
+    }
+}
+
+fn receipt_request(
+    kind: ReceiptKind,
+    call_id: &str,
+    caller: &str,
+    callee: &str,
+    at_ms: i64,
+) -> ServerMessage {
+    ServerMessage::Event {
+        event: Event::ReceiptRequest {
+            call_id: call_id.to_owned(),
+            receipt: kind,
+            statement: receipt_statement(kind, call_id, caller, callee, at_ms),
+        },
+    }
+}
+
 fn call_state(call_id: &str, state: CallState, reason: Option<&str>) -> ServerMessage {
     ServerMessage::Event {
         event: Event::CallState {
@@ -561,16 +686,25 @@ fn finish_call_locked(
     let Some(call) = state.calls.remove(call_id) else {
         return;
     };
+    if let Some(billing) = &call.billing {
+        billing.abort();
+    }
     for party in [&call.caller, &call.callee] {
         if state.call_of.get(party).is_some_and(|c| c == call_id) {
             state.call_of.remove(party);
         }
     }
-    store.call_ended(call_id, now_ms(), disposition, reason);
+    let at = now_ms();
+    store.call_ended(call_id, at, disposition, reason);
     let message = call_state(call_id, final_state, Some(reason));
     send_locked(state, &call.caller, &message);
     if call.offered {
         send_locked(state, &call.callee, &message);
+    }
+    if call.answered {
+        let receipt = receipt_request(ReceiptKind::End, call_id, &call.caller, &call.callee, at);
+        send_locked(state, &call.caller, &receipt);
+        send_locked(state, &call.callee, &receipt);
     }
     tracing::info!(call_id, caller = %call.caller, callee = %call.callee, disposition = disposition.as_str(), reason, "call ended");
 }

@@ -3,6 +3,7 @@
 //! lists, and routes calls between clients (see `docs/protocol.md`, signalling protocol v1).
 #![forbid(unsafe_code)]
 
+pub mod cdr;
 pub mod config;
 pub mod connection;
 pub mod hub;
@@ -142,7 +143,7 @@ pub async fn serve(
         tls::reloadable_server_config(certificate.clone(), verifier).map_err(|e| e.to_string())?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config));
     let ca_url = identity_store.ca_client().map_err(|e| e.to_string())?.url();
-    let store = Arc::new(Store::open(&dir)?);
+    let store = Arc::new(Store::open_recovering(&dir)?);
     let hub = Hub::new(store.clone(), config.clone());
     let server = Arc::new(Server {
         hub: hub.clone(),

@@ -65,11 +65,74 @@ enum Command {
         #[command(flatten)]
         dir: DataDir,
     },
-    /// List call records (JSON).
-    Calls {
+    /// Add credit to a user's account (minor currency units).
+    Credit {
+        #[command(subcommand)]
+        command: CreditCommand,
+    },
+    /// One-time vouchers that clients redeem for credit (`vc credit redeem CODE`).
+    Voucher {
+        #[command(subcommand)]
+        command: VoucherCommand,
+    },
+    /// Call detail records.
+    Cdr {
+        #[command(subcommand)]
+        command: CdrCommand,
+    },
+    /// Every account: balance, credits, charges, and whether balance = credits − charges.
+    Accounts {
         #[command(flatten)]
         dir: DataDir,
     },
+}
+
+#[derive(Subcommand)]
+enum CreditCommand {
+    /// Add N minor units to a registered user's balance.
+    Add {
+        #[command(flatten)]
+        dir: DataDir,
+        /// The user.
+        #[arg(long)]
+        user: String,
+        /// Minor currency units, 1 to 10^12.
+        #[arg(long, allow_negative_numbers = true)]
+        amount: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum VoucherCommand {
+    /// Print a new one-time voucher code worth N minor units.
+    Create {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Minor currency units, 1 to 10^12.
+        #[arg(long, allow_negative_numbers = true)]
+        amount: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum CdrCommand {
+    /// Export call detail records, oldest first.
+    List {
+        #[command(flatten)]
+        dir: DataDir,
+        /// Only the calls of this user.
+        #[arg(long)]
+        user: Option<String>,
+        /// `csv` or `json`.
+        #[arg(long, default_value = "csv")]
+        format: CdrFormat,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CdrFormat {
+    Csv,
+    Json,
 }
 
 fn main() -> ExitCode {
@@ -170,12 +233,56 @@ async fn run(command: Command) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::Calls { dir } => {
+        Command::Credit {
+            command: CreditCommand::Add { dir, user, amount },
+        } => {
+            let store = Store::open(&dir.data_dir)?;
+            let balance = store
+                .credit(&user, amount, "operator")
+                .await
+                .map_err(|e| e.message)?;
+            println!("credited {amount} to {user}; balance {balance}");
+            Ok(())
+        }
+        Command::Voucher {
+            command: VoucherCommand::Create { dir, amount },
+        } => {
             let store = Store::open(&dir.data_dir)?;
             println!(
                 "{}",
-                serde_json::to_string_pretty(&store.calls()?).map_err(|e| e.to_string())?
+                store.create_voucher(amount).await.map_err(|e| e.message)?
             );
+            Ok(())
+        }
+        Command::Cdr {
+            command: CdrCommand::List { dir, user, format },
+        } => {
+            let store = Store::open(&dir.data_dir)?;
+            vcserver::cdr::export(
+                &store,
+                user.as_deref(),
+                matches!(format, CdrFormat::Json),
+                std::io::stdout().lock(),
+            )
+        }
+        Command::Accounts { dir } => {
+            let store = Store::open(&dir.data_dir)?;
+            println!(
+                "{:<24} {:<9} {:>14} {:>12} {:>14} {:>14} CONSISTENT",
+                "USER", "TYPE", "BALANCE", "LIMIT", "CREDITS", "CHARGES"
+            );
+            for l in store.ledgers()? {
+                println!(
+                    "{:<24} {:<9} {:>14} {:>12} {:>14} {:>14} {}",
+                    l.user,
+                    l.account_type,
+                    l.balance,
+                    l.credit_limit,
+                    l.credits,
+                    l.debits,
+                    if l.consistent { "yes" } else { "NO" }
+                );
+            }
             Ok(())
         }
     }

@@ -235,7 +235,8 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// `vc-server init`, settings overridden by `settings` (`key = value` TOML lines), `enroll`
+    /// `vc-server init`, settings overridden by `settings` (`key = value` lines replacing the
+    /// line of that key, in whichever table of server.toml it is), `enroll`
     /// with a server token for `localhost,127.0.0.1`, then `serve`.
     pub fn start(ca: &TestCa, settings: &[&str]) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -256,10 +257,12 @@ impl TestServer {
         let mut config = std::fs::read_to_string(&config_path).expect("server.toml");
         for line in settings {
             let key = line.split('=').next().expect("key").trim();
+            let mut found = false;
             config = config
                 .lines()
                 .map(|l| {
                     if l.split('=').next().map(str::trim) == Some(key) {
+                        found = true;
                         line.to_string()
                     } else {
                         l.to_string()
@@ -267,6 +270,7 @@ impl TestServer {
                 })
                 .collect::<Vec<_>>()
                 .join("\n");
+            assert!(found, "server.toml has no setting {key:?}");
         }
         std::fs::write(&config_path, config).expect("write server.toml");
         let token = ca

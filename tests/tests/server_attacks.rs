@@ -226,7 +226,14 @@ async fn expired_certificates_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protocol_violations_are_refused_and_the_server_keeps_serving() {
     let ca = TestCa::start(&[]);
-    let server = TestServer::start(&ca, &["rate_limit_per_sec = 20", "rate_limit_burst = 20"]);
+    let server = TestServer::start(
+        &ca,
+        &[
+            "rate_limit_per_sec = 20",
+            "rate_limit_burst = 20",
+            "rate_per_minute = 0",
+        ],
+    );
     let home = tempfile::tempdir().unwrap();
     let mallory = enroll(&ca, home.path(), "mallory").await;
     let key = || mallory.load().unwrap().certified_key();
@@ -502,7 +509,7 @@ async fn misbehaving_clients_do_not_hold_up_the_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_ends_open_calls_and_records_them() {
     let ca = TestCa::start(&[]);
-    let mut server = TestServer::start(&ca, &[]);
+    let mut server = TestServer::start(&ca, &["rate_per_minute = 0"]);
     let home = tempfile::tempdir().unwrap();
     let alice = enroll(&ca, home.path(), "alice").await;
     let bob = enroll(&ca, home.path(), "bob").await;
@@ -536,7 +543,11 @@ async fn sigterm_ends_open_calls_and_records_them() {
         }
     }
     assert!(ended, "alice was not told the call ended");
-    let calls: Vec<serde_json::Value> = serde_json::from_str(&server.cli(&["calls"])).unwrap();
+    let calls: Vec<serde_json::Value> = server
+        .cli(&["cdr", "list", "--format", "json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let record = calls
         .iter()
         .find(|c| c["call_id"] == call.as_str())

@@ -64,6 +64,9 @@ pub async fn call(
                 Some(ClientEvent::Disconnected { reason }) => {
                     println!("disconnected from the server ({reason})");
                 }
+                Some(ClientEvent::LowBalance { balance, seconds_left, .. }) => {
+                    println!("low balance: {balance} left, about {seconds_left} s");
+                }
                 Some(_) => {}
                 None => return Err("the connection is gone".into()),
             },

@@ -117,6 +117,21 @@ enum Command {
         #[arg(long)]
         max_calls: Option<u32>,
     },
+    /// Show your account: balance, tariff, recent calls.
+    Account {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Prepaid credit.
+    Credit {
+        #[command(subcommand)]
+        command: CreditCommand,
+    },
+    /// Signed call receipts: export your records with them, and verify a file offline.
+    Receipts {
+        #[command(subcommand)]
+        command: ReceiptsCommand,
+    },
     /// Show the identity: id, serial (keyID), validity, renewal time.
     Whoami {
         #[command(flatten)]
@@ -127,6 +142,37 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum CreditCommand {
+    /// Redeem a voucher code from the operator.
+    Redeem {
+        /// The voucher code.
+        code: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReceiptsCommand {
+    /// Write all your call records with their signed receipts to FILE (JSON).
+    Export {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check offline that every charge in FILE matches a call you signed (exit 1 if one does not).
+    Verify {
+        /// A file from `vc receipts export`.
+        file: PathBuf,
+        /// Your identity: its id and pinned root are used.
+        #[arg(long, value_name = "DIR")]
+        identity_dir: PathBuf,
     },
 }
 
@@ -270,6 +316,72 @@ async fn run(command: Command) -> Result<(), String> {
             };
             calls::listen(connect(&server).await?, policy, max_calls).await
         }
+        Command::Account { server } => {
+            let (client, _events) = connect(&server).await?;
+            let a = client.account_info().await.map_err(text)?;
+            let t = &a.tariff;
+            println!("user:     {}", a.user);
+            println!(
+                "account:  {} (credit limit {})",
+                a.account_type, a.credit_limit
+            );
+            println!("balance:  {} {} (minor units)", a.balance, a.currency);
+            println!(
+                "tariff:   connect fee {}, {} per minute, billed {}s then every {}s, rounding {:?}",
+                t.connect_fee,
+                t.rate_per_minute,
+                t.first_increment_secs,
+                t.next_increment_secs,
+                t.rounding
+            );
+            println!("recent calls:");
+            for r in &a.recent_calls {
+                println!(
+                    "  {} {} -> {}: {}, {} s billable, cost {}{}",
+                    r.call_id,
+                    r.caller,
+                    r.callee,
+                    r.disposition.as_deref().unwrap_or("open"),
+                    r.billable_secs,
+                    r.cost,
+                    if r.end_receipt_missing {
+                        " (end receipt missing)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            let _ = client.close().await;
+            Ok(())
+        }
+        Command::Credit {
+            command: CreditCommand::Redeem { code, server },
+        } => {
+            let (client, _events) = connect(&server).await?;
+            let a = client.add_credit(&code).await.map_err(text)?;
+            println!("redeemed; balance {} {}", a.balance, a.currency);
+            let _ = client.close().await;
+            Ok(())
+        }
+        Command::Receipts {
+            command: ReceiptsCommand::Export { server, out },
+        } => {
+            let (client, _events) = connect(&server).await?;
+            let records = client.call_records().await.map_err(text)?;
+            let json = serde_json::to_vec_pretty(&records).map_err(text)?;
+            vcsdk::util::write_atomic(&out, &json, 0o600)
+                .map_err(|e| format!("writing {}: {e}", out.display()))?;
+            println!(
+                "exported {} call records to {}",
+                records.len(),
+                out.display()
+            );
+            let _ = client.close().await;
+            Ok(())
+        }
+        Command::Receipts {
+            command: ReceiptsCommand::Verify { file, identity_dir },
+        } => verify_receipts(&file, &identity_dir),
         Command::Whoami { dir, check, json } => {
             let store = IdentityStore::new(&dir.identity_dir);
             let identity = store.load().map_err(text)?;
@@ -310,6 +422,47 @@ async fn run(command: Command) -> Result<(), String> {
             }
             Ok(())
         }
+    }
+}
+
+/// `vc receipts verify`: every record charged to us must match receipts we signed.
+fn verify_receipts(file: &std::path::Path, identity_dir: &std::path::Path) -> Result<(), String> {
+    use vcsdk::billing::RecordCheck;
+    let store = IdentityStore::new(identity_dir);
+    let identity = store.load().map_err(text)?;
+    let check = vcsdk::pki::CertificateCheck::new(identity.root().clone()).map_err(text)?;
+    let data = std::fs::read(file).map_err(|e| format!("reading {}: {e}", file.display()))?;
+    let records: Vec<vcsdk::billing::CallRecord> = serde_json::from_slice(&data)
+        .map_err(|e| format!("{}: not a receipts export: {e}", file.display()))?;
+    let (mut verified, mut free, mut unverifiable, mut failed) = (0, 0, 0, 0);
+    let mut total = 0i64;
+    for outcome in vcsdk::billing::verify_records(&records, identity.id(), &check) {
+        match outcome {
+            RecordCheck::Verified { call_id, cost } => {
+                verified += 1;
+                total += cost;
+                println!("ok        {call_id}: charged {cost}, signed by you");
+            }
+            RecordCheck::NoCharge { .. } => free += 1,
+            RecordCheck::Unverifiable { call_id, reason } => {
+                unverifiable += 1;
+                println!("UNPROVEN  {call_id}: {reason}");
+            }
+            RecordCheck::Failed { call_id, reason } => {
+                failed += 1;
+                println!("FAILED    {call_id}: {reason}");
+            }
+        }
+    }
+    println!(
+        "{verified} charges verified (total {total}), {free} without charge to you, {unverifiable} without an end receipt, {failed} failed"
+    );
+    if failed > 0 {
+        Err(format!(
+            "{failed} records do not match your signed receipts"
+        ))
+    } else {
+        Ok(())
     }
 }
 

@@ -157,7 +157,13 @@ impl Connection {
         });
         let idle = Duration::from_secs(welcome.keepalive_secs.max(1) * 3 + 2);
         let writer_task = tokio::spawn(write_loop(writer, out_rx, connection.clone()));
-        let reader_task = tokio::spawn(read_loop(reader, connection.clone(), events, idle));
+        let reader_task = tokio::spawn(read_loop(
+            reader,
+            connection.clone(),
+            events,
+            idle,
+            options.identity.clone(),
+        ));
         connection
             .tasks
             .lock()
@@ -269,11 +275,54 @@ async fn write_loop(
     let _ = tokio::io::AsyncWriteExt::shutdown(&mut writer).await;
 }
 
+/// How far a receipt's time may be from the local clock for the SDK to sign it.
+const RECEIPT_CLOCK_TOLERANCE_MS: i64 = 5 * 60 * 1000;
+
+/// Signs a receipt statement if it is about a call of ours at a plausible time; the answer is sent
+/// without waiting for the server's reply.
+fn sign_receipt(
+    connection: &Connection,
+    identity: &crate::identity::Identity,
+    call_id: &str,
+    kind: crate::billing::ReceiptKind,
+    statement: &str,
+) {
+    let lines: Vec<&str> = statement.split('\n').collect();
+    let ours = lines.len() == 7
+        && lines[0] == "vcsdk-call-receipt/1"
+        && lines[1] == kind.as_str()
+        && lines[2] == call_id
+        && (lines[3] == identity.id() || lines[4] == identity.id())
+        && lines[6].is_empty();
+    let at_ms: i64 = lines.get(5).and_then(|t| t.parse().ok()).unwrap_or(0);
+    let now_ms = crate::util::unix_now() * 1000;
+    if !ours || (at_ms - now_ms).abs() > RECEIPT_CLOCK_TOLERANCE_MS {
+        tracing::warn!(
+            call_id,
+            "refusing to sign a receipt that does not describe our call now"
+        );
+        return;
+    }
+    let Ok(signature) = identity.sign(statement.as_bytes()) else {
+        return;
+    };
+    let id = connection.next_id.fetch_add(1, Ordering::Relaxed);
+    let request = Request::SignReceipt {
+        call_id: call_id.to_owned(),
+        kind,
+        signature_hex: crate::util::hex(&signature),
+    };
+    if let Ok(frame) = frame::encode(&ClientMessage::Request { id, request }) {
+        let _ = connection.out.try_send(frame);
+    }
+}
+
 async fn read_loop(
     mut reader: ReadHalf<TlsStream<TcpStream>>,
     connection: Arc<Connection>,
     events: mpsc::Sender<ClientEvent>,
     idle: Duration,
+    identity: Arc<crate::identity::Identity>,
 ) {
     let mut buf = Vec::new();
     let mut disconnect_reason: Option<String> = None;
@@ -336,8 +385,18 @@ async fn read_loop(
                 disconnect_reason = Some(format!("{code}: {message}"));
             }
             ServerMessage::Event { event } => {
-                if let crate::proto::signal::Event::Disconnect { reason } = &event {
-                    disconnect_reason = Some(reason.clone());
+                match &event {
+                    crate::proto::signal::Event::Disconnect { reason } => {
+                        disconnect_reason = Some(reason.clone())
+                    }
+                    crate::proto::signal::Event::ReceiptRequest {
+                        call_id,
+                        receipt,
+                        statement,
+                    } => {
+                        sign_receipt(&connection, &identity, call_id, *receipt, statement);
+                    }
+                    _ => {}
                 }
                 if let Some(event) = Option::<ClientEvent>::from(event) {
                     if events.try_send(event).is_err() {

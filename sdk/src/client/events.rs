@@ -37,6 +37,15 @@ pub enum ClientEvent {
         /// The opaque payload.
         payload: String,
     },
+    /// The balance will soon not cover the call (the server ends it when it runs out).
+    LowBalance {
+        /// The call.
+        call_id: String,
+        /// Balance now, minor units.
+        balance: i64,
+        /// About how many more seconds it pays for.
+        seconds_left: i64,
+    },
     /// The connection was lost; the client reconnects unless the reason is final.
     Disconnected {
         /// Why.
@@ -69,8 +78,17 @@ impl From<Event> for Option<ClientEvent> {
                 from,
                 payload,
             },
-            // Reported by the connection when it closes.
-            Event::Disconnect { .. } => return None,
+            Event::LowBalance {
+                call_id,
+                balance,
+                seconds_left,
+            } => ClientEvent::LowBalance {
+                call_id,
+                balance,
+                seconds_left,
+            },
+            // Reported by the connection when it closes; receipts are signed by the connection.
+            Event::Disconnect { .. } | Event::ReceiptRequest { .. } => return None,
         })
     }
 }

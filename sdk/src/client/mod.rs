@@ -295,6 +295,30 @@ impl Client {
         }
     }
 
+    /// Every call record of this user with its receipts, newest first (fetched page by page).
+    pub async fn call_records(&self) -> Result<Vec<crate::billing::CallRecord>> {
+        let mut all = Vec::new();
+        let mut before = None;
+        loop {
+            match self
+                .request(Request::GetCallRecords {
+                    before,
+                    limit: None,
+                })
+                .await?
+            {
+                Response::CallRecords { records, next } => {
+                    all.extend(records);
+                    match next {
+                        Some(n) => before = Some(n),
+                        None => return Ok(all),
+                    }
+                }
+                other => return Err(unexpected(other)),
+            }
+        }
+    }
+
     /// updateCert: the URL of the CA to renew with.
     pub async fn renewal_url(&self) -> Result<String> {
         match self.request(Request::UpdateCert).await? {

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::billing::{CallRecord, ReceiptKind, Tariff};
+
 /// The protocol version this SDK speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
 /// Most users in one `active_users` page (keeps the answer well inside one frame).
@@ -110,7 +112,28 @@ pub enum Request {
     },
     /// updateCert: where to renew the certificate.
     UpdateCert,
+    /// A signed call receipt, answering a `receipt_request` event.
+    SignReceipt {
+        /// The call.
+        call_id: String,
+        /// Answer or end.
+        kind: ReceiptKind,
+        /// DER ECDSA signature over the requested statement, hex.
+        signature_hex: String,
+    },
+    /// Your call records with their receipts, newest first, a page at a time.
+    GetCallRecords {
+        /// Continue after this cursor (the previous page's `next`).
+        #[serde(default)]
+        before: Option<String>,
+        /// Page size, at most [`MAX_RECORDS_PAGE`] (the default).
+        #[serde(default)]
+        limit: Option<u32>,
+    },
 }
+
+/// Most call records in one `call_records` page.
+pub const MAX_RECORDS_PAGE: u32 = 10;
 
 /// The callee's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -224,6 +247,14 @@ pub enum Response {
         /// The CA's URL.
         ca_url: String,
     },
+    /// A page of call records.
+    CallRecords {
+        /// Newest first.
+        records: Vec<CallRecord>,
+        /// When more follow: the `before` for the next page.
+        #[serde(default)]
+        next: Option<String>,
+    },
 }
 
 /// A user who is online.
@@ -246,10 +277,18 @@ pub struct AccountInfo {
     pub registered_at: i64,
     /// The terms version accepted.
     pub terms_version: String,
-    /// Balance in minor currency units.
+    /// `prepaid` or `postpaid`.
+    pub account_type: String,
+    /// Balance in minor currency units (negative on a postpaid account in debt).
     pub balance: i64,
+    /// How far a postpaid balance may go below zero, minor units (0 when prepaid).
+    pub credit_limit: i64,
     /// Currency code.
     pub currency: String,
+    /// The tariff calls are charged by.
+    pub tariff: Tariff,
+    /// The most recent call records (without receipts), newest first.
+    pub recent_calls: Vec<CallRecord>,
 }
 
 /// Something the server tells a client without being asked.
@@ -288,6 +327,24 @@ pub enum Event {
         from: String,
         /// Opaque payload.
         payload: String,
+    },
+    /// Sign this statement with your certificate key and send it back with `sign_receipt`.
+    ReceiptRequest {
+        /// The call.
+        call_id: String,
+        /// Answer or end.
+        receipt: ReceiptKind,
+        /// The exact text to sign ([`crate::billing::receipt_statement`]).
+        statement: String,
+    },
+    /// Your balance will soon not cover the call.
+    LowBalance {
+        /// The call.
+        call_id: String,
+        /// Balance now, minor units.
+        balance: i64,
+        /// About how many more seconds the balance pays for.
+        seconds_left: i64,
     },
     /// The server is closing this connection.
     Disconnect {
@@ -363,8 +420,12 @@ mod tests {
                 user: "a".into(),
                 registered_at: 1,
                 terms_version: "1".into(),
+                account_type: "prepaid".into(),
                 balance: 0,
+                credit_limit: 0,
                 currency: "EUR".into(),
+                tariff: Tariff::default(),
+                recent_calls: Vec::new(),
             }),
         };
         let json = serde_json::to_string(&r).unwrap();

@@ -68,6 +68,7 @@ fn main() {
             "max_connections = 60000",
             "outbound_queue = 64",
             "ring_timeout_secs = 30",
+            "rate_per_minute = 0",
         ],
     );
     let server_pid = server.process.pid();
