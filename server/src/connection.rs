@@ -394,8 +394,22 @@ async fn handle(
                     ),
                 ));
             }
-            hub.request_call(user, &dst)
-                .map(|call_id| Response::CallPlaced { call_id })
+            match hub.request_call(user, &dst) {
+                Ok(call_id) => Ok(Response::CallPlaced { call_id }),
+                Err(r) if r.code == "user_offline" => {
+                    let registered = read_store(hub, {
+                        let dst = dst.clone();
+                        move |store| store.is_registered(&dst)
+                    })
+                    .await?;
+                    Err(if registered {
+                        r
+                    } else {
+                        Refusal::new("unknown_user", format!("{dst} is not a registered user"))
+                    })
+                }
+                Err(r) => Err(r),
+            }
         }
         Request::Answer { call_id, answer } => {
             hub.answer(user, &call_id, answer).map(|_| Response::Ok)

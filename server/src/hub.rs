@@ -211,7 +211,8 @@ impl Hub {
         };
         let now = unix_now();
         let billing = &self.config.billing;
-        self.store
+        let registered_at = self
+            .store
             .register(
                 user,
                 &serial,
@@ -223,12 +224,6 @@ impl Hub {
             )
             .await
             .map_err(|e| Refusal::new(e.code, e.message))?;
-        let registered_at = self
-            .store
-            .user(user)
-            .ok()
-            .flatten()
-            .map_or(now, |u| u.registered_at);
         let mut state = self.lock();
         if let Some(peer) = state.peers.get_mut(user) {
             if !peer.registered {
@@ -309,12 +304,12 @@ impl Hub {
         }
         match state.peers.get(callee) {
             Some(p) if p.registered => {}
+            // The connection tells an offline registered user from an unknown one.
             _ => {
-                drop(state);
-                return Err(match self.store.is_registered(callee) {
-                    Ok(true) => Refusal::new("user_offline", format!("{callee} is not online")),
-                    _ => Refusal::new("unknown_user", format!("{callee} is not a registered user")),
-                });
+                return Err(Refusal::new(
+                    "user_offline",
+                    format!("{callee} is not online"),
+                ))
             }
         }
         let call_id = new_call_id();
@@ -572,26 +567,36 @@ impl Hub {
     /// Checks every connected client's certificate with `check` (a fresh CRL) and disconnects
     /// those it refuses. Returns how many were disconnected.
     pub fn sweep(&self, check: &CertificateCheck) -> usize {
-        let state = self.lock();
+        // Check outside the lock (thousands of signature checks), then close the refused
+        // connections that are still the same ones.
+        let snapshot: Vec<(String, u64, CertificateDer<'static>)> = self
+            .lock()
+            .peers
+            .iter()
+            .map(|(user, peer)| (user.clone(), peer.conn_id, peer.cert.clone()))
+            .collect();
         let now = UnixTime::now();
-        let mut dropped = 0;
-        for (user, peer) in &state.peers {
-            if let Err(e) = check.verify(
-                std::slice::from_ref(&peer.cert),
-                Usage::Client,
-                Some(user),
-                now,
-            ) {
-                let reason = match e {
+        let refused: Vec<(String, u64, String)> = snapshot
+            .into_iter()
+            .filter_map(|(user, conn_id, cert)| {
+                let error = check
+                    .verify(std::slice::from_ref(&cert), Usage::Client, Some(&user), now)
+                    .err()?;
+                let reason = match error {
                     CertificateError::Revoked => "certificate revoked".to_string(),
                     other => format!("certificate refused: {other}"),
                 };
+                Some((user, conn_id, reason))
+            })
+            .collect();
+        let state = self.lock();
+        for (user, conn_id, reason) in &refused {
+            if let Some(peer) = state.peers.get(user).filter(|p| p.conn_id == *conn_id) {
                 tracing::info!(%user, %reason, "disconnecting");
-                let _ = peer.kill.send(Some(reason));
-                dropped += 1;
+                let _ = peer.kill.send(Some(reason.clone()));
             }
         }
-        dropped
+        refused.len()
     }
 }
 

@@ -215,7 +215,7 @@ enum Write {
         now: i64,
         account_type: String,
         credit_limit: i64,
-        done: Reply<()>,
+        done: Reply<i64>,
     },
     Unregister {
         user: String,
@@ -378,8 +378,9 @@ impl Store {
             .map_err(|_| refusal("internal", "the database is closed"))?
     }
 
-    /// Records a registration (and the terms acceptance) durably; returns when committed. A new
-    /// account gets `account_type` and `credit_limit`.
+    /// Records a registration (and the terms acceptance) durably; returns, once committed, when the
+    /// user registered (an already registered user keeps the first time). A new account gets
+    /// `account_type` and `credit_limit`.
     #[allow(clippy::too_many_arguments)]
     pub async fn register(
         &self,
@@ -390,7 +391,7 @@ impl Store {
         now: i64,
         account_type: &str,
         credit_limit: i64,
-    ) -> Result<(), BillingRefusal> {
+    ) -> Result<i64, BillingRefusal> {
         self.ask(|done| Write::Register {
             user: user.to_owned(),
             serial: serial.to_owned(),
@@ -1025,19 +1026,22 @@ fn apply(conn: &mut Connection, write: Write) -> rusqlite::Result<()> {
             let result = (|| {
                 let tx =
                     conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                tx.execute(
+                let registered_at: i64 = tx.query_row(
                     "INSERT INTO users (id, cert_serial, cert_der, terms_version, registered_at, account_type, credit_limit)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                      ON CONFLICT(id) DO UPDATE SET cert_serial = ?2, cert_der = ?3, terms_version = ?4,
                         registered_at = CASE WHEN unregistered_at IS NULL THEN registered_at ELSE ?5 END,
-                        unregistered_at = NULL",
+                        unregistered_at = NULL
+                     RETURNING registered_at",
                     params![user, serial, der, terms, now, account_type, credit_limit],
+                    |r| r.get(0),
                 )?;
                 tx.execute(
                     "INSERT INTO terms_acceptances (user_id, terms_version, accepted_at) VALUES (?1, ?2, ?3)",
                     params![user, terms, now],
                 )?;
-                tx.commit()
+                tx.commit()?;
+                Ok(registered_at)
             })();
             let _ = done.send(result.map_err(db_refusal));
         }

@@ -121,6 +121,18 @@ impl Process {
         self.log.lock().unwrap().clone()
     }
 
+    /// Waits (at most `timeout`) until the log contains `text`.
+    pub fn wait_for_log(&self, text: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.log().contains(text) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.log().contains(text)
+    }
+
     /// Sends a signal (e.g. `HUP`) to the process.
     pub fn signal(&self, name: &str) {
         let _ = Command::new("kill")
@@ -418,4 +430,46 @@ impl RawClient {
             return Ok(message);
         }
     }
+}
+
+/// Enrolls the client `id` with `ca` through the SDK, into `home/id`.
+pub async fn enroll(ca: &TestCa, home: &Path, id: &str) -> vcsdk::identity::IdentityStore {
+    let store = vcsdk::identity::IdentityStore::new(home.join(id));
+    store
+        .enroll(
+            &ca.url(),
+            &ca.root_pem(),
+            &ca.client_token(id),
+            vcsdk::pki::CsrSubject::Client(vcsdk::ClientId::new(id).expect("id")),
+        )
+        .await
+        .expect("enrollment");
+    store
+}
+
+/// A connected SDK client and its events.
+pub type Connected = (
+    vcsdk::client::Client,
+    tokio::sync::mpsc::Receiver<vcsdk::client::ClientEvent>,
+);
+
+/// Connects `store`'s identity to `server` (pinning `ca`'s root, no reconnection) and registers.
+pub async fn online(
+    server: &TestServer,
+    ca: &TestCa,
+    store: &vcsdk::identity::IdentityStore,
+) -> Connected {
+    let identity = Arc::new(store.load().expect("identity"));
+    let check = vcsdk::pki::CertificateCheck::from_root_pem(&ca.root_pem()).expect("root");
+    let mut options = vcsdk::client::ClientOptions::new(server.addr(), identity, check);
+    options.server_name = Some("localhost".into());
+    options.reconnect = false;
+    let (client, events) = vcsdk::client::Client::connect(options)
+        .await
+        .expect("connect");
+    client
+        .register(&client.welcome().terms_version)
+        .await
+        .expect("register");
+    (client, events)
 }

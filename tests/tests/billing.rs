@@ -1,17 +1,15 @@
 //! Billing with the real processes: exact charges, prepaid limits, vouchers, signed receipts
 //! verified offline, and no loss when the server is killed during calls.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc::Receiver;
 use vcsdk::billing::{verify_records, CallRecord, RecordCheck, Tariff};
-use vcsdk::client::{Client, ClientEvent, ClientOptions};
-use vcsdk::identity::IdentityStore;
-use vcsdk::pki::{CertificateCheck, CsrSubject};
+use vcsdk::client::{Client, ClientEvent};
+use vcsdk::pki::CertificateCheck;
 use vcsdk::proto::signal::{Answer, CallState, Request, ServerMessage};
-use vcsdk::{ClientId, Error};
-use vcsdk_tests::{run, RawClient, TestCa, TestServer};
+use vcsdk::Error;
+use vcsdk_tests::{enroll, online, run, RawClient, TestCa, TestServer};
 
 /// connect fee 7, 120 per minute (2 per second), 2 s then 1 s, rounding up; debits every second.
 const TARIFF: &[&str] = &[
@@ -24,38 +22,6 @@ const TARIFF: &[&str] = &[
     "next_increment_secs = 1",
     "rounding = \"up\"",
 ];
-
-async fn enroll(ca: &TestCa, home: &std::path::Path, id: &str) -> IdentityStore {
-    let store = IdentityStore::new(home.join(id));
-    store
-        .enroll(
-            &ca.url(),
-            &ca.root_pem(),
-            &ca.client_token(id),
-            CsrSubject::Client(ClientId::new(id).unwrap()),
-        )
-        .await
-        .unwrap();
-    store
-}
-
-async fn online(
-    server: &TestServer,
-    ca: &TestCa,
-    store: &IdentityStore,
-) -> (Client, Receiver<ClientEvent>) {
-    let identity = Arc::new(store.load().unwrap());
-    let check = CertificateCheck::from_root_pem(&ca.root_pem()).unwrap();
-    let mut options = ClientOptions::new(server.addr(), identity, check);
-    options.server_name = Some("localhost".into());
-    options.reconnect = false;
-    let (client, events) = Client::connect(options).await.unwrap();
-    client
-        .register(&client.welcome().terms_version)
-        .await
-        .unwrap();
-    (client, events)
-}
 
 async fn wait_for<T>(
     events: &mut Receiver<ClientEvent>,

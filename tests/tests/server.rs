@@ -1,16 +1,13 @@
 //! The real `vc-ca` and `vc-server` processes on 127.0.0.1, with SDK clients, `vc` processes and
 //! hand-driven connections: registration, presence, calls, and every refusal and misbehaviour.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc::Receiver;
-use vcsdk::client::{Client, ClientEvent, ClientOptions};
-use vcsdk::identity::IdentityStore;
-use vcsdk::pki::CsrSubject;
+use vcsdk::client::ClientEvent;
 use vcsdk::proto::signal::{Answer, CallState};
-use vcsdk::{ClientId, Error};
-use vcsdk_tests::{run, run_ok, TestCa, TestServer};
+use vcsdk::Error;
+use vcsdk_tests::{enroll, online, run, run_ok, TestCa, TestServer};
 
 /// Short timers, and free calls (billing has its own tests).
 const FAST: &[&str] = &[
@@ -19,38 +16,6 @@ const FAST: &[&str] = &[
     "crl_refresh_secs = 1",
     "rate_per_minute = 0",
 ];
-
-async fn enroll(ca: &TestCa, home: &std::path::Path, id: &str) -> IdentityStore {
-    let store = IdentityStore::new(home.join(id));
-    store
-        .enroll(
-            &ca.url(),
-            &ca.root_pem(),
-            &ca.client_token(id),
-            CsrSubject::Client(ClientId::new(id).unwrap()),
-        )
-        .await
-        .unwrap();
-    store
-}
-
-async fn connect(
-    server: &TestServer,
-    store: &IdentityStore,
-) -> Result<(Client, Receiver<ClientEvent>), Error> {
-    let identity = Arc::new(store.load()?);
-    let check = store.refresh_crl().await?;
-    let mut options = ClientOptions::new(server.addr(), identity, check);
-    options.server_name = Some("localhost".into());
-    Client::connect(options).await
-}
-
-async fn online(server: &TestServer, store: &IdentityStore) -> (Client, Receiver<ClientEvent>) {
-    let (client, events) = connect(server, store).await.unwrap();
-    let terms = client.welcome().terms_version;
-    client.register(&terms).await.unwrap();
-    (client, events)
-}
 
 /// Waits (at most `secs`) for an event `pick` accepts, skipping others.
 async fn expect<T>(
@@ -102,9 +67,9 @@ async fn three_clients_register_see_each_other_and_call() {
     let bob_id = enroll(&ca, home.path(), "bob").await;
     let carol_id = enroll(&ca, home.path(), "carol").await;
 
-    let (alice, mut alice_events) = online(&server, &alice_id).await;
+    let (alice, mut alice_events) = online(&server, &ca, &alice_id).await;
     alice.subscribe_presence().await.unwrap();
-    let (bob, mut bob_events) = online(&server, &bob_id).await;
+    let (bob, mut bob_events) = online(&server, &ca, &bob_id).await;
     expect(&mut alice_events, 5, |e| {
         (e == &ClientEvent::Presence {
             user: "bob".into(),
@@ -113,7 +78,7 @@ async fn three_clients_register_see_each_other_and_call() {
             .then_some(())
     })
     .await;
-    let (carol, mut carol_events) = online(&server, &carol_id).await;
+    let (carol, mut carol_events) = online(&server, &ca, &carol_id).await;
     expect(&mut alice_events, 5, |e| {
         (e == &ClientEvent::Presence {
             user: "carol".into(),

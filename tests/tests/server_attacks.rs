@@ -10,22 +10,8 @@ use vcsdk::client::{Client, ClientEvent, ClientOptions};
 use vcsdk::identity::IdentityStore;
 use vcsdk::pki::CsrSubject;
 use vcsdk::proto::signal::{ClientMessage, Request, ServerMessage};
-use vcsdk::{ClientId, Error};
-use vcsdk_tests::{RawClient, TestCa, TestServer};
-
-async fn enroll(ca: &TestCa, home: &std::path::Path, id: &str) -> IdentityStore {
-    let store = IdentityStore::new(home.join(id));
-    store
-        .enroll(
-            &ca.url(),
-            &ca.root_pem(),
-            &ca.client_token(id),
-            CsrSubject::Client(ClientId::new(id).unwrap()),
-        )
-        .await
-        .unwrap();
-    store
-}
+use vcsdk::Error;
+use vcsdk_tests::{enroll, online, RawClient, TestCa, TestServer};
 
 async fn connect(
     addr: &str,
@@ -38,19 +24,6 @@ async fn connect(
     options.server_name = Some("localhost".into());
     options.reconnect = false;
     Client::connect(options).await
-}
-
-async fn online(
-    server: &TestServer,
-    ca: &TestCa,
-    store: &IdentityStore,
-) -> (Client, Receiver<ClientEvent>) {
-    let (client, events) = connect(&server.addr(), store, &ca.root_pem())
-        .await
-        .unwrap();
-    let terms = client.welcome().terms_version;
-    client.register(&terms).await.unwrap();
-    (client, events)
 }
 
 /// Connects a raw client with `store`'s identity, says hello and registers.
@@ -423,7 +396,9 @@ async fn protocol_violations_are_refused_and_the_server_keeps_serving() {
     }
     assert!(limited > 0, "no rate_limited errors");
     assert!(closed, "the flooding connection was not closed");
-    assert!(server.process.log().contains("flooding"));
+    assert!(server
+        .process
+        .wait_for_log("flooding", Duration::from_secs(5)));
 
     // Plain TCP garbage where TLS is expected.
     {
@@ -500,7 +475,9 @@ async fn misbehaving_clients_do_not_hold_up_the_others() {
     presence(&mut events, "slow", false, 20).await;
     let _ = tokio::time::timeout(Duration::from_secs(20), writer).await;
     assert!(
-        server.process.log().contains("too slow"),
+        server
+            .process
+            .wait_for_log("too slow", Duration::from_secs(5)),
         "the slow reader was not dropped as too slow"
     );
     observer.active_users().await.unwrap();
