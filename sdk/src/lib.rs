@@ -8,6 +8,7 @@
 //! - [`ca_client`]: the client side of the certification authority's HTTPS+JSON API;
 //! - [`client`]: the client of the conferencing server (registration, presence, calls);
 //! - [`billing`]: tariffs, call records and signed call receipts;
+//! - [`media`]: SFrame (RFC 9605) frame encryption;
 //! - [`proto`]: wire types shared by clients and servers;
 //! - [`https`]: the small HTTPS client those use.
 #![forbid(unsafe_code)]
@@ -19,6 +20,7 @@ pub mod error;
 pub mod https;
 pub mod id;
 pub mod identity;
+pub mod media;
 pub mod pki;
 pub mod proto;
 pub mod tls;
