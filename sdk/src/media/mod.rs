@@ -1,4 +1,5 @@
-//! Media security: SFrame (RFC 9605) frame encryption. Key agreement and the media transport
-//! build on it.
+//! Media security: the end-to-end key agreement of a call ([`handshake`]) and SFrame (RFC 9605)
+//! frame encryption ([`sframe`]). The media transport builds on them.
 
+pub mod handshake;
 pub mod sframe;

@@ -1,0 +1,328 @@
+//! The end-to-end key agreement of a call: both sides derive the same keys (levels 2 and 3), media
+//! frames encrypted with them open on the other side, and every attack a relaying server could try
+//! on the handshake is refused. The last test runs the handshake through the real `vc-server`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use vcca::config::CaConfig;
+use vcca::grant::Grant;
+use vcca::CertificationAuthority;
+use vcsdk::client::ClientEvent;
+use vcsdk::identity::Identity;
+use vcsdk::media::handshake::{kid, CalleeHandshake, CallerHandshake, HandshakeMessage, Stream};
+use vcsdk::media::sframe::SframeContext;
+use vcsdk::pki::{CertificateCheck, CsrSubject};
+use vcsdk::proto::signal::Answer;
+use vcsdk::ClientId;
+use vcsdk_tests::{enroll, online, TestCa, TestServer};
+
+struct Ca {
+    _dir: tempfile::TempDir,
+    ca: CertificationAuthority,
+}
+
+impl Ca {
+    fn new() -> Ca {
+        let dir = tempfile::tempdir().unwrap();
+        CertificationAuthority::init(
+            dir.path(),
+            &CaConfig::default(),
+            Duration::from_secs(86_400),
+        )
+        .unwrap();
+        let ca = CertificationAuthority::open(dir.path()).unwrap();
+        Ca { _dir: dir, ca }
+    }
+
+    fn identity(&self, id: &str) -> Identity {
+        let id = ClientId::new(id).unwrap();
+        let token = self
+            .ca
+            .create_token(&Grant::Client(id.clone()), None)
+            .unwrap();
+        let key = vcsdk::pki::new_key_pair().unwrap();
+        let cert = self
+            .ca
+            .enroll(&token, &CsrSubject::Client(id).csr_pem(&key).unwrap())
+            .unwrap();
+        let pem = vcsdk::pki::pem::encode("CERTIFICATE", &cert.der);
+        Identity::from_pem(
+            pem.as_bytes(),
+            &key.serialize_pem(),
+            self.ca.root_pem().as_bytes(),
+        )
+        .unwrap()
+    }
+
+    fn check(&self) -> CertificateCheck {
+        let mut check = CertificateCheck::new(self.ca.root().clone()).unwrap();
+        check
+            .set_crl_der(&self.ca.current_crl().unwrap().der)
+            .unwrap();
+        check
+    }
+}
+
+/// Runs the three messages; returns both sides' secrets.
+fn run(
+    alice: &Identity,
+    bob: &Identity,
+    check: &CertificateCheck,
+    level: u8,
+) -> (
+    vcsdk::media::handshake::SessionSecrets,
+    vcsdk::media::handshake::SessionSecrets,
+) {
+    let (caller, offer) = CallerHandshake::start(alice, "call-1", "bob", level).unwrap();
+    let (callee, answer) =
+        CalleeHandshake::answer(bob, &offer, "call-1", "alice", level, check).unwrap();
+    let (a, confirm) = caller.finish(&answer, check).unwrap();
+    let b = callee.finish(&confirm).unwrap();
+    (a, b)
+}
+
+#[test]
+fn both_sides_derive_the_same_keys_and_media_flows() {
+    let ca = Ca::new();
+    let (alice, bob) = (ca.identity("alice"), ca.identity("bob"));
+    let check = ca.check();
+    for level in [2u8, 3] {
+        let (a, b) = run(&alice, &bob, &check, level);
+        assert_eq!(a.transcript_hash, b.transcript_hash);
+        assert_eq!(a.suite(), b.suite());
+        for stream in Stream::ALL {
+            assert_eq!(a.base_key(0, stream), b.base_key(0, stream));
+            assert_ne!(
+                a.base_key(0, stream),
+                a.base_key(1, stream),
+                "per-sender keys"
+            );
+        }
+        assert_ne!(
+            a.base_key(0, Stream::Audio),
+            a.base_key(0, Stream::Video),
+            "per-stream keys"
+        );
+        let mut alice_ctx = SframeContext::new();
+        a.install(&mut alice_ctx, 0, 1).unwrap();
+        let mut bob_ctx = SframeContext::new();
+        b.install(&mut bob_ctx, 1, 0).unwrap();
+        for stream in Stream::ALL {
+            let mut frame = [0u8; 128];
+            let n = alice_ctx
+                .encrypt(kid(0, 0, stream), b"", b"media", &mut frame)
+                .unwrap();
+            let mut out = [0u8; 128];
+            let (k, len) = bob_ctx.decrypt(b"", &frame[..n], &mut out).unwrap();
+            assert_eq!((k, &out[..len]), (kid(0, 0, stream), &b"media"[..]));
+        }
+    }
+    // Two runs never share a secret (fresh ephemeral keys).
+    let (a1, _) = run(&alice, &bob, &check, 2);
+    let (a2, _) = run(&alice, &bob, &check, 2);
+    assert_ne!(a1.base_key(0, Stream::Audio), a2.base_key(0, Stream::Audio));
+}
+
+fn edit(message: &HandshakeMessage, f: impl FnOnce(&mut serde_json::Value)) -> HandshakeMessage {
+    let mut v = serde_json::to_value(message).unwrap();
+    f(&mut v);
+    serde_json::from_value(v).unwrap()
+}
+
+fn flip_hex(v: &mut serde_json::Value, key: &str) {
+    let s = v[key].as_str().unwrap().to_owned();
+    let first = if s.starts_with('0') { "1" } else { "0" };
+    v[key] = serde_json::Value::String(format!("{first}{}", &s[1..]));
+}
+
+#[test]
+fn a_relaying_server_cannot_alter_substitute_or_replay() {
+    let ca = Ca::new();
+    let (alice, bob, mallory) = (
+        ca.identity("alice"),
+        ca.identity("bob"),
+        ca.identity("mallory"),
+    );
+    let check = ca.check();
+    let (_, offer) = CallerHandshake::start(&alice, "call-1", "bob", 3).unwrap();
+    let answer_to = |offer: &HandshakeMessage| {
+        CalleeHandshake::answer(&bob, offer, "call-1", "alice", 3, &check).map(|_| ())
+    };
+
+    // Altered public values, level (downgrade), ids, or signature.
+    for key in ["x25519", "mlkem", "signature"] {
+        assert!(
+            answer_to(&edit(&offer, |v| flip_hex(v, key))).is_err(),
+            "{key} altered"
+        );
+    }
+    assert!(
+        CalleeHandshake::answer(
+            &bob,
+            &edit(&offer, |v| {
+                v["level"] = 2.into();
+                v["mlkem"] = serde_json::Value::Null;
+            }),
+            "call-1",
+            "alice",
+            2,
+            &check
+        )
+        .is_err(),
+        "downgrade"
+    );
+    assert!(
+        CalleeHandshake::answer(&bob, &offer, "call-1", "alice", 2, &check).is_err(),
+        "level other than required"
+    );
+    // Replayed into another call.
+    assert!(CalleeHandshake::answer(&bob, &offer, "call-2", "alice", 3, &check).is_err());
+    // Mallory (a real user) re-signs alice's values as herself: the certificate names mallory.
+    let (_, forged) = CallerHandshake::start(&mallory, "call-1", "bob", 3).unwrap();
+    let forged = edit(&forged, |v| v["caller"] = "alice".into());
+    assert!(answer_to(&forged).is_err(), "impersonation");
+    // A certificate from another CA.
+    let other = Ca::new();
+    let (_, foreign) =
+        CallerHandshake::start(&other.identity("alice"), "call-1", "bob", 3).unwrap();
+    let err = answer_to(&foreign).unwrap_err().to_string();
+    assert!(err.contains("not issued by the pinned CA root"), "{err}");
+    // A revoked caller.
+    let revoked = ca.identity("alice");
+    ca.ca
+        .revoke_serial(
+            &revoked.info().serial,
+            vcsdk::proto::ca::RevocationReason::KeyCompromise,
+            vcca::service::Actor::Operator,
+        )
+        .unwrap();
+    let (_, from_revoked) = CallerHandshake::start(&revoked, "call-1", "bob", 3).unwrap();
+    let fresh_crl = ca.check();
+    let err = CalleeHandshake::answer(&bob, &from_revoked, "call-1", "alice", 3, &fresh_crl)
+        .map(|_| ())
+        .unwrap_err();
+    assert!(err.to_string().contains("revoked"), "{err}");
+
+    // The answer: altered values, a MAC that does not confirm, or an answer to another offer.
+    let (caller, offer) = CallerHandshake::start(&alice, "call-1", "bob", 3).unwrap();
+    let (_, answer) = CalleeHandshake::answer(&bob, &offer, "call-1", "alice", 3, &check).unwrap();
+    for key in ["x25519", "mlkem", "signature", "mac", "offer_hash"] {
+        let (caller, _) = CallerHandshake::start(&alice, "call-1", "bob", 3).unwrap();
+        assert!(
+            caller
+                .finish(&edit(&answer, |v| flip_hex(v, key)), &check)
+                .is_err(),
+            "{key} altered"
+        );
+    }
+    let (fresh_caller, _) = CallerHandshake::start(&alice, "call-1", "bob", 3).unwrap();
+    assert!(
+        fresh_caller.finish(&answer, &check).is_err(),
+        "an answer to an earlier offer"
+    );
+    let (_, confirm) = caller.finish(&answer, &check).unwrap();
+    // The confirmation: altered, or from another run.
+    let (callee, _) = CalleeHandshake::answer(&bob, &offer, "call-1", "alice", 3, &check).unwrap();
+    assert!(
+        callee.finish(&confirm).is_err(),
+        "confirmation of another run"
+    );
+    let (callee, _) = CalleeHandshake::answer(&bob, &offer, "call-1", "alice", 3, &check).unwrap();
+    assert!(callee
+        .finish(&edit(&confirm, |v| flip_hex(v, "mac")))
+        .is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_handshake_runs_through_the_real_server_which_sees_no_secret() {
+    let ca = TestCa::start(&[]);
+    let server = TestServer::start(&ca, &["rate_per_minute = 0"]);
+    let home = tempfile::tempdir().unwrap();
+    let alice_id = enroll(&ca, home.path(), "alice").await;
+    let bob_id = enroll(&ca, home.path(), "bob").await;
+    let (alice, mut a_events) = online(&server, &ca, &alice_id).await;
+    let (bob, mut b_events) = online(&server, &ca, &bob_id).await;
+    let alice_identity = Arc::new(alice_id.load().unwrap());
+    let bob_identity = Arc::new(bob_id.load().unwrap());
+    let check = alice_id.refresh_crl().await.unwrap();
+
+    let call = alice.call("bob").await.unwrap();
+    loop {
+        if let Some(ClientEvent::IncomingCall { .. }) = b_events.recv().await {
+            break;
+        }
+    }
+    bob.answer(&call, Answer::Accept).await.unwrap();
+    async fn next_payload(
+        events: &mut tokio::sync::mpsc::Receiver<ClientEvent>,
+    ) -> HandshakeMessage {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), events.recv())
+                .await
+                .expect("payload")
+            {
+                Some(ClientEvent::SessionMessage { payload, .. }) => {
+                    return serde_json::from_str(&payload).unwrap()
+                }
+                Some(_) => {}
+                None => panic!("closed"),
+            }
+        }
+    }
+    // Offer: peer certificates are checked against the root and the CRL on both sides.
+    let peer = alice.peer_certificate("bob").await.unwrap();
+    assert_eq!(peer.info.id, "bob");
+    let (caller, offer) = CallerHandshake::start(&alice_identity, &call, "bob", 3).unwrap();
+    alice
+        .send_session_message(&call, &serde_json::to_string(&offer).unwrap())
+        .await
+        .unwrap();
+    let offer = next_payload(&mut b_events).await;
+    let (callee, answer) =
+        CalleeHandshake::answer(&bob_identity, &offer, &call, "alice", 3, &check).unwrap();
+    bob.send_session_message(&call, &serde_json::to_string(&answer).unwrap())
+        .await
+        .unwrap();
+    let answer = next_payload(&mut a_events).await;
+    let (alice_secrets, confirm) = caller.finish(&answer, &check).unwrap();
+    alice
+        .send_session_message(&call, &serde_json::to_string(&confirm).unwrap())
+        .await
+        .unwrap();
+    let confirm = next_payload(&mut b_events).await;
+    let bob_secrets = callee.finish(&confirm).unwrap();
+    assert_eq!(alice_secrets.transcript_hash, bob_secrets.transcript_hash);
+
+    // An encrypted frame through the server's relay of opaque payloads.
+    let mut a_ctx = SframeContext::new();
+    alice_secrets.install(&mut a_ctx, 0, 1).unwrap();
+    let mut b_ctx = SframeContext::new();
+    bob_secrets.install(&mut b_ctx, 1, 0).unwrap();
+    let mut frame = [0u8; 128];
+    let n = a_ctx
+        .encrypt(
+            kid(0, 0, Stream::Data),
+            b"",
+            b"whiteboard stroke",
+            &mut frame,
+        )
+        .unwrap();
+    alice
+        .send_session_message(&call, &vcsdk::util::hex(&frame[..n]))
+        .await
+        .unwrap();
+    let payload = loop {
+        if let Some(ClientEvent::SessionMessage { payload, .. }) = b_events.recv().await {
+            break payload;
+        }
+    };
+    let frame = vcsdk::util::unhex(&payload).unwrap();
+    let mut out = [0u8; 128];
+    let (_, len) = b_ctx.decrypt(b"", &frame, &mut out).unwrap();
+    assert_eq!(&out[..len], b"whiteboard stroke");
+    // Nothing the server logged holds the secrets or the plaintext.
+    let log = server.process.log();
+    assert!(!log.contains("whiteboard stroke"));
+    assert!(!log.contains(&vcsdk::util::hex(&alice_secrets.base_key(0, Stream::Data))));
+}
