@@ -270,7 +270,7 @@ fn run(command: Command) -> Result<(), String> {
                             r.subject,
                             r.usage,
                             r.serial,
-                            rfc3339(r.not_after)
+                            vcsdk::util::rfc3339(r.not_after)
                         );
                     }
                 }
@@ -289,7 +289,7 @@ fn run(command: Command) -> Result<(), String> {
                         println!(
                             "{:>5} {} {:<16} {:<24} {:<24} {:<32} {}",
                             e.seq,
-                            rfc3339(e.at),
+                            vcsdk::util::rfc3339(e.at),
                             e.event,
                             e.actor,
                             e.subject.unwrap_or_default(),
@@ -317,28 +317,10 @@ fn serve(dir: &Path, listen: &str) -> Result<(), String> {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         // Printed whatever the log level, on standard output, for scripts and tests.
         println!("listening on {addr}");
-        vcca::api::serve(ca, listener, shutdown_signal())
+        vcca::api::serve(ca, listener, vcsdk::util::shutdown_signal())
             .await
             .map_err(text)
     })
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return ctrl_c.await.unwrap_or(()),
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }
 
 fn open(dir: &Path) -> Result<CertificationAuthority, String> {
@@ -350,16 +332,6 @@ fn open(dir: &Path) -> Result<CertificationAuthority, String> {
         ));
     }
     CertificationAuthority::open(dir).map_err(text)
-}
-
-fn rfc3339(t: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| t.to_string())
 }
 
 fn text(e: impl std::fmt::Display) -> String {

@@ -209,7 +209,7 @@ async fn run(command: Command) -> Result<(), String> {
             vcserver::serve(
                 dir.data_dir.clone(),
                 listener,
-                shutdown_signal(),
+                vcsdk::util::shutdown_signal(),
                 refresh_rx,
                 |addr| println!("listening on {addr}"),
             )
@@ -228,7 +228,7 @@ async fn run(command: Command) -> Result<(), String> {
                     "{:<32} {:<10} {:<22} {status}",
                     u.id,
                     u.terms_version,
-                    rfc3339(u.registered_at)
+                    vcsdk::util::rfc3339(u.registered_at)
                 );
             }
             Ok(())
@@ -299,32 +299,4 @@ fn spawn_hangup_listener(tx: tokio::sync::mpsc::Sender<()>) {
             let _ = tx.try_send(());
         }
     });
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return ctrl_c.await.unwrap_or(()),
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-}
-
-fn rfc3339(t: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| t.to_string())
 }

@@ -473,3 +473,33 @@ pub async fn online(
         .expect("register");
     (client, events)
 }
+
+/// Issues `count` client identities (`PREFIX00000`, `PREFIX00001`, …) in-process with the CA
+/// library, on the same database the running `vc-ca` uses: for load tools, where enrolling
+/// thousands of clients over HTTPS would dominate the setup.
+pub fn issue_identities(
+    ca: &TestCa,
+    prefix: &str,
+    count: usize,
+) -> Vec<Arc<vcsdk::identity::Identity>> {
+    let authority = vcca::CertificationAuthority::open(&ca.data_dir()).expect("CA");
+    let root = ca.root_pem();
+    (0..count)
+        .map(|i| {
+            let id = vcsdk::ClientId::new(&format!("{prefix}{i:05}")).expect("id");
+            let token = authority
+                .create_token(&vcca::grant::Grant::Client(id.clone()), None)
+                .expect("token");
+            let key = vcsdk::pki::new_key_pair().expect("key");
+            let csr = vcsdk::pki::CsrSubject::Client(id)
+                .csr_pem(&key)
+                .expect("csr");
+            let cert = authority.enroll(&token, &csr).expect("enroll");
+            let pem = vcsdk::pki::pem::encode("CERTIFICATE", &cert.der);
+            Arc::new(
+                vcsdk::identity::Identity::from_pem(pem.as_bytes(), &key.serialize_pem(), &root)
+                    .expect("identity"),
+            )
+        })
+        .collect()
+}

@@ -234,7 +234,7 @@ async fn run(command: Command) -> Result<(), String> {
                         let identity = store.load().map_err(text)?;
                         println!(
                             "not due: renewal at {}",
-                            rfc3339(identity.info().renewal_due_at())
+                            vcsdk::util::rfc3339(identity.info().renewal_due_at())
                         );
                     }
                 }
@@ -251,7 +251,7 @@ async fn run(command: Command) -> Result<(), String> {
                 "revoked serial {} ({}) at {}",
                 done.serial,
                 done.reason,
-                rfc3339(done.revoked_at)
+                vcsdk::util::rfc3339(done.revoked_at)
             );
             Ok(())
         }
@@ -287,7 +287,7 @@ async fn run(command: Command) -> Result<(), String> {
                 println!(
                     "{} (online since {})",
                     user.user,
-                    rfc3339(user.online_since)
+                    vcsdk::util::rfc3339(user.online_since)
                 );
             }
             let _ = client.close().await;
@@ -415,9 +415,12 @@ async fn run(command: Command) -> Result<(), String> {
             } else {
                 println!("id:          {}", info.id);
                 println!("serial:      {}", info.serial);
-                println!("valid from:  {}", rfc3339(info.not_before));
-                println!("valid until: {}", rfc3339(info.not_after));
-                println!("renew at:    {}", rfc3339(info.renewal_due_at()));
+                println!("valid from:  {}", vcsdk::util::rfc3339(info.not_before));
+                println!("valid until: {}", vcsdk::util::rfc3339(info.not_after));
+                println!(
+                    "renew at:    {}",
+                    vcsdk::util::rfc3339(info.renewal_due_at())
+                );
                 println!("status:      {status}");
             }
             Ok(())
@@ -497,22 +500,12 @@ fn describe(identity: &Identity) -> String {
         "{} (serial {}, valid until {})",
         info.id,
         info.serial,
-        rfc3339(info.not_after)
+        vcsdk::util::rfc3339(info.not_after)
     )
 }
 
 fn rustls_now() -> rustls_pki_types::UnixTime {
     rustls_pki_types::UnixTime::now()
-}
-
-fn rfc3339(t: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| t.to_string())
 }
 
 fn text(e: impl std::fmt::Display) -> String {

@@ -5,18 +5,13 @@
 //! Run through `scripts/bench-billing.sh` (it raises the open-file limit).
 #![forbid(unsafe_code)]
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use vcca::grant::Grant;
-use vcca::CertificationAuthority;
 use vcsdk::billing::Tariff;
 use vcsdk::client::{Client, ClientEvent, ClientOptions};
-use vcsdk::identity::Identity;
-use vcsdk::pki::{CertificateCheck, CsrSubject};
+use vcsdk::pki::CertificateCheck;
 use vcsdk::proto::signal::{Answer, CallState};
-use vcsdk::ClientId;
 use vcsdk_tests::{run_ok, TestCa, TestServer};
 use vcserver::store::{Disposition, Store};
 
@@ -67,23 +62,7 @@ fn main() {
         ],
     );
     let root = ca.root_pem();
-    let authority = CertificationAuthority::open(&ca.data_dir()).expect("CA");
-    let identities: Vec<Arc<Identity>> = (0..args.calls * 2)
-        .map(|i| {
-            let id = ClientId::new(&format!("b{i:05}")).expect("id");
-            let token = authority
-                .create_token(&Grant::Client(id.clone()), None)
-                .expect("token");
-            let key = vcsdk::pki::new_key_pair().expect("key");
-            let csr = CsrSubject::Client(id).csr_pem(&key).expect("csr");
-            let cert = authority.enroll(&token, &csr).expect("enroll");
-            let pem = vcsdk::pki::pem::encode("CERTIFICATE", &cert.der);
-            Arc::new(
-                Identity::from_pem(pem.as_bytes(), &key.serialize_pem(), &root).expect("identity"),
-            )
-        })
-        .collect();
-    drop(authority);
+    let identities = vcsdk_tests::issue_identities(&ca, "b", args.calls * 2);
     let check = CertificateCheck::from_root_pem(&root).expect("root");
     let addr = server.addr();
     let data = server.data_dir();

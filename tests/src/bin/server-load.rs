@@ -9,13 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use vcca::grant::Grant;
-use vcca::CertificationAuthority;
 use vcsdk::client::{Client, ClientEvent, ClientOptions};
 use vcsdk::identity::Identity;
-use vcsdk::pki::{CertificateCheck, CsrSubject};
+use vcsdk::pki::CertificateCheck;
 use vcsdk::proto::signal::{Answer, CallState};
-use vcsdk::ClientId;
 use vcsdk_tests::{TestCa, TestServer};
 
 /// Measures the conferencing server under many connected clients and a steady call rate.
@@ -76,23 +73,7 @@ fn main() {
 
     // Identities are issued in-process (same CA code and database) to keep the setup short.
     let started = Instant::now();
-    let authority = CertificationAuthority::open(&ca.data_dir()).expect("CA");
-    let identities: Vec<Arc<Identity>> = (0..args.clients)
-        .map(|i| {
-            let id = ClientId::new(&format!("u{i:05}")).expect("id");
-            let token = authority
-                .create_token(&Grant::Client(id.clone()), None)
-                .expect("token");
-            let key = vcsdk::pki::new_key_pair().expect("key");
-            let csr = CsrSubject::Client(id).csr_pem(&key).expect("csr");
-            let cert = authority.enroll(&token, &csr).expect("enroll");
-            let pem = vcsdk::pki::pem::encode("CERTIFICATE", &cert.der);
-            Arc::new(
-                Identity::from_pem(pem.as_bytes(), &key.serialize_pem(), &root).expect("identity"),
-            )
-        })
-        .collect();
-    drop(authority);
+    let identities = vcsdk_tests::issue_identities(&ca, "u", args.clients);
     eprintln!(
         "issued {} identities in {:.1} s",
         args.clients,
@@ -214,7 +195,11 @@ fn main() {
         }
         let mut sorted = latencies.lock().expect("latencies").clone();
         sorted.sort();
-        let still_active = clients[0].0.active_users().await.map(|u| u.len()).unwrap_or(0);
+        let still_active = held[0]
+            .active_users()
+            .await
+            .map(|u| u.len())
+            .unwrap_or(0);
 
         let n = args.clients as f64;
         println!("signalling load: {} clients over mutual TLS 1.3 (one process each side, 2 cores shared)", args.clients);
