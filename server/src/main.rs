@@ -85,6 +85,29 @@ enum Command {
         #[command(flatten)]
         dir: DataDir,
     },
+    /// Change one account.
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Make an account prepaid, or postpaid with a credit limit (minor units it may go below zero).
+    Set {
+        #[command(flatten)]
+        dir: DataDir,
+        /// The user.
+        #[arg(long)]
+        user: String,
+        /// `prepaid` or `postpaid`.
+        #[arg(long = "type")]
+        account_type: String,
+        /// For postpaid accounts: how far below zero the balance may go.
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+        credit_limit: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -264,6 +287,23 @@ async fn run(command: Command) -> Result<(), String> {
                 matches!(format, CdrFormat::Json),
                 std::io::stdout().lock(),
             )
+        }
+        Command::Account {
+            command:
+                AccountCommand::Set {
+                    dir,
+                    user,
+                    account_type,
+                    credit_limit,
+                },
+        } => {
+            let store = Store::open(&dir.data_dir)?;
+            store
+                .set_account(&user, &account_type, credit_limit)
+                .await
+                .map_err(|e| e.message)?;
+            println!("{user}: {account_type} account, credit limit {credit_limit}");
+            Ok(())
         }
         Command::Accounts { dir } => {
             let store = Store::open(&dir.data_dir)?;

@@ -256,6 +256,12 @@ enum Write {
         source: String,
         done: Reply<i64>,
     },
+    SetAccount {
+        user: String,
+        account_type: String,
+        credit_limit: i64,
+        done: Reply<()>,
+    },
     CreateVoucher {
         hash: Vec<u8>,
         amount: i64,
@@ -468,6 +474,44 @@ impl Store {
             disposition,
             reason: reason.to_owned(),
         });
+    }
+
+    /// Makes a user's account `prepaid` (credit limit 0) or `postpaid` with `credit_limit`.
+    pub async fn set_account(
+        &self,
+        user: &str,
+        account_type: &str,
+        credit_limit: i64,
+    ) -> Result<(), BillingRefusal> {
+        let limit = match account_type {
+            "prepaid" if credit_limit == 0 => 0,
+            "prepaid" => {
+                return Err(refusal(
+                    "bad_amount",
+                    "a prepaid account has no credit limit",
+                ))
+            }
+            "postpaid" if (0..=MAX_CREDIT).contains(&credit_limit) => credit_limit,
+            "postpaid" => return Err(refusal(
+                "bad_amount",
+                format!(
+                    "credit limit {credit_limit} must be between 0 and {MAX_CREDIT} minor units"
+                ),
+            )),
+            other => {
+                return Err(refusal(
+                    "bad_account_type",
+                    format!("account type {other:?} must be prepaid or postpaid"),
+                ))
+            }
+        };
+        self.ask(|done| Write::SetAccount {
+            user: user.to_owned(),
+            account_type: account_type.to_owned(),
+            credit_limit: limit,
+            done,
+        })
+        .await
     }
 
     /// Adds credit to a registered user's account; returns the new balance.
@@ -1142,6 +1186,27 @@ fn apply(conn: &mut Connection, write: Write) -> rusqlite::Result<()> {
                 tx.commit().map_err(db_refusal)?;
                 Ok(new_balance)
             })();
+            let _ = done.send(result);
+        }
+        Write::SetAccount {
+            user,
+            account_type,
+            credit_limit,
+            done,
+        } => {
+            let result = conn
+                .execute(
+                    "UPDATE users SET account_type = ?2, credit_limit = ?3 WHERE id = ?1",
+                    params![user, account_type, credit_limit],
+                )
+                .map_err(db_refusal)
+                .and_then(|n| {
+                    if n == 1 {
+                        Ok(())
+                    } else {
+                        Err(refusal("unknown_user", format!("{user} has no account")))
+                    }
+                });
             let _ = done.send(result);
         }
         Write::CreateVoucher { hash, amount, done } => {

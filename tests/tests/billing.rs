@@ -170,6 +170,71 @@ async fn charges_receipts_and_vouchers() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("no account"));
 
+    // Account types: refused values say why; postpaid lets a call through on credit.
+    for (args, why) in [
+        (vec!["--type", "gold"], "prepaid or postpaid"),
+        (
+            vec!["--type", "postpaid", "--credit-limit", "-1"],
+            "between 0 and",
+        ),
+        (
+            vec!["--type", "prepaid", "--credit-limit", "5"],
+            "no credit limit",
+        ),
+    ] {
+        let mut all = vec!["account", "set", "--data-dir", data, "--user", "bob"];
+        all.extend(args);
+        let out = run("vc-server", &all);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains(why), "{why}");
+    }
+    server.cli(&[
+        "account",
+        "set",
+        "--user",
+        "bob",
+        "--type",
+        "postpaid",
+        "--credit-limit",
+        "1000",
+    ]);
+    let bob_account = bob.account_info().await.unwrap();
+    assert_eq!(
+        (
+            bob_account.account_type.as_str(),
+            bob_account.credit_limit,
+            bob_account.balance
+        ),
+        ("postpaid", 1000, 0)
+    );
+    let on_credit = scripted_call(
+        &bob,
+        &mut b_events,
+        &alice,
+        &mut a_events,
+        Some(Answer::Accept),
+        Duration::from_millis(200),
+    )
+    .await;
+    let bob_account = bob.account_info().await.unwrap();
+    let charged = bob_account
+        .recent_calls
+        .iter()
+        .find(|r| r.call_id == on_credit)
+        .unwrap()
+        .cost;
+    assert!(charged > 0);
+    assert_eq!(
+        bob_account.balance, -charged,
+        "a postpaid balance goes below zero"
+    );
+    server.cli(&["account", "set", "--user", "bob", "--type", "prepaid"]);
+    let err = bob.call("alice").await.unwrap_err();
+    assert!(
+        matches!(&err, Error::ServerRefused { code, .. } if code == "insufficient_credit"),
+        "{err}"
+    );
+
     // The scripted calls.
     let mut calls = Vec::new();
     for hold in [
