@@ -492,12 +492,14 @@ impl Store {
                 ))
             }
             "postpaid" if (0..=MAX_CREDIT).contains(&credit_limit) => credit_limit,
-            "postpaid" => return Err(refusal(
-                "bad_amount",
-                format!(
+            "postpaid" => {
+                return Err(refusal(
+                    "bad_amount",
+                    format!(
                     "credit limit {credit_limit} must be between 0 and {MAX_CREDIT} minor units"
                 ),
-            )),
+                ))
+            }
             other => {
                 return Err(refusal(
                     "bad_account_type",
