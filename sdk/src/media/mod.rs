@@ -1,5 +1,7 @@
-//! Media security: the end-to-end key agreement of a call ([`handshake`]) and SFrame (RFC 9605)
-//! frame encryption ([`sframe`]). The media transport builds on them.
+//! Media security: the end-to-end key agreement of a call ([`handshake`]), SFrame (RFC 9605) frame
+//! encryption ([`sframe`]), and the packets protected frames travel in ([`packet`]). The media
+//! transport builds on them.
 
 pub mod handshake;
+pub mod packet;
 pub mod sframe;
