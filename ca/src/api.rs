@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
@@ -318,23 +318,47 @@ async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, CaE
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let mut body = req.into_body();
     if declared.is_some_and(|n| n > wire::MAX_REQUEST_BODY as u64) {
+        discard_rest(&mut body, 0).await;
         return Err(CaError::too_large(wire::MAX_REQUEST_BODY));
     }
-    let body = Limited::new(req.into_body(), wire::MAX_REQUEST_BODY)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                CaError::too_large(wire::MAX_REQUEST_BODY)
-            } else {
-                CaError::malformed(format!("reading the request body: {e}"))
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| CaError::malformed(format!("reading the request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > wire::MAX_REQUEST_BODY {
+                discard_rest(&mut body, bytes.len() + data.len()).await;
+                return Err(CaError::too_large(wire::MAX_REQUEST_BODY));
             }
-        })?
-        .to_bytes();
+            bytes.extend_from_slice(&data);
+        }
+    }
+    let body = bytes;
     serde_json::from_slice(&body).map_err(|e| CaError::malformed(format!("request body: {e}")))
+}
+
+/// How much of an oversized body the CA reads and throws away before answering 413, so that
+/// a client still writing its body reads the refusal instead of a broken pipe. Beyond it the
+/// connection is simply closed.
+const DISCARD_LIMIT: usize = 1024 * 1024;
+
+/// Reads and drops the rest of a refused body, up to [`DISCARD_LIMIT`] bytes in all and at most
+/// a few seconds.
+async fn discard_rest(body: &mut Incoming, already: usize) {
+    let drain = async {
+        let mut seen = already;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data() {
+                seen += data.len();
+                if seen > DISCARD_LIMIT {
+                    return;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drain).await;
 }
 
 fn certificate_response(
