@@ -34,6 +34,13 @@ pub struct ServerConfig {
     pub outbound_queue: usize,
     /// Most connections served at once.
     pub max_connections: usize,
+    /// UDP address of the media relay when `--media-listen` is not given; empty: no relay.
+    pub media_listen: String,
+    /// The relay address told to clients (`host:port`); empty: the bound address, or — when that
+    /// is a wildcard — the address each client connected to, with the relay's port.
+    pub media_advertise: String,
+    /// Most media one call member may send through the relay, kilobits per second.
+    pub relay_max_kbit_per_sec: u64,
     /// Billing: tariff, debit interval, warnings, account defaults.
     pub billing: BillingConfig,
 }
@@ -79,6 +86,9 @@ impl Default for ServerConfig {
             rate_limit_burst: 40,
             outbound_queue: 256,
             max_connections: 20_000,
+            media_listen: "127.0.0.1:7443".into(),
+            media_advertise: String::new(),
+            relay_max_kbit_per_sec: 20_000,
             billing: BillingConfig::default(),
         }
     }
@@ -106,6 +116,7 @@ impl ServerConfig {
             ("rate_limit_burst", u64::from(self.rate_limit_burst)),
             ("outbound_queue", self.outbound_queue as u64),
             ("max_connections", self.max_connections as u64),
+            ("relay_max_kbit_per_sec", self.relay_max_kbit_per_sec),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -133,6 +144,16 @@ impl ServerConfig {
             return Err(format!(
                 "{CONFIG_FILE}: [billing] default_credit_limit must be between 0 and {}",
                 vcsdk::billing::MAX_AMOUNT
+            ));
+        }
+        if !self.media_advertise.is_empty()
+            && self
+                .media_advertise
+                .parse::<std::net::SocketAddr>()
+                .is_err()
+        {
+            return Err(format!(
+                "{CONFIG_FILE}: media_advertise must be an IP address and port, like 203.0.113.5:7443"
             ));
         }
         if self.terms_version.is_empty() || self.terms_version.len() > 64 {

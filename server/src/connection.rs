@@ -87,6 +87,7 @@ pub async fn serve(server: Arc<Server>, tls: TlsStream<TcpStream>, addr: SocketA
         Ok(info) if vcsdk::id::validate_id(&info.id).is_ok() => info.id,
         _ => return,
     };
+    let local_ip = tls.get_ref().0.local_addr().ok().map(|a| a.ip());
     let (mut reader, mut writer) = tokio::io::split(tls);
 
     // hello
@@ -149,6 +150,7 @@ pub async fn serve(server: Arc<Server>, tls: TlsStream<TcpStream>, addr: SocketA
         registered,
         online_since: unix_now(),
         presence: false,
+        local_ip,
     };
     if let Err(r) = hub.attach(&user, peer) {
         if let Some(f) = encode(&error(None, r.code, r.message)) {

@@ -18,6 +18,7 @@ use vcsdk::proto::signal::{Answer, CallState, Event, ServerMessage, UserPresence
 use vcsdk::util::unix_now;
 
 use crate::config::ServerConfig;
+use crate::relay::Relay;
 use crate::store::{DebitOutcome, Disposition, Store};
 
 /// A refusal sent to the client as an `error` with a stable code.
@@ -55,6 +56,8 @@ pub struct Peer {
     pub online_since: i64,
     /// Whether it receives presence events.
     pub presence: bool,
+    /// The server address it connected to (for the relay address it is told).
+    pub local_ip: Option<std::net::IpAddr>,
 }
 
 struct Call {
@@ -77,6 +80,7 @@ struct State {
     calls: HashMap<String, Call>,
     call_of: HashMap<String, String>,
     shutting_down: bool,
+    media_relay: Option<Arc<Relay>>,
 }
 
 /// The shared state of a running server.
@@ -111,6 +115,11 @@ impl Hub {
             config,
             next_conn: AtomicU64::new(1),
         })
+    }
+
+    /// Offers `relay` to the members of every call answered from now on.
+    pub fn set_media_relay(&self, relay: Arc<Relay>) {
+        self.lock().media_relay = Some(relay);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -430,6 +439,7 @@ impl Hub {
                 let receipt = receipt_request(ReceiptKind::Answer, call_id, &caller, user, at);
                 send_locked(&mut state, &caller, &receipt);
                 send_locked(&mut state, user, &receipt);
+                offer_relay_locked(&mut state, call_id, [&caller, user]);
             }
             Answer::Decline => finish_call_locked(
                 &mut state,
@@ -691,6 +701,9 @@ fn finish_call_locked(
     let Some(call) = state.calls.remove(call_id) else {
         return;
     };
+    if let Some(relay) = &state.media_relay {
+        relay.close(call_id);
+    }
     if let Some(billing) = &call.billing {
         billing.abort();
     }
@@ -712,6 +725,31 @@ fn finish_call_locked(
         send_locked(state, &call.callee, &receipt);
     }
     tracing::info!(call_id, caller = %call.caller, callee = %call.callee, disposition = disposition.as_str(), reason, "call ended");
+}
+
+/// Opens the relay for an answered call and tells each member its address and token.
+fn offer_relay_locked(state: &mut State, call_id: &str, members: [&str; 2]) {
+    let Some(relay) = state.media_relay.clone() else {
+        return;
+    };
+    let grants = relay.open(call_id);
+    for (member, (token, secret)) in members.into_iter().zip(grants) {
+        let mut address = relay.advertised();
+        if address.ip().is_unspecified() {
+            if let Some(ip) = state.peers.get(member).and_then(|p| p.local_ip) {
+                address.set_ip(ip);
+            }
+        }
+        let event = ServerMessage::Event {
+            event: Event::MediaRelay {
+                call_id: call_id.to_owned(),
+                address: address.to_string(),
+                token: token.to_hex(),
+                secret: secret.to_hex(),
+            },
+        };
+        send_locked(state, member, &event);
+    }
 }
 
 /// Ends the call `user` is in, if any.

@@ -7,6 +7,7 @@ pub mod cdr;
 pub mod config;
 pub mod connection;
 pub mod hub;
+pub mod relay;
 pub mod store;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use vcsdk::tls::{self, PkiClientVerifier, ReloadableCertificate, SharedCheck};
 
 use config::{ServerConfig, CONFIG_FILE};
 use hub::Hub;
+use relay::Relay;
 use store::Store;
 
 /// File name of the pinned CA root in the data directory.
@@ -101,11 +103,13 @@ impl Server {
     }
 }
 
-/// Serves on `listener` until `shutdown` completes; then ends every call (recorded), says goodbye
-/// to every client and commits the database. `refresh_now` triggers an immediate CRL refresh.
+/// Serves on `listener` (and relays media on `media`, if given) until `shutdown` completes; then
+/// ends every call (recorded), says goodbye to every client and commits the database.
+/// `refresh_now` triggers an immediate CRL refresh.
 pub async fn serve(
     dir: PathBuf,
     listener: TcpListener,
+    media: Option<tokio::net::UdpSocket>,
     shutdown: impl std::future::Future<Output = ()>,
     mut refresh_now: tokio::sync::mpsc::Receiver<()>,
     ready: impl FnOnce(std::net::SocketAddr),
@@ -145,6 +149,28 @@ pub async fn serve(
     let ca_url = identity_store.ca_client().map_err(|e| e.to_string())?.url();
     let store = Arc::new(Store::open_recovering(&dir)?);
     let hub = Hub::new(store.clone(), config.clone());
+    let relay_task = match media {
+        Some(socket) => {
+            let bound = socket.local_addr().map_err(|e| e.to_string())?;
+            let advertised = if config.media_advertise.is_empty() {
+                bound
+            } else {
+                config
+                    .media_advertise
+                    .parse()
+                    .map_err(|e| format!("media_advertise: {e}"))?
+            };
+            let relay = Arc::new(Relay::new(
+                socket,
+                advertised,
+                config.relay_max_kbit_per_sec,
+            ));
+            hub.set_media_relay(relay.clone());
+            tracing::info!(%bound, %advertised, "media relay ready");
+            Some(tokio::spawn(async move { relay.run().await }))
+        }
+        None => None,
+    };
     let server = Arc::new(Server {
         hub: hub.clone(),
         ca_url,
@@ -241,6 +267,9 @@ pub async fn serve(
     }
     refresher.abort();
     renewer.abort();
+    if let Some(task) = relay_task {
+        task.abort();
+    }
     drop(renewal);
     store.flush().await;
     store.close();

@@ -56,7 +56,8 @@ enum Command {
         /// Address to listen on (port 0 picks a free port); `listen` in server.toml by default.
         #[arg(long)]
         listen: Option<String>,
-        /// Address for the media relay (UDP). Not served yet: the relay arrives with media transport.
+        /// UDP address of the media relay (port 0 picks a free port; "off": no relay);
+        /// `media_listen` in server.toml by default. Logs "media relay on HOST:PORT" once bound.
         #[arg(long)]
         media_listen: Option<String>,
     },
@@ -215,16 +216,25 @@ async fn run(command: Command) -> Result<(), String> {
             listen,
             media_listen,
         } => {
-            if media_listen.is_some() {
-                return Err(
-                    "--media-listen: the media relay is not available in this version".into(),
-                );
-            }
             let config = ServerConfig::load(&dir.data_dir)?;
             let listen = listen.unwrap_or(config.listen);
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .map_err(|e| format!("binding {listen}: {e}"))?;
+            let media_listen = media_listen.unwrap_or(config.media_listen);
+            let media = match media_listen.as_str() {
+                "" | "off" => None,
+                addr => {
+                    let socket = tokio::net::UdpSocket::bind(addr)
+                        .await
+                        .map_err(|e| format!("binding the media relay on {addr}: {e}"))?;
+                    println!(
+                        "media relay on {}",
+                        socket.local_addr().map_err(|e| e.to_string())?
+                    );
+                    Some(socket)
+                }
+            };
             let (refresh_tx, refresh_rx) = tokio::sync::mpsc::channel(1);
             spawn_hangup_listener(refresh_tx);
             // "listening on" is printed whatever the log level, on standard output, once the
@@ -232,6 +242,7 @@ async fn run(command: Command) -> Result<(), String> {
             vcserver::serve(
                 dir.data_dir.clone(),
                 listener,
+                media,
                 vcsdk::util::shutdown_signal(),
                 refresh_rx,
                 |addr| println!("listening on {addr}"),

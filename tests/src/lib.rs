@@ -311,7 +311,15 @@ impl TestServer {
     pub fn serve(data: &str, listen: &str) -> Process {
         Process::start(
             "vc-server",
-            &["serve", "--data-dir", data, "--listen", listen],
+            &[
+                "serve",
+                "--data-dir",
+                data,
+                "--listen",
+                listen,
+                "--media-listen",
+                "127.0.0.1:0",
+            ],
             &[("RUST_LOG", "debug")],
         )
     }
@@ -319,6 +327,17 @@ impl TestServer {
     /// The data directory path.
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("server")
+    }
+
+    /// The UDP address of the media relay (from its `media relay on HOST:PORT` line).
+    pub fn relay_addr(&self) -> std::net::SocketAddr {
+        let log = self.process.log();
+        log.lines()
+            .find_map(|l| l.split("media relay on ").nth(1))
+            .expect("the server reports its media relay")
+            .trim()
+            .parse()
+            .expect("relay address")
     }
 
     /// `127.0.0.1:PORT`.

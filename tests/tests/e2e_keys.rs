@@ -1,21 +1,17 @@
 //! The end-to-end key agreement of a call: both sides derive the same keys (levels 2 and 3), media
 //! frames encrypted with them open on the other side, and every attack a relaying server could try
-//! on the handshake is refused. The last test runs the handshake through the real `vc-server`.
+//! on the handshake is refused. `media.rs` runs it between SDK clients through the real `vc-server`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use vcca::config::CaConfig;
 use vcca::grant::Grant;
 use vcca::CertificationAuthority;
-use vcsdk::client::ClientEvent;
 use vcsdk::identity::Identity;
 use vcsdk::media::handshake::{kid, CalleeHandshake, CallerHandshake, HandshakeMessage, Stream};
 use vcsdk::media::sframe::SframeContext;
 use vcsdk::pki::{CertificateCheck, CsrSubject};
-use vcsdk::proto::signal::Answer;
 use vcsdk::ClientId;
-use vcsdk_tests::{enroll, online, TestCa, TestServer};
 
 struct Ca {
     _dir: tempfile::TempDir,
@@ -232,97 +228,4 @@ fn a_relaying_server_cannot_alter_substitute_or_replay() {
     assert!(callee
         .finish(&edit(&confirm, |v| flip_hex(v, "mac")))
         .is_err());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_handshake_runs_through_the_real_server_which_sees_no_secret() {
-    let ca = TestCa::start(&[]);
-    let server = TestServer::start(&ca, &["rate_per_minute = 0"]);
-    let home = tempfile::tempdir().unwrap();
-    let alice_id = enroll(&ca, home.path(), "alice").await;
-    let bob_id = enroll(&ca, home.path(), "bob").await;
-    let (alice, mut a_events) = online(&server, &ca, &alice_id).await;
-    let (bob, mut b_events) = online(&server, &ca, &bob_id).await;
-    let alice_identity = Arc::new(alice_id.load().unwrap());
-    let bob_identity = Arc::new(bob_id.load().unwrap());
-    let check = alice_id.refresh_crl().await.unwrap();
-
-    let call = alice.call("bob").await.unwrap();
-    loop {
-        if let Some(ClientEvent::IncomingCall { .. }) = b_events.recv().await {
-            break;
-        }
-    }
-    bob.answer(&call, Answer::Accept).await.unwrap();
-    async fn next_payload(
-        events: &mut tokio::sync::mpsc::Receiver<ClientEvent>,
-    ) -> HandshakeMessage {
-        loop {
-            match tokio::time::timeout(Duration::from_secs(10), events.recv())
-                .await
-                .expect("payload")
-            {
-                Some(ClientEvent::SessionMessage { payload, .. }) => {
-                    return serde_json::from_str(&payload).unwrap()
-                }
-                Some(_) => {}
-                None => panic!("closed"),
-            }
-        }
-    }
-    // Offer: peer certificates are checked against the root and the CRL on both sides.
-    let peer = alice.peer_certificate("bob").await.unwrap();
-    assert_eq!(peer.info.id, "bob");
-    let (caller, offer) = CallerHandshake::start(&alice_identity, &call, "bob", 3).unwrap();
-    alice
-        .send_session_message(&call, &serde_json::to_string(&offer).unwrap())
-        .await
-        .unwrap();
-    let offer = next_payload(&mut b_events).await;
-    let (callee, answer) =
-        CalleeHandshake::answer(&bob_identity, &offer, &call, "alice", 3, &check).unwrap();
-    bob.send_session_message(&call, &serde_json::to_string(&answer).unwrap())
-        .await
-        .unwrap();
-    let answer = next_payload(&mut a_events).await;
-    let (alice_secrets, confirm) = caller.finish(&answer, &check).unwrap();
-    alice
-        .send_session_message(&call, &serde_json::to_string(&confirm).unwrap())
-        .await
-        .unwrap();
-    let confirm = next_payload(&mut b_events).await;
-    let bob_secrets = callee.finish(&confirm).unwrap();
-    assert_eq!(alice_secrets.transcript_hash, bob_secrets.transcript_hash);
-
-    // An encrypted frame through the server's relay of opaque payloads.
-    let mut a_ctx = SframeContext::new();
-    alice_secrets.install(&mut a_ctx, 0, 1).unwrap();
-    let mut b_ctx = SframeContext::new();
-    bob_secrets.install(&mut b_ctx, 1, 0).unwrap();
-    let mut frame = [0u8; 128];
-    let n = a_ctx
-        .encrypt(
-            kid(0, 0, Stream::Data),
-            b"",
-            b"whiteboard stroke",
-            &mut frame,
-        )
-        .unwrap();
-    alice
-        .send_session_message(&call, &vcsdk::util::hex(&frame[..n]))
-        .await
-        .unwrap();
-    let payload = loop {
-        if let Some(ClientEvent::SessionMessage { payload, .. }) = b_events.recv().await {
-            break payload;
-        }
-    };
-    let frame = vcsdk::util::unhex(&payload).unwrap();
-    let mut out = [0u8; 128];
-    let (_, len) = b_ctx.decrypt(b"", &frame, &mut out).unwrap();
-    assert_eq!(&out[..len], b"whiteboard stroke");
-    // Nothing the server logged holds the secrets or the plaintext.
-    let log = server.process.log();
-    assert!(!log.contains("whiteboard stroke"));
-    assert!(!log.contains(&vcsdk::util::hex(&alice_secrets.base_key(0, Stream::Data))));
 }

@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_rustls::client::TlsStream;
 
+use super::media::CallRouter;
 use super::{ClientEvent, ClientOptions};
 use crate::proto::frame::{self, read_frame, write_frame};
 use crate::proto::signal::{ClientMessage, Request, Response, ServerMessage, PROTOCOL_VERSION};
@@ -48,6 +49,8 @@ pub(super) struct Connection {
     alive: AtomicBool,
     closed: watch::Sender<Option<String>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Our end's IP address on this connection.
+    local_ip: Option<std::net::IpAddr>,
 }
 
 /// The name the server's certificate must carry.
@@ -67,6 +70,7 @@ impl Connection {
     pub(super) async fn open(
         options: &ClientOptions,
         events: mpsc::Sender<ClientEvent>,
+        router: Arc<CallRouter>,
     ) -> Result<(Arc<Self>, Welcome)> {
         let target = options.server.clone();
         let fail = |message: String| Error::Connection {
@@ -85,6 +89,7 @@ impl Connection {
                 .await
                 .map_err(|e| fail(e.to_string()))?;
             let _ = tcp.set_nodelay(true);
+            let local_ip = tcp.local_addr().ok().map(|a| a.ip());
             let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
                 .connect(server_name, tcp)
                 .await
@@ -138,9 +143,9 @@ impl Connection {
                     )))
                 }
             };
-            Ok((reader, writer, welcome))
+            Ok((reader, writer, welcome, local_ip))
         };
-        let (reader, writer, welcome) = tokio::time::timeout(OPEN_TIMEOUT, opening)
+        let (reader, writer, welcome, local_ip) = tokio::time::timeout(OPEN_TIMEOUT, opening)
             .await
             .map_err(|_| fail(format!("no welcome within {} s", OPEN_TIMEOUT.as_secs())))??;
 
@@ -154,6 +159,7 @@ impl Connection {
             alive: AtomicBool::new(true),
             closed,
             tasks: Mutex::new(Vec::new()),
+            local_ip,
         });
         let idle = Duration::from_secs(welcome.keepalive_secs.max(1) * 3 + 2);
         let writer_task = tokio::spawn(write_loop(writer, out_rx, connection.clone()));
@@ -161,6 +167,7 @@ impl Connection {
             reader,
             connection.clone(),
             events,
+            router,
             idle,
             options.identity.clone(),
         ));
@@ -170,6 +177,11 @@ impl Connection {
             .unwrap_or_else(|p| p.into_inner())
             .extend([writer_task, reader_task]);
         Ok((connection, welcome))
+    }
+
+    /// Our end's IP address on this connection.
+    pub(super) fn local_ip(&self) -> Option<std::net::IpAddr> {
+        self.local_ip
     }
 
     pub(super) fn is_alive(&self) -> bool {
@@ -321,6 +333,7 @@ async fn read_loop(
     mut reader: ReadHalf<TlsStream<TcpStream>>,
     connection: Arc<Connection>,
     events: mpsc::Sender<ClientEvent>,
+    router: Arc<CallRouter>,
     idle: Duration,
     identity: Arc<crate::identity::Identity>,
 ) {
@@ -398,6 +411,9 @@ async fn read_loop(
                     }
                     _ => {}
                 }
+                let Some(event) = router.intercept(event) else {
+                    continue;
+                };
                 if let Some(event) = Option::<ClientEvent>::from(event) {
                     if events.try_send(event).is_err() {
                         tracing::warn!("event queue full or closed; event dropped");

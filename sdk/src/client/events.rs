@@ -88,7 +88,10 @@ impl From<Event> for Option<ClientEvent> {
                 seconds_left,
             },
             // Reported by the connection when it closes; receipts are signed by the connection.
-            Event::Disconnect { .. } | Event::ReceiptRequest { .. } => return None,
+            // The relay offer is taken by the call's media (see `Client::media`).
+            Event::Disconnect { .. } | Event::ReceiptRequest { .. } | Event::MediaRelay { .. } => {
+                return None
+            }
         })
     }
 }

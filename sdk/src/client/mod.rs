@@ -4,6 +4,7 @@
 
 mod connection;
 mod events;
+mod media;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -75,6 +76,7 @@ struct Inner {
     closed: AtomicBool,
     welcome: Mutex<Welcome>,
     supervisor: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    router: Arc<media::CallRouter>,
 }
 
 impl Client {
@@ -83,7 +85,9 @@ impl Client {
     /// [`MAX_BACKOFF`], and reported as [`ClientEvent::Disconnected`] / [`ClientEvent::Reconnected`].
     pub async fn connect(options: ClientOptions) -> Result<(Client, mpsc::Receiver<ClientEvent>)> {
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
-        let (connection, welcome) = Connection::open(&options, events_tx.clone()).await?;
+        let router = Arc::new(media::CallRouter::default());
+        let (connection, welcome) =
+            Connection::open(&options, events_tx.clone(), router.clone()).await?;
         let (current, _) = watch::channel(Some(connection.clone()));
         let inner = Arc::new(Inner {
             options,
@@ -93,6 +97,7 @@ impl Client {
             closed: AtomicBool::new(false),
             welcome: Mutex::new(welcome),
             supervisor: Mutex::new(None),
+            router,
         });
         let supervisor = tokio::spawn(supervise(Arc::downgrade(&inner), connection));
         *inner.supervisor.lock().unwrap_or_else(|p| p.into_inner()) = Some(supervisor);
@@ -242,13 +247,20 @@ impl Client {
             })
             .await?
         {
-            Response::CallPlaced { call_id } => Ok(call_id),
+            Response::CallPlaced { call_id } => {
+                self.inner.router.placed(&call_id, user);
+                Ok(call_id)
+            }
             other => Err(unexpected(other)),
         }
     }
 
     /// acceptConnect / declineConnect: answers an incoming call.
     pub async fn answer(&self, call_id: &str, answer: Answer) -> Result<()> {
+        if answer == Answer::Accept {
+            // Ready for the caller's handshake before the server tells the caller.
+            self.inner.router.accepted(call_id);
+        }
         self.expect_ok(Request::Answer {
             call_id: call_id.to_owned(),
             answer,
@@ -344,6 +356,19 @@ impl Client {
         }
     }
 
+    /// Our IP address on the current signalling connection.
+    fn local_ip(&self) -> Result<std::net::IpAddr> {
+        self.inner
+            .current
+            .borrow()
+            .as_ref()
+            .and_then(|c| c.local_ip())
+            .ok_or_else(|| Error::Connection {
+                target: self.inner.options.server.clone(),
+                message: "not connected (reconnecting)".into(),
+            })
+    }
+
     fn server_name(&self) -> String {
         connection::server_name(&self.inner.options)
     }
@@ -394,7 +419,13 @@ async fn supervise(inner: std::sync::Weak<Inner>, mut connection: Arc<Connection
             if strong.closed.load(Ordering::SeqCst) {
                 return;
             }
-            match Connection::open(&strong.options, strong.events.clone()).await {
+            match Connection::open(
+                &strong.options,
+                strong.events.clone(),
+                strong.router.clone(),
+            )
+            .await
+            {
                 Ok((fresh, welcome)) => {
                     *strong.welcome.lock().unwrap_or_else(|p| p.into_inner()) = welcome;
                     strong.current.send_replace(Some(fresh.clone()));

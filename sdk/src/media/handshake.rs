@@ -86,6 +86,21 @@ pub enum HandshakeMessage {
         /// The MAC.
         mac: String,
     },
+    /// After the handshake, each side: the UDP addresses where it takes media directly, sealed
+    /// as a frame of its signalling stream (hex) — the server can neither read nor change them.
+    Candidates {
+        /// The call.
+        call_id: String,
+        /// The sealed address list ([`super::session::PreparedMedia::seal_candidates`]).
+        sealed: String,
+    },
+    /// Either side: the key agreement failed here (why, in words; no secret).
+    Abort {
+        /// The call.
+        call_id: String,
+        /// What was refused.
+        reason: String,
+    },
 }
 
 /// Length-prefixed concatenation with a domain label: what is signed and hashed.
@@ -162,11 +177,47 @@ impl Stream {
         Stream::Data,
         Stream::Signalling,
     ];
+
+    /// The stream numbered `n` on the wire.
+    pub fn from_u8(n: u8) -> Option<Stream> {
+        Stream::ALL.get(usize::from(n)).copied()
+    }
+
+    /// Its name: `audio`, `video`, `data` or `signalling`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::Audio => "audio",
+            Stream::Video => "video",
+            Stream::Data => "data",
+            Stream::Signalling => "signalling",
+        }
+    }
+}
+
+impl std::str::FromStr for Stream {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Stream> {
+        Stream::ALL
+            .into_iter()
+            .find(|x| x.name() == s)
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "unknown stream {s:?} (audio, video, data, signalling)"
+                ))
+            })
+    }
 }
 
 /// The KID of (epoch, sender, stream): `epoch << 24 | sender << 8 | stream`.
 pub fn kid(epoch: u32, sender: u16, stream: Stream) -> u64 {
     (u64::from(epoch) << 24) | (u64::from(sender) << 8) | stream as u64
+}
+
+/// The (epoch, sender, stream number) a KID names; `None` when it is not of that form.
+pub fn kid_parts(kid: u64) -> Option<(u32, u16, u8)> {
+    let epoch = u32::try_from(kid >> 24).ok()?;
+    Some((epoch, (kid >> 8) as u16, kid as u8))
 }
 
 /// What both parties derive: the epoch secret of the call, and the transcript it is bound to.
@@ -195,6 +246,16 @@ impl hkdf::KeyType for Len {
 }
 
 impl SessionSecrets {
+    /// Secrets agreed by other means (a conference's group key agreement): `epoch_secret` is the
+    /// 32-byte secret every member holds, `level` the security level (2 or 3).
+    pub fn from_epoch_secret(epoch_secret: [u8; 32], level: u8, transcript_hash: [u8; 32]) -> Self {
+        SessionSecrets {
+            epoch_secret,
+            transcript_hash,
+            level,
+        }
+    }
+
     /// The cipher suite of media at this level (AES-256-GCM at level 3).
     pub fn suite(&self) -> CipherSuite {
         if self.level >= 3 {
@@ -206,19 +267,23 @@ impl SessionSecrets {
 
     /// The SFrame base key of `sender`'s `stream` in epoch 0.
     pub fn base_key(&self, sender: u16, stream: Stream) -> Vec<u8> {
-        let prk = hkdf::Prk::new_less_safe(hkdf::HKDF_SHA256, &self.epoch_secret);
-        let mut key = vec![0u8; 32];
-        let info = [
-            b"vcsdk media key ".as_slice(),
-            &0u32.to_be_bytes(),
-            &sender.to_be_bytes(),
-            &[stream as u8],
-        ];
-        // Expanding 32 bytes from SHA-256 cannot fail.
-        if let Ok(okm) = prk.expand(&info, Len(32)) {
-            let _ = okm.fill(&mut key);
+        self.sender_chain(sender).base_key(stream)
+    }
+
+    /// `sender`'s key chain at epoch 0.
+    pub fn sender_chain(&self, sender: u16) -> SenderChain {
+        let mut secret = [0u8; 32];
+        expand(
+            &self.epoch_secret,
+            &[b"vcsdk sender chain ", &sender.to_be_bytes()],
+            &mut secret,
+        );
+        SenderChain {
+            sender,
+            epoch: 0,
+            secret,
+            suite: self.suite(),
         }
-        key
     }
 
     /// Installs epoch 0's keys: ours to send on every stream, the peer's to receive.
@@ -228,13 +293,106 @@ impl SessionSecrets {
         me: u16,
         peer: u16,
     ) -> std::result::Result<(), SframeError> {
+        self.sender_chain(me).install_send(context)?;
+        self.sender_chain(peer).install_receive(context)
+    }
+}
+
+/// HKDF-Expand (SHA-256) of `secret` with `info` into `out` (at most 32 bytes here; cannot fail).
+fn expand(secret: &[u8; 32], info: &[&[u8]], out: &mut [u8]) {
+    let prk = hkdf::Prk::new_less_safe(hkdf::HKDF_SHA256, secret);
+    if let Ok(okm) = prk.expand(info, Len(out.len())) {
+        let _ = okm.fill(out);
+    }
+}
+
+/// One sender's keys, epoch by epoch. Epoch `e + 1`'s secret is derived from epoch `e`'s in one
+/// direction only, so a key that leaks later does not open earlier epochs once they are dropped;
+/// each side can follow the other's epochs without a message (the KID names the epoch).
+pub struct SenderChain {
+    sender: u16,
+    epoch: u32,
+    secret: [u8; 32],
+    suite: CipherSuite,
+}
+
+impl std::fmt::Debug for SenderChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SenderChain")
+            .field("sender", &self.sender)
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SenderChain {
+    /// The sender's index.
+    pub fn sender(&self) -> u16 {
+        self.sender
+    }
+
+    /// The epoch of these keys.
+    pub fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    /// The cipher suite.
+    pub fn suite(&self) -> CipherSuite {
+        self.suite
+    }
+
+    /// The KID of `stream` in this epoch.
+    pub fn kid(&self, stream: Stream) -> u64 {
+        kid(self.epoch, self.sender, stream)
+    }
+
+    /// The SFrame base key of `stream` in this epoch.
+    pub fn base_key(&self, stream: Stream) -> Vec<u8> {
+        let mut key = vec![0u8; 32];
+        expand(
+            &self.secret,
+            &[
+                b"vcsdk media key ",
+                &self.epoch.to_be_bytes(),
+                &self.sender.to_be_bytes(),
+                &[stream as u8],
+            ],
+            &mut key,
+        );
+        key
+    }
+
+    /// The next epoch's chain, or `None` when the epoch number would leave the KID's 32 bits.
+    pub fn next(&self) -> Option<SenderChain> {
+        let epoch = self.epoch.checked_add(1)?;
+        let mut secret = [0u8; 32];
+        expand(&self.secret, &[b"vcsdk sender epoch next"], &mut secret);
+        Some(SenderChain {
+            sender: self.sender,
+            epoch,
+            secret,
+            suite: self.suite,
+        })
+    }
+
+    /// Installs this epoch's keys for sending on every stream.
+    pub fn install_send(
+        &self,
+        context: &mut SframeContext,
+    ) -> std::result::Result<(), SframeError> {
         for stream in Stream::ALL {
-            context.add_send_key(self.suite(), kid(0, me, stream), &self.base_key(me, stream))?;
-            context.add_receive_key(
-                self.suite(),
-                kid(0, peer, stream),
-                &self.base_key(peer, stream),
-            )?;
+            context.add_send_key(self.suite, self.kid(stream), &self.base_key(stream))?;
+        }
+        Ok(())
+    }
+
+    /// Installs this epoch's keys for receiving on every stream.
+    pub fn install_receive(
+        &self,
+        context: &mut SframeContext,
+    ) -> std::result::Result<(), SframeError> {
+        for stream in Stream::ALL {
+            context.add_receive_key(self.suite, self.kid(stream), &self.base_key(stream))?;
         }
         Ok(())
     }

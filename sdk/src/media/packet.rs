@@ -3,15 +3,17 @@
 //! sequence number and the fragment's place; the loss of one packet loses only its frame, and a
 //! receiver holds a bounded number of incomplete frames.
 //!
-//! Packet header (8 bytes, big-endian): version (1) ‖ stream (1) ‖ frame sequence (4) ‖
-//! fragment index (1) ‖ fragment count (1). At most 255 fragments per frame.
+//! Packet header (10 bytes, big-endian): version (1) ‖ stream (1) ‖ sender (2) ‖ frame sequence (4)
+//! ‖ fragment index (1) ‖ fragment count (1). At most 255 fragments per frame. Frames are numbered
+//! per sender and stream; the header is not secret and not authenticated (the reassembled SFrame
+//! frame is).
 
 use std::collections::BTreeMap;
 
 /// Version of the packet header.
 pub const PACKET_VERSION: u8 = 1;
 /// Header length.
-pub const PACKET_HEADER_LEN: usize = 8;
+pub const PACKET_HEADER_LEN: usize = 10;
 /// Most fragments of one frame.
 pub const MAX_FRAGMENTS: usize = 255;
 
@@ -31,6 +33,8 @@ pub enum PacketError {
 pub struct PacketHeader {
     /// The stream (see [`super::handshake::Stream`]).
     pub stream: u8,
+    /// The sender's index in the call.
+    pub sender: u16,
     /// The frame's sequence number.
     pub frame: u32,
     /// This fragment's index.
@@ -50,9 +54,10 @@ impl PacketHeader {
         }
         let header = PacketHeader {
             stream: packet[1],
-            frame: u32::from_be_bytes([packet[2], packet[3], packet[4], packet[5]]),
-            index: packet[6],
-            count: packet[7],
+            sender: u16::from_be_bytes([packet[2], packet[3]]),
+            frame: u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]),
+            index: packet[8],
+            count: packet[9],
         };
         if header.count == 0 || header.index >= header.count {
             return Err(PacketError::Malformed("fragment index out of range"));
@@ -63,15 +68,18 @@ impl PacketHeader {
     fn write(&self, out: &mut [u8]) {
         out[0] = PACKET_VERSION;
         out[1] = self.stream;
-        out[2..6].copy_from_slice(&self.frame.to_be_bytes());
-        out[6] = self.index;
-        out[7] = self.count;
+        out[2..4].copy_from_slice(&self.sender.to_be_bytes());
+        out[4..8].copy_from_slice(&self.frame.to_be_bytes());
+        out[8] = self.index;
+        out[9] = self.count;
     }
 }
 
-/// Splits `frame` into packets of at most `max_packet` bytes (header included), calling `emit` with
-/// each packet, written into `scratch` (no allocation per packet).
+/// Splits `frame` (frame number `sequence` of `sender`'s `stream`) into packets of at most
+/// `max_packet` bytes (header included), calling `emit` with each packet, written into `scratch` (no
+/// allocation per packet). Returns the number of packets.
 pub fn split(
+    sender: u16,
     stream: u8,
     sequence: u32,
     frame: &[u8],
@@ -95,6 +103,7 @@ pub fn split(
         let chunk = &frame[(index * room).min(frame.len())..((index + 1) * room).min(frame.len())];
         PacketHeader {
             stream,
+            sender,
             frame: sequence,
             index: index as u8,
             count: count as u8,
@@ -203,7 +212,7 @@ mod tests {
     fn packets(stream: u8, seq: u32, frame: &[u8], max: usize) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         let mut scratch = vec![0u8; max];
-        split(stream, seq, frame, max, &mut scratch, |p| {
+        split(3, stream, seq, frame, max, &mut scratch, |p| {
             out.push(p.to_vec())
         })
         .unwrap();
@@ -214,7 +223,7 @@ mod tests {
     fn frames_survive_reordering_and_duplicates() {
         let frame: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
         let mut pkts = packets(1, 42, &frame, 1200);
-        assert_eq!(pkts.len(), 10_000usize.div_ceil(1192));
+        assert_eq!(pkts.len(), 10_000usize.div_ceil(1190));
         assert!(pkts.iter().all(|p| p.len() <= 1200));
         pkts.reverse();
         pkts.insert(3, pkts[0].clone());
@@ -222,7 +231,7 @@ mod tests {
         let mut out = None;
         for p in &pkts {
             let (h, payload) = PacketHeader::parse(p).unwrap();
-            assert_eq!((h.stream, h.frame), (1, 42));
+            assert_eq!((h.stream, h.sender, h.frame), (1, 3, 42));
             if let Some(f) = r.push(h, payload) {
                 assert!(out.is_none(), "completed twice");
                 out = Some(f);
@@ -258,21 +267,21 @@ mod tests {
     #[test]
     fn bad_packets_and_bounds_are_refused() {
         assert!(PacketHeader::parse(&[1, 0, 0]).is_err());
-        assert!(PacketHeader::parse(&[9, 0, 0, 0, 0, 0, 0, 1]).is_err());
+        assert!(PacketHeader::parse(&[9, 0, 0, 0, 0, 0, 0, 0, 0, 1]).is_err());
         assert!(
-            PacketHeader::parse(&[1, 0, 0, 0, 0, 0, 2, 2]).is_err(),
+            PacketHeader::parse(&[1, 0, 0, 0, 0, 0, 0, 0, 2, 2]).is_err(),
             "index beyond count"
         );
         assert!(
-            PacketHeader::parse(&[1, 0, 0, 0, 0, 0, 0, 0]).is_err(),
+            PacketHeader::parse(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_err(),
             "zero fragments"
         );
         let mut scratch = [0u8; 16];
         assert!(matches!(
-            split(0, 0, &vec![0u8; 256 * 8], 16, &mut scratch, |_| {}),
+            split(0, 0, 0, &vec![0u8; 256 * 8], 16, &mut scratch, |_| {}),
             Err(PacketError::FrameTooLarge(_))
         ));
-        assert!(split(0, 0, b"x", 8, &mut scratch, |_| {}).is_err());
+        assert!(split(0, 0, 0, b"x", 10, &mut scratch, |_| {}).is_err());
         // Bounded memory: at most `max_pending` incomplete frames, each at most `max_frame` bytes.
         let mut r = Reassembler::new(2, 2500);
         for seq in 0..5u32 {

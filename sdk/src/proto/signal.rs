@@ -346,6 +346,18 @@ pub enum Event {
         /// About how many more seconds the balance pays for.
         seconds_left: i64,
     },
+    /// The call was answered and the server relays its media: where, and this member's token
+    /// (used when the direct path between the members does not work).
+    MediaRelay {
+        /// The call.
+        call_id: String,
+        /// The relay's UDP address, `host:port`.
+        address: String,
+        /// This member's relay token, hex.
+        token: String,
+        /// This member's secret for authenticating binds to the relay, hex.
+        secret: String,
+    },
     /// The server is closing this connection.
     Disconnect {
         /// Why.

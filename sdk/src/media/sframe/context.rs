@@ -2,7 +2,7 @@
 //! windows) of one endpoint, by KID. Receiving keys can be retired with a grace period, so frames
 //! of the previous epoch still open while the new one takes over.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,9 @@ struct Receiver {
 #[derive(Default)]
 pub struct SframeContext {
     senders: HashMap<u64, Sender>,
+    /// Every KID ever installed for sending: never installed twice, so a (key, counter) pair —
+    /// and with it a nonce — can never be used again, even if the same base key were given.
+    used_send_kids: HashSet<u64>,
     receivers: HashMap<u64, Receiver>,
 }
 
@@ -64,14 +67,19 @@ impl SframeContext {
         Self::default()
     }
 
-    /// Installs the sending key of `kid` (counters start at 0).
+    /// Installs the sending key of `kid` (counters start at 0). A KID this context has sent with
+    /// before is refused ([`SframeError::KidReused`]): restarting its counter could repeat a nonce.
     pub fn add_send_key(
         &mut self,
         suite: CipherSuite,
         kid: u64,
         base_key: &[u8],
     ) -> Result<(), SframeError> {
+        if self.used_send_kids.contains(&kid) {
+            return Err(SframeError::KidReused(kid));
+        }
         let key = SframeKey::derive(suite, kid, base_key)?;
+        self.used_send_kids.insert(kid);
         self.senders.insert(kid, Sender { key, next_ctr: 0 });
         Ok(())
     }
@@ -98,6 +106,16 @@ impl SframeContext {
     /// Stops sending with `kid`.
     pub fn remove_send_key(&mut self, kid: u64) {
         self.senders.remove(&kid);
+    }
+
+    /// Forgets the receiving key of `kid` at once.
+    pub fn remove_receive_key(&mut self, kid: u64) {
+        self.receivers.remove(&kid);
+    }
+
+    /// Whether a receiving key (retired or not) is held for `kid`.
+    pub fn has_receive_key(&self, kid: u64) -> bool {
+        self.receivers.contains_key(&kid)
     }
 
     /// Keeps accepting frames of `kid` for `grace`, then forgets the key.
@@ -197,14 +215,14 @@ impl SframeContext {
         if out.len() < body_len {
             return Err(SframeError::BufferTooSmall { needed: body_len });
         }
-        let receiver = self.checked_receiver(header)?;
+        let receiver = self.receiver(header.kid)?;
         let body = &mut out[..body_len];
         body.copy_from_slice(&frame[header_len..header_len + body_len]);
         let tag = &frame[header_len + body_len..];
         with_aad(&frame[..header_len], metadata, |aad| {
             receiver.key.open(header.ctr, aad, tag, body)
         })?;
-        receiver.window.record(header.ctr);
+        receiver.accept(header)?;
         Ok((header.kid, body_len))
     }
 
@@ -219,24 +237,34 @@ impl SframeContext {
             .len()
             .checked_sub(header_len + TAG_LEN)
             .ok_or(SframeError::Malformed("shorter than header and tag"))?;
-        let receiver = self.checked_receiver(header)?;
+        let receiver = self.receiver(header.kid)?;
         let (head, rest) = frame.split_at_mut(header_len);
         let (body, tag) = rest.split_at_mut(body_len);
         with_aad(head, metadata, |aad| {
             receiver.key.open(header.ctr, aad, tag, body)
         })?;
-        receiver.window.record(header.ctr);
+        receiver.accept(header)?;
         Ok((header.kid, header_len..header_len + body_len))
     }
 
-    fn checked_receiver(&mut self, header: Header) -> Result<&mut Receiver, SframeError> {
-        let receiver = self
-            .receivers
-            .get_mut(&header.kid)
+    /// The live receiving key of `kid`. The replay check comes after authentication, so an
+    /// altered frame is reported as such even when it reuses a seen counter.
+    fn receiver(&mut self, kid: u64) -> Result<&mut Receiver, SframeError> {
+        self.receivers
+            .get_mut(&kid)
             .filter(|r| r.expires.is_none_or(|e| e > Instant::now()))
-            .ok_or(SframeError::UnknownKid(header.kid))?;
-        match receiver.window.check(header.ctr) {
-            ReplayCheck::Fresh => Ok(receiver),
+            .ok_or(SframeError::UnknownKid(kid))
+    }
+}
+
+impl Receiver {
+    /// Records an authenticated frame's counter, refusing a replay or a frame older than the window.
+    fn accept(&mut self, header: Header) -> Result<(), SframeError> {
+        match self.window.check(header.ctr) {
+            ReplayCheck::Fresh => {
+                self.window.record(header.ctr);
+                Ok(())
+            }
             ReplayCheck::Replay => Err(SframeError::Replay {
                 kid: header.kid,
                 ctr: header.ctr,
@@ -247,7 +275,9 @@ impl SframeContext {
             }),
         }
     }
+}
 
+impl SframeContext {
     /// Encrypts with an explicit counter (test vectors only).
     #[cfg(test)]
     pub(crate) fn encrypt_with_counter(

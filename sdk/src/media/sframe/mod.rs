@@ -53,6 +53,9 @@ pub enum SframeError {
     /// Every counter of this key was used; install a new key.
     #[error("counter space of KID {0} exhausted")]
     CounterExhausted(u64),
+    /// This KID was already installed for sending in this context; a new key needs a new KID.
+    #[error("KID {0} was already used for sending; a new key needs a new KID (epoch)")]
+    KidReused(u64),
     /// The base key has the wrong length for the cipher suite.
     #[error("invalid key: {0}")]
     InvalidKey(&'static str),

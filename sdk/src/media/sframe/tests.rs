@@ -216,3 +216,71 @@ fn long_metadata_is_authenticated_too() {
     );
     b.decrypt(&metadata, &f[..n], &mut out).unwrap();
 }
+
+/// One step of the nonce-reuse property: install a send key (possibly for a KID used before, or
+/// with a base key seen before) or encrypt a frame with some KID.
+#[derive(Debug, Clone)]
+enum Step {
+    Install { kid: u64, key: u8, wide: bool },
+    Encrypt { kid: u64, size: usize },
+    Remove { kid: u64 },
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![
+        (0u64..6, 0u8..3, any::<bool>()).prop_map(|(kid, key, wide)| Step::Install {
+            kid,
+            key,
+            wide
+        }),
+        (0u64..6, 0usize..300).prop_map(|(kid, size)| Step::Encrypt { kid, size }),
+        (0u64..6).prop_map(|kid| Step::Remove { kid }),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Whatever keys are installed, re-installed (same KID, same base key) or removed, no two
+    /// frames ever go out under the same (key, nonce): a re-used KID is refused.
+    #[test]
+    fn no_key_and_nonce_pair_is_ever_used_twice(steps in proptest::collection::vec(step(), 1..400)) {
+        let mut ctx = SframeContext::new();
+        let mut material: std::collections::HashMap<u64, (Vec<u8>, [u8; 12])> = Default::default();
+        let mut installed_once = std::collections::HashSet::new();
+        let mut used = std::collections::HashSet::new();
+        let mut out = vec![0u8; 300 + MAX_HEADER_LEN + TAG_LEN];
+        for s in steps {
+            match s {
+                Step::Install { kid, key, wide } => {
+                    let suite = if wide { CipherSuite::Aes256GcmSha512 } else { CipherSuite::Aes128GcmSha256 };
+                    let base = vec![key; suite.key_len()];
+                    let result = ctx.add_send_key(suite, kid, &base);
+                    if installed_once.insert(kid) {
+                        proptest::prop_assert!(result.is_ok());
+                        material.insert(kid, derive_key_material(suite, kid, &base).unwrap());
+                    } else {
+                        proptest::prop_assert_eq!(result, Err(SframeError::KidReused(kid)));
+                    }
+                }
+                Step::Encrypt { kid, size } => {
+                    match ctx.encrypt(kid, b"", &vec![1u8; size], &mut out) {
+                        Ok(n) => {
+                            let (header, _) = Header::decode(&out[..n]).unwrap();
+                            proptest::prop_assert_eq!(header.kid, kid);
+                            let (key, salt) = material[&kid].clone();
+                            let mut nonce = salt;
+                            for (i, b) in header.ctr.to_be_bytes().iter().enumerate() {
+                                nonce[4 + i] ^= b;
+                            }
+                            proptest::prop_assert!(used.insert((key, nonce)), "nonce reused");
+                        }
+                        Err(e) => proptest::prop_assert_eq!(e, SframeError::UnknownKid(kid)),
+                    }
+                }
+                Step::Remove { kid } => ctx.remove_send_key(kid),
+            }
+        }
+    }
+}
