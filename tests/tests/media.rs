@@ -399,3 +399,85 @@ async fn the_server_refuses_media_events_to_others_and_ends_relaying_with_the_ca
     assert!(a.send(Stream::Audio, b"x").await.is_err());
     let _: &Client = &carol;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vc_streams_a_file_over_an_encrypted_call_and_the_receiver_writes_identical_bytes() {
+    let w = world(&[]).await;
+    let home = w._home.path().to_owned();
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("clip.bin");
+    let content: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    std::fs::write(&file, &content).unwrap();
+    let saved = work.path().join("saved");
+    let addr = w.server.addr();
+    let args = |id: &str, rest: &[&str]| -> Vec<String> {
+        let mut all: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
+        let dir = home.join(id);
+        all.extend(
+            [
+                "--server",
+                &addr,
+                "--server-name",
+                "localhost",
+                "--identity-dir",
+                dir.to_str().unwrap(),
+            ]
+            .map(String::from),
+        );
+        all
+    };
+    // Bob never offers his address (relay only), so Alice's media goes through the relay too.
+    let listener = std::process::Command::new(vcsdk_tests::binary("vc"))
+        .args(args(
+            "bob",
+            &[
+                "listen",
+                "--auto-accept",
+                "--max-calls",
+                "1",
+                "--relay-only",
+                "--save",
+                saved.to_str().unwrap(),
+            ],
+        ))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `vc listen` is connected once it has replaced Bob's SDK connection.
+    let mut w = w;
+    loop {
+        if let ClientEvent::Disconnected { reason } = event(&mut w.bob.1, "replacement").await {
+            assert!(reason.contains("replaced"), "{reason}");
+            break;
+        }
+    }
+    let call_args = args(
+        "alice",
+        &[
+            "call",
+            "bob",
+            "--send",
+            file.to_str().unwrap(),
+            "--frame-size",
+            "8000",
+            "--rate",
+            "200",
+        ],
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        vcsdk_tests::run_ok(
+            "vc",
+            &call_args.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(out.contains("identical bytes"), "{out}");
+    assert!(out.contains("media: path relayed by"), "{out}");
+    let listened = listener.wait_with_output().unwrap();
+    let listened = String::from_utf8_lossy(&listened.stdout);
+    assert!(listened.contains("saved "), "{listened}");
+    assert!(listened.contains("media: path relayed by"), "{listened}");
+    assert_eq!(std::fs::read(saved.join("clip.bin")).unwrap(), content);
+}

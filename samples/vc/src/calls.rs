@@ -1,11 +1,41 @@
-//! `vc call` and `vc listen`: placing and answering calls, printing each outcome.
+//! `vc call` and `vc listen`: placing and answering calls, printing each outcome; with
+//! `--send FILE` / `--save DIR`, streaming a file over the call's end-to-end encrypted media.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc::Receiver;
 use vcsdk::client::{Client, ClientEvent};
+use vcsdk::media::MediaConfig;
 use vcsdk::proto::signal::{Answer, CallState};
+
+use crate::transfer::{self, SendOptions};
+
+/// What a call sends over its media.
+pub struct Sending {
+    /// The file.
+    pub file: PathBuf,
+    /// Framing and pacing.
+    pub options: SendOptions,
+    /// The media session's settings.
+    pub config: MediaConfig,
+}
+
+/// Starts the media of `call_id`, sends the file, prints the outcome and the statistics.
+async fn stream_file(client: Client, call_id: String, sending: Sending) -> Result<(), String> {
+    let session = client
+        .media(&call_id, sending.config)
+        .await
+        .map_err(|e| format!("media: {e}"))?;
+    println!(
+        "media up: {}",
+        session.path().map_or("closed".into(), |p| p.to_string())
+    );
+    let result = transfer::send_file(&session, &sending.file, &sending.options).await;
+    println!("{}", transfer::describe(&session.stats()));
+    result.map(|line| println!("{line}"))
+}
 
 /// How `vc listen` answers.
 #[derive(Clone, Copy)]
@@ -38,11 +68,14 @@ pub async fn call(
     (client, mut events): (Client, Receiver<ClientEvent>),
     user: &str,
     duration: Option<Duration>,
+    mut sending: Option<Sending>,
 ) -> Result<(), String> {
     let call_id = client.call(user).await.map_err(|e| e.to_string())?;
     println!("calling {user} (call {call_id})");
     let mut hangup: Option<tokio::time::Instant> = None;
     let mut hung_up = false;
+    let mut media: Option<tokio::task::JoinHandle<Result<(), String>>> = None;
+    let mut failure = None;
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
@@ -55,6 +88,9 @@ pub async fn call(
                     if state == CallState::Accepted {
                         if let Some(d) = duration {
                             hangup = Some(tokio::time::Instant::now() + d);
+                        }
+                        if let Some(s) = sending.take() {
+                            media = Some(tokio::spawn(stream_file(client.clone(), call_id.clone(), s)));
                         }
                     }
                     if state.is_final() {
@@ -70,6 +106,17 @@ pub async fn call(
                 Some(_) => {}
                 None => return Err("the connection is gone".into()),
             },
+            done = async { media.as_mut().expect("guarded").await }, if media.is_some() => {
+                media = None;
+                if let Err(e) = done.map_err(|e| e.to_string()).and_then(|r| r) {
+                    println!("{e}");
+                    failure = Some(e);
+                }
+                if hangup.is_none() && !hung_up {
+                    hung_up = true;
+                    client.terminate(&call_id, None).await.map_err(|e| e.to_string())?;
+                }
+            }
             _ = tokio::time::sleep_until(deadline), if hangup.is_some() && !hung_up => {
                 hung_up = true;
                 client.terminate(&call_id, None).await.map_err(|e| e.to_string())?;
@@ -81,7 +128,10 @@ pub async fn call(
         }
     }
     let _ = client.close().await;
-    Ok(())
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// Waits for calls and answers them by `policy`, until Ctrl-C or `max_calls` calls have ended.
@@ -89,8 +139,11 @@ pub async fn listen(
     (client, mut events): (Client, Receiver<ClientEvent>),
     policy: AnswerPolicy,
     max_calls: Option<u32>,
+    save: Option<PathBuf>,
+    config: MediaConfig,
 ) -> Result<(), String> {
     println!("listening as {}", client.user());
+    let mut media: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut ended = 0u32;
     let ctrl_c = tokio::signal::ctrl_c();
@@ -114,6 +167,20 @@ pub async fn listen(
                     };
                     if let Err(e) = client.answer(&call_id, answer).await {
                         println!("could not answer: {e}");
+                    } else if answer == Answer::Accept {
+                        let (client, save, config) = (client.clone(), save.clone(), config.clone());
+                        media.push(tokio::spawn(async move {
+                            match client.media(&call_id, config).await {
+                                Ok(session) => {
+                                    println!("media up: {}", session.path().map_or("closed".into(), |p| p.to_string()));
+                                    for line in transfer::receive_files(session.clone(), save).await {
+                                        println!("{line}");
+                                    }
+                                    println!("{}", transfer::describe(&session.stats()));
+                                }
+                                Err(e) => println!("media: {e}"),
+                            }
+                        }));
                     }
                 }
                 Some(ClientEvent::CallState { call_id, state, reason }) => {
@@ -121,6 +188,10 @@ pub async fn listen(
                     if state.is_final() {
                         ended += 1;
                         if max_calls.is_some_and(|m| ended >= m) {
+                            // Let the media of the calls finish their reports.
+                            for task in media.drain(..) {
+                                let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+                            }
                             break;
                         }
                     }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod calls;
+mod transfer;
 use vcsdk::identity::{Identity, IdentityStore};
 use vcsdk::pki::CsrSubject;
 use vcsdk::proto::ca::RevocationReason;
@@ -19,6 +20,32 @@ use vcsdk::ClientId;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// How the call's media is carried.
+#[derive(Args, Clone)]
+struct MediaArgs {
+    /// Security level of the key agreement: 2 (X25519) or 3 (X25519 + ML-KEM-768, AES-256);
+    /// both parties must use the same.
+    #[arg(long, default_value_t = 2)]
+    level: u8,
+    /// Never send media directly to the peer (and never reveal our address): use the server's
+    /// relay.
+    #[arg(long)]
+    relay_only: bool,
+}
+
+impl MediaArgs {
+    fn config(&self) -> Result<vcsdk::media::MediaConfig, String> {
+        if !matches!(self.level, 2 | 3) {
+            return Err("--level must be 2 or 3".into());
+        }
+        Ok(vcsdk::media::MediaConfig {
+            level: self.level,
+            direct: !self.relay_only,
+            ..Default::default()
+        })
+    }
 }
 
 #[derive(Args)]
@@ -99,9 +126,25 @@ enum Command {
         user: String,
         #[command(flatten)]
         server: ServerArgs,
-        /// Hang up this long after the call is accepted (e.g. 10s, 2m).
+        /// Hang up this long after the call is accepted (e.g. 10s, 2m); with --send, the call
+        /// ends when the file is through unless this is given.
         #[arg(long)]
         duration: Option<String>,
+        /// Stream this file over the call's end-to-end encrypted media; the receiver writes it
+        /// back (`vc listen --save DIR`) and confirms its SHA-256.
+        #[arg(long)]
+        send: Option<PathBuf>,
+        /// Bytes of the file per media frame.
+        #[arg(long, default_value_t = 16_384)]
+        frame_size: usize,
+        /// Frames per second (0: as fast as the path takes them).
+        #[arg(long, default_value_t = 30)]
+        rate: u32,
+        /// The stream the file goes on: audio, video, data or signalling.
+        #[arg(long, default_value = "video")]
+        stream: String,
+        #[command(flatten)]
+        media: MediaArgs,
     },
     /// Wait for calls and answer them (asks on the terminal unless --auto-accept).
     Listen {
@@ -116,6 +159,11 @@ enum Command {
         /// Exit after this many calls have ended.
         #[arg(long)]
         max_calls: Option<u32>,
+        /// Write files streamed over accepted calls into this directory.
+        #[arg(long)]
+        save: Option<PathBuf>,
+        #[command(flatten)]
+        media: MediaArgs,
     },
     /// Show your account: balance, tariff, recent calls.
     Account {
@@ -297,24 +345,59 @@ async fn run(command: Command) -> Result<(), String> {
             user,
             server,
             duration,
+            send,
+            frame_size,
+            rate,
+            stream,
+            media,
         } => {
             let duration = duration
                 .map(|d| vcsdk::util::parse_duration(&d).map_err(|e| format!("--duration: {e}")))
                 .transpose()?;
-            calls::call(connect(&server).await?, &user, duration).await
+            let sending = match send {
+                Some(file) => {
+                    if !(1..=1 << 24).contains(&frame_size) {
+                        return Err("--frame-size must be 1 to 16777216 bytes".into());
+                    }
+                    Some(calls::Sending {
+                        file,
+                        options: transfer::SendOptions {
+                            frame_size,
+                            rate,
+                            stream: stream.parse().map_err(|e| format!("--stream: {e}"))?,
+                        },
+                        config: media.config()?,
+                    })
+                }
+                None => None,
+            };
+            calls::call(connect(&server).await?, &user, duration, sending).await
         }
         Command::Listen {
             server,
             auto_accept,
             auto_decline,
             max_calls,
+            save,
+            media,
         } => {
+            if let Some(dir) = &save {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("--save {}: {e}", dir.display()))?;
+            }
             let policy = match (auto_accept, auto_decline) {
                 (true, _) => calls::AnswerPolicy::Accept,
                 (_, true) => calls::AnswerPolicy::Decline,
                 _ => calls::AnswerPolicy::Ask,
             };
-            calls::listen(connect(&server).await?, policy, max_calls).await
+            calls::listen(
+                connect(&server).await?,
+                policy,
+                max_calls,
+                save,
+                media.config()?,
+            )
+            .await
         }
         Command::Account { server } => {
             let (client, _events) = connect(&server).await?;

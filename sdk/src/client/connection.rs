@@ -367,6 +367,9 @@ async fn read_loop(
             }
             ServerMessage::Pong { .. } | ServerMessage::Welcome { .. } => {}
             ServerMessage::Response { id, result } => {
+                if let crate::proto::signal::Response::CallPlaced { call_id } = &result {
+                    router.placing(call_id);
+                }
                 if let Some(tx) = connection
                     .pending
                     .lock()

@@ -44,6 +44,9 @@ struct CallSlot {
 pub(super) struct CallRouter {
     calls: Mutex<HashMap<String, CallSlot>>,
     offers: Mutex<VecDeque<(String, String)>>,
+    /// Relay offers for calls not known yet: the server may send one before the answer that
+    /// places the call.
+    unclaimed: Mutex<VecDeque<(String, RelayGrant)>>,
 }
 
 impl CallRouter {
@@ -53,6 +56,11 @@ impl CallRouter {
 
     fn open(&self, call_id: &str, role: Role, peer: &str) {
         let (inbox_tx, inbox_rx) = mpsc::channel(INBOX);
+        let relay = {
+            let mut unclaimed = self.unclaimed.lock().unwrap_or_else(|p| p.into_inner());
+            let at = unclaimed.iter().position(|(c, _)| c == call_id);
+            at.and_then(|i| unclaimed.remove(i)).map(|(_, g)| g)
+        };
         self.calls().insert(
             call_id.to_owned(),
             CallSlot {
@@ -60,15 +68,32 @@ impl CallRouter {
                 peer: peer.to_owned(),
                 inbox_tx,
                 inbox_rx: Some(inbox_rx),
-                relay: None,
+                relay,
                 session: None,
             },
         );
     }
 
+    /// The server placed a call of ours: open its slot at once, from the connection's reader,
+    /// so the relay offer that may follow right behind is not missed.
+    pub(super) fn placing(&self, call_id: &str) {
+        if !self.calls().contains_key(call_id) {
+            self.open(call_id, Role::Caller, "");
+        }
+    }
+
     /// We placed `call_id` to `peer`.
     pub(super) fn placed(&self, call_id: &str, peer: &str) {
-        self.open(call_id, Role::Caller, peer);
+        let known = match self.calls().get_mut(call_id) {
+            Some(slot) => {
+                slot.peer = peer.to_owned();
+                true
+            }
+            None => false,
+        };
+        if !known {
+            self.open(call_id, Role::Caller, peer);
+        }
     }
 
     /// We accepted `call_id`; the caller is known from its `incoming_call` event.
@@ -140,8 +165,17 @@ impl CallRouter {
                         None
                     }
                 };
-                if let Some(slot) = self.calls().get_mut(&call_id) {
-                    slot.relay = grant;
+                match (self.calls().get_mut(&call_id), grant) {
+                    (Some(slot), grant) => slot.relay = grant,
+                    (None, Some(grant)) => {
+                        let mut unclaimed =
+                            self.unclaimed.lock().unwrap_or_else(|p| p.into_inner());
+                        if unclaimed.len() >= REMEMBERED_OFFERS {
+                            unclaimed.pop_front();
+                        }
+                        unclaimed.push_back((call_id, grant));
+                    }
+                    (None, None) => {}
                 }
                 None
             }

@@ -336,6 +336,7 @@ impl PreparedMedia {
                 lengths: Vec::new(),
             }),
             config,
+            closed: std::sync::atomic::AtomicBool::new(false),
         });
         let receiver = Receiver {
             shared: shared.clone(),
@@ -437,6 +438,7 @@ struct Shared {
     probe_nonce: u64,
     sender: Mutex<Sender>,
     config: MediaConfig,
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -736,11 +738,14 @@ impl Receiver {
             epoch,
             data,
         };
-        if self.frames.try_send(frame).is_ok() {
-            bump(&c.frames_received);
-            c.bytes_received.fetch_add(len, Ordering::Relaxed);
-        } else {
-            bump(&c.dropped_slow_receiver);
+        // Counted before it is handed over, so statistics read after a frame arrives include it.
+        match self.frames.try_reserve() {
+            Ok(permit) => {
+                bump(&c.frames_received);
+                c.bytes_received.fetch_add(len, Ordering::Relaxed);
+                permit.send(frame);
+            }
+            Err(_) => bump(&c.dropped_slow_receiver),
         }
     }
 
@@ -898,7 +903,11 @@ impl MediaSession {
 
     /// The path in use (`None` once closed).
     pub fn path(&self) -> Option<MediaPath> {
-        *self.shared.path.borrow()
+        if self.is_closed() {
+            None
+        } else {
+            *self.shared.path.borrow()
+        }
     }
 
     /// The local address of the media socket.
@@ -909,12 +918,12 @@ impl MediaSession {
             .map_err(|e| Error::io("media socket address", e))
     }
 
-    /// Counters since the start.
+    /// Counters since the start; `path` is the last path used, also after closing.
     pub fn stats(&self) -> MediaStats {
         let c = &self.shared.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         MediaStats {
-            path: self.path(),
+            path: *self.shared.path.borrow(),
             send_epoch: c.send_epoch.load(Ordering::Relaxed),
             receive_epoch: c.receive_epoch.load(Ordering::Relaxed),
             frames_sent: get(&c.frames_sent),
@@ -940,15 +949,12 @@ impl MediaSession {
         if let Some(task) = self.task.lock().unwrap_or_else(|p| p.into_inner()).take() {
             task.abort();
         }
-        self.shared.path.send_replace(None);
+        self.shared.closed.store(true, Ordering::SeqCst);
     }
 
     /// Whether the session was closed.
     pub fn is_closed(&self) -> bool {
-        self.task
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_none()
+        self.shared.closed.load(Ordering::SeqCst)
     }
 }
 
