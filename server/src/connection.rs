@@ -183,6 +183,9 @@ pub async fn serve(server: Arc<Server>, tls: TlsStream<TcpStream>, addr: SocketA
     tracing::debug!(%user, %addr, conn_id, %reason, "disconnected");
 }
 
+/// Most bytes read and dropped from a flooding client before its connection is closed.
+const DRAIN_BYTES: usize = 4 << 20;
+
 async fn write_loop(mut writer: WriteHalf<TlsStream<TcpStream>>, mut rx: mpsc::Receiver<Bytes>) {
     while let Some(frame) = rx.recv().await {
         if write_frame(&mut writer, &frame).await.is_err() {
@@ -245,6 +248,19 @@ async fn read_loop(
         }
         if !limit.allow() {
             if limit.strikes > hub.config.rate_limit_burst * 4 {
+                // Read (and drop) what the flooder already sent, for a bounded time, so closing
+                // sends a clean FIN and the refusals already queued reach it instead of being cut
+                // off by a reset.
+                let drain = async {
+                    let mut dropped = 0usize;
+                    while dropped < DRAIN_BYTES {
+                        match read_frame(reader, &mut buf).await {
+                            Ok(true) => dropped += buf.len() + 4,
+                            _ => break,
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain).await;
                 return "flooding: rate limit exceeded repeatedly".into();
             }
             let id = serde_json::from_slice::<ClientMessage>(&buf)

@@ -255,6 +255,10 @@ impl super::Client {
             })?;
             (slot.role, slot.peer.clone(), inbox)
         };
+        // The seed's sequence: fetch the peer's certificate from the server and check it (pinned
+        // root, CRL, names the peer) before any key is made; the handshake checks the certificate
+        // the peer signs with again.
+        self.peer_certificate(&peer).await?;
         let identity = self.inner.options.identity.clone();
         let check = &self.inner.options.check;
         let send = |m: HandshakeMessage| async move {

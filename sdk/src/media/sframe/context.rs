@@ -3,6 +3,7 @@
 //! of the previous epoch still open while the new one takes over.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
@@ -28,11 +29,11 @@ struct Receiver {
 /// The keys of one endpoint.
 #[derive(Default)]
 pub struct SframeContext {
-    senders: HashMap<u64, Sender>,
+    senders: HashMap<u64, Sender, KidHash>,
     /// Every KID ever installed for sending: never installed twice, so a (key, counter) pair —
     /// and with it a nonce — can never be used again, even if the same base key were given.
     used_send_kids: HashSet<u64>,
-    receivers: HashMap<u64, Receiver>,
+    receivers: HashMap<u64, Receiver, KidHash>,
 }
 
 impl std::fmt::Debug for SframeContext {
@@ -43,6 +44,29 @@ impl std::fmt::Debug for SframeContext {
             .finish()
     }
 }
+
+/// Hashes a KID with one multiplication: the maps are small and only this context inserts into
+/// them, so a keyed hash (which costs more than the rest of a lookup) buys nothing here.
+#[derive(Default)]
+struct KidHasher(u64);
+
+impl Hasher for KidHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (n ^ (n >> 29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type KidHash = BuildHasherDefault<KidHasher>;
 
 /// Runs `f` with `header ‖ metadata` as one slice, on the stack when it is small.
 fn with_aad<T>(header: &[u8], metadata: &[u8], f: impl FnOnce(&[u8]) -> T) -> T {
@@ -138,12 +162,23 @@ impl SframeContext {
         Header { kid, ctr }.len() + TAG_LEN
     }
 
-    fn next_counter(&mut self, kid: u64) -> Result<(&SframeKey, u64), SframeError> {
+    /// The key and the next counter of `kid`, taken only if a frame of `payload` bytes fits in
+    /// `capacity` (one lookup for both).
+    fn next_counter(
+        &mut self,
+        kid: u64,
+        payload: usize,
+        capacity: usize,
+    ) -> Result<(&SframeKey, u64), SframeError> {
         let sender = self
             .senders
             .get_mut(&kid)
             .ok_or(SframeError::UnknownKid(kid))?;
         let ctr = sender.next_ctr;
+        let needed = Header { kid, ctr }.len() + TAG_LEN + payload;
+        if needed > capacity {
+            return Err(SframeError::BufferTooSmall { needed });
+        }
         sender.next_ctr = ctr
             .checked_add(1)
             .ok_or(SframeError::CounterExhausted(kid))?;
@@ -159,11 +194,7 @@ impl SframeContext {
         plaintext: &[u8],
         out: &mut [u8],
     ) -> Result<usize, SframeError> {
-        let needed = self.overhead(kid) + plaintext.len();
-        if out.len() < needed {
-            return Err(SframeError::BufferTooSmall { needed });
-        }
-        let (key, ctr) = self.next_counter(kid)?;
+        let (key, ctr) = self.next_counter(kid, plaintext.len(), out.len())?;
         let header_len = Header { kid, ctr }.encode(out)?;
         let (header, rest) = out.split_at_mut(header_len);
         let body = &mut rest[..plaintext.len()];
@@ -182,11 +213,7 @@ impl SframeContext {
         buf: &mut [u8],
         plaintext_len: usize,
     ) -> Result<usize, SframeError> {
-        let needed = self.overhead(kid) + plaintext_len;
-        if buf.len() < needed || plaintext_len > buf.len() {
-            return Err(SframeError::BufferTooSmall { needed });
-        }
-        let (key, ctr) = self.next_counter(kid)?;
+        let (key, ctr) = self.next_counter(kid, plaintext_len, buf.len())?;
         let header = Header { kid, ctr };
         let header_len = header.len();
         buf.copy_within(..plaintext_len, header_len);
