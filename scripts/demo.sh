@@ -104,7 +104,7 @@ mkdir -p "$work/bob-saved"
 "$bin/vc" listen --auto-accept --max-calls 2 --save "$work/bob-saved" --server "$server_addr" --server-name localhost --identity-dir "$work/bob" >"$work/bob.out" 2>&1 &
 listen_pid=$!
 for _ in $(seq 1 50); do
-  "$bin/vc" users --server "$server_addr" --server-name localhost --identity-dir "$work/carol" | grep -q '^bob ' && break
+  "$bin/vc" users --server "$server_addr" --server-name localhost --identity-dir "$work/carol" | grep '^bob ' >/dev/null && break
   sleep 0.2
 done
 run "$bin/vc" users --server "$server_addr" --server-name localhost --identity-dir "$work/carol"
