@@ -18,3 +18,5 @@ else
   echo "test: clippy is not installed; lints not checked"
 fi
 cargo test --locked --workspace
+# libvcsdk from C: header drift, exported symbols, C tests under sanitizers.
+bash scripts/c-tests.sh

@@ -1,0 +1,20 @@
+//! libvcsdk: the C ABI of vcsdk. Every entry point is `vc_*`, returns a [`vc_result`] (or a value
+//! documented otherwise), runs behind a panic boundary, and checks its pointers. The header
+//! `include/vcsdk.h` is generated from this crate (`cargo run -p gen-header`).
+//!
+//! `unsafe` lives here only: turning C pointers into Rust references, after checking them.
+#![allow(non_camel_case_types)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod result;
+mod sframe;
+
+pub use result::*;
+pub use sframe::*;
+
+/// The SDK version, "MAJOR.MINOR.PATCH", as a static NUL-terminated string (never freed).
+#[no_mangle]
+pub extern "C" fn vc_version() -> *const std::ffi::c_char {
+    static VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
+    VERSION.as_ptr().cast()
+}
