@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The C side of libvcsdk: the checked-in header must be what the ffi crate generates, the library
 # must export only vc_* symbols, and the C tests must pass under AddressSanitizer and
-# UndefinedBehaviorSanitizer (leak detection on) and under valgrind. Called by scripts/test.sh.
+# UndefinedBehaviorSanitizer (leak detection on) and under valgrind, and an installed copy must
+# build with pkg-config and with CMake find_package(vcsdk). Called by scripts/test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -33,3 +34,17 @@ for test in tests/c/*_test.c; do
   valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
     "$out/$name-vg"
 done
+
+# Installation: pkg-config and CMake consumers build and run against a fresh install.
+prefix="$(pwd)/$out/prefix"
+rm -rf "$prefix"
+bash scripts/install-c.sh "$prefix" --debug >/dev/null
+PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --exists vcsdk
+cc tests/c/cmake-consumer/main.c $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags vcsdk) \
+  $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --libs vcsdk) \
+  -Wl,-rpath,"$prefix/lib" -o "$out/consumer-pkgconfig"
+"$out/consumer-pkgconfig"
+rm -rf "$out/cmake-build"
+cmake -S tests/c/cmake-consumer -B "$out/cmake-build" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build "$out/cmake-build" >/dev/null
+"$out/cmake-build/consumer"
