@@ -101,14 +101,10 @@ async fn serve_connection(
     peer: SocketAddr,
 ) {
     let _ = tcp.set_nodelay(true);
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "TLS handshake refused");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(%peer, "TLS handshake timed out");
+    let tls = match vcsdk::tls::accept_or_refuse(&acceptor, tcp, HANDSHAKE_TIMEOUT).await {
+        Ok(tls) => tls,
+        Err(why) => {
+            tracing::debug!(%peer, "{why}");
             return;
         }
     };

@@ -106,8 +106,13 @@ pub async fn request(
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(|e| conn_err(e.to_string()))?;
+        // The connection task sees a TLS alert the server sends after the handshake (a revoked
+        // client certificate, say); keep its error so a failed request can name the cause.
+        let (connection_error, connection_failed) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
-            let _ = connection.await;
+            if let Err(e) = connection.await {
+                let _ = connection_error.send(describe_hyper(&e));
+            }
         });
         let mut builder = Request::builder().method(method).uri(path).header(
             hyper::header::HOST,
@@ -123,10 +128,18 @@ pub async fn request(
         let request = builder
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| Error::InvalidArgument(format!("request: {e}")))?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| conn_err(describe_hyper(&e)))?;
+        let response = match sender.send_request(request).await {
+            Ok(response) => response,
+            Err(e) => {
+                let mut message = describe_hyper(&e);
+                if let Ok(Ok(cause)) =
+                    tokio::time::timeout(Duration::from_secs(1), connection_failed).await
+                {
+                    message = format!("{message} ({cause})");
+                }
+                return Err(conn_err(message));
+            }
+        };
         let status = response.status().as_u16();
         let body = Limited::new(response.into_body(), MAX_RESPONSE_BODY)
             .collect()

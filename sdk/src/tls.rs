@@ -283,3 +283,40 @@ pub fn reloadable_server_config(
         .with_client_cert_verifier(verifier)
         .with_cert_resolver(certificate))
 }
+
+/// The most bytes read and thrown away from a refused client before its socket is closed.
+const REFUSAL_DRAIN_BYTES: usize = 64 * 1024;
+/// How long a refused client's socket is drained before it is closed.
+const REFUSAL_DRAIN_TIME: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Accepts one TLS connection within `timeout`. A refused handshake (a revoked or foreign client
+/// certificate, say) is closed gracefully: after the alert, the socket's write side is shut and
+/// whatever the client already sent is read and dropped, so the client receives the alert that
+/// names the refusal instead of a bare connection reset. The error text is for logs.
+pub async fn accept_or_refuse(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    timeout: std::time::Duration,
+) -> std::result::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let handshake = acceptor.accept(tcp).into_fallible();
+    match tokio::time::timeout(timeout, handshake).await {
+        Ok(Ok(tls)) => Ok(tls),
+        Ok(Err((error, mut tcp))) => {
+            let _ = tcp.shutdown().await;
+            let drain = async {
+                let mut buffer = [0u8; 4096];
+                let mut drained = 0;
+                while drained < REFUSAL_DRAIN_BYTES {
+                    match tcp.read(&mut buffer).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => drained += n,
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(REFUSAL_DRAIN_TIME, drain).await;
+            Err(format!("TLS handshake refused: {error}"))
+        }
+        Err(_) => Err("TLS handshake timed out".into()),
+    }
+}

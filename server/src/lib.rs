@@ -251,10 +251,9 @@ pub async fn serve(
         tokio::spawn(async move {
             let _permit = permit;
             let _ = tcp.set_nodelay(true);
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => connection::serve(server, tls, addr).await,
-                Ok(Err(e)) => tracing::debug!(%addr, error = %e, "TLS handshake refused"),
-                Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
+            match vcsdk::tls::accept_or_refuse(&acceptor, tcp, HANDSHAKE_TIMEOUT).await {
+                Ok(tls) => connection::serve(server, tls, addr).await,
+                Err(why) => tracing::debug!(%addr, "{why}"),
             }
         });
     }
