@@ -7,12 +7,18 @@
  *   vc_last_error_message() gives the details for the calling thread.
  * - Handles are opaque. vc_x_new(..., vc_x **out) creates one; vc_x_free(vc_x *) frees it and
  *   accepts NULL. Never use a handle after freeing it.
- * - Byte buffers are a pointer and a length. Output buffers belong to the caller; the media path
- *   never allocates per frame.
+ * - Byte buffers are a pointer and a length. Output buffers belong to the caller: no function
+ *   hands out memory for the caller to free, and the SFrame functions allocate nothing at all.
+ * - Enum values the caller passes in (vc_answer, vc_stream) travel as uint32_t and are checked:
+ *   an unknown value is VC_RESULT_INVALID_ARGUMENT.
+ * - Blocking: client, identity and media functions block the calling thread until the server,
+ *   the CA or the peer answered (each with its own time limit); the library runs its network work
+ *   on two threads of its own, started on first use.
  * - No function panics or aborts across this interface: an internal failure becomes
  *   VC_RESULT_PANIC. NULL where a pointer is required gives VC_RESULT_NULL_PARAMETER.
  * - Threads: a handle may be used from any thread, but not from two threads at once unless its
- *   functions say so.
+ *   type says so (vc_identity, vc_client and vc_media may). Events arrive on a thread of the
+ *   library: see vc_client_listener for what a callback may do.
  */
 
 #ifndef VCSDK_H
@@ -23,6 +29,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+
+// A buffer of this many bytes holds any client id or call id with its NUL.
+#define VC_ID_CAPACITY 65
 
 // Most bytes protection adds to a frame (header and tag): an output buffer of the plaintext's
 // length plus this always suffices.
@@ -58,11 +67,231 @@ typedef enum {
   VC_RESULT_COUNTER_EXHAUSTED = 9,
   // An internal failure was caught at the interface (a bug; please report it).
   VC_RESULT_PANIC = 10,
+  // A certificate was refused: foreign root, expired, revoked, wrong name or usage.
+  VC_RESULT_CERTIFICATE = 11,
+  // A file or the identity store could not be read or written, or holds damaged data.
+  VC_RESULT_STORE = 12,
+  // The network connection or the TLS handshake failed.
+  VC_RESULT_CONNECTION = 13,
+  // The CA or the server refused the request; vc_last_error_code() names the reason.
+  VC_RESULT_REFUSED = 14,
+  // The other side broke the protocol.
+  VC_RESULT_PROTOCOL = 15,
+  // A cryptographic operation failed.
+  VC_RESULT_CRYPTO = 16,
+  // Nothing arrived within the time allowed.
+  VC_RESULT_TIMEOUT = 17,
+  // The handle's session or connection is closed.
+  VC_RESULT_CLOSED = 18,
 } vc_result;
+
+// What happened (the fields of vc_event that apply are listed with each kind).
+typedef enum {
+  // Someone calls: `call_id`, `user` (the caller). Answer with vc_client_answer().
+  VC_EVENT_INCOMING_CALL = 0,
+  // A call changed state: `call_id`, `state`, `reason` (for ending states, else NULL).
+  VC_EVENT_CALL_STATE = 1,
+  // A registered user came online or went offline: `user`, `online`.
+  VC_EVENT_PRESENCE = 2,
+  // The balance will soon not pay for the call: `call_id`, `balance`, `seconds_left`.
+  VC_EVENT_LOW_BALANCE = 3,
+  // An end-to-end message from the other party: `call_id`, `user` (the sender), `payload`.
+  VC_EVENT_SESSION_MESSAGE = 4,
+  // The connection to the server was lost: `reason`. The client reconnects by itself.
+  VC_EVENT_DISCONNECTED = 5,
+  // The connection is back.
+  VC_EVENT_RECONNECTED = 6,
+} vc_event_kind;
+
+// The state of a call.
+typedef enum {
+  // The callee is being asked.
+  VC_CALL_STATE_RINGING = 0,
+  // The call is up.
+  VC_CALL_STATE_ACCEPTED = 1,
+  // The callee declined (final).
+  VC_CALL_STATE_DECLINED = 2,
+  // The callee was busy (final).
+  VC_CALL_STATE_BUSY = 3,
+  // Nobody answered in time (final).
+  VC_CALL_STATE_NO_ANSWER = 4,
+  // The call ended; `reason` says why (final).
+  VC_CALL_STATE_ENDED = 5,
+} vc_call_state;
+
+// The path media takes.
+typedef enum {
+  // The session is closed.
+  VC_MEDIA_PATH_CLOSED = 0,
+  // Straight to the peer.
+  VC_MEDIA_PATH_DIRECT = 1,
+  // Through the server's relay (which cannot read it).
+  VC_MEDIA_PATH_RELAY = 2,
+} vc_media_path;
+
+// How a callee answers.
+typedef enum {
+  // Take the call.
+  VC_ANSWER_ACCEPT = 0,
+  // Refuse it.
+  VC_ANSWER_DECLINE = 1,
+  // Refuse it as busy.
+  VC_ANSWER_BUSY = 2,
+} vc_answer;
+
+// The media streams of a call.
+typedef enum {
+  // Audio.
+  VC_STREAM_AUDIO = 0,
+  // Video.
+  VC_STREAM_VIDEO = 1,
+  // Data (whiteboard, files).
+  VC_STREAM_DATA = 2,
+  // Application signalling between the two parties.
+  VC_STREAM_SIGNALLING = 3,
+} vc_stream;
+
+// A connected client. Safe to use from several threads at once.
+typedef struct vc_client vc_client;
+
+// A client identity: its directory, key and certificate. Safe to use from several threads.
+typedef struct vc_identity vc_identity;
+
+// A call's media session. Safe to use from several threads at once: one thread may send while
+// another receives.
+typedef struct vc_media vc_media;
 
 // An SFrame context: sending keys with their counters, receiving keys with their replay windows.
 // Not for use from two threads at once.
 typedef struct vc_sframe_context vc_sframe_context;
+
+// One event. Every pointer is NULL or a NUL-terminated string that lives only until the
+// callback returns: copy what you keep.
+typedef struct {
+  // What happened; says which fields apply.
+  vc_event_kind kind;
+  // The call, or NULL.
+  const char *call_id;
+  // The caller, the user whose presence changed, or the sender; or NULL.
+  const char *user;
+  // The call's new state (VC_EVENT_CALL_STATE only).
+  vc_call_state state;
+  // Why a call ended or the connection was lost, or NULL.
+  const char *reason;
+  // Online now? (VC_EVENT_PRESENCE only).
+  bool online;
+  // Balance in minor currency units (VC_EVENT_LOW_BALANCE only).
+  int64_t balance;
+  // About how many more seconds the balance pays for (VC_EVENT_LOW_BALANCE only).
+  int64_t seconds_left;
+  // The message (VC_EVENT_SESSION_MESSAGE only), or NULL.
+  const char *payload;
+} vc_event;
+
+// Where a client's events go.
+//
+// Threading: every callback of one client runs on that client's own event thread, one at a
+// time, in the order the events happened; never on the thread that called a vc_* function.
+// A callback may call any vc_* function, including vc_client_free() of its own client (its
+// `destroy` then runs on the event thread right after the callback returns). A callback must
+// return promptly (events wait behind it) and must not unwind (no C++ exception, no longjmp).
+typedef struct {
+  // Passed back to every function below.
+  void *ctx;
+  // Called for each event; NULL to ignore events.
+  void (*on_event)(void *ctx, const vc_event *event);
+  // Called exactly once when no callback will follow, on the event thread (or, when the
+  // client could not be created, on the thread of vc_client_connect()); NULL if not needed.
+  void (*destroy)(void *ctx);
+} vc_client_listener;
+
+// A user's account, amounts in minor currency units (integers, never floating point).
+typedef struct {
+  // Balance (negative on a postpaid account in debt).
+  int64_t balance;
+  // How far a postpaid balance may go below zero (0 when prepaid).
+  int64_t credit_limit;
+  // Prepaid (true) or postpaid (false).
+  bool prepaid;
+  // ISO 4217 currency code, NUL-terminated.
+  char currency[8];
+  // Charged once when a call is answered.
+  int64_t connect_fee;
+  // Charged per 60 billed seconds.
+  int64_t rate_per_minute;
+  // The first billing increment, seconds.
+  uint32_t first_increment_secs;
+  // Each following increment, seconds.
+  uint32_t next_increment_secs;
+  // When the user registered, Unix seconds.
+  int64_t registered_at;
+  // Whether the fields below describe a call.
+  bool has_last_call;
+  // The most recent call's charge.
+  int64_t last_call_cost;
+  // The most recent call's billed seconds.
+  int64_t last_call_billable_secs;
+} vc_account;
+
+// What a certificate says, for display and renewal planning.
+typedef struct {
+  // Start of validity, Unix seconds.
+  int64_t not_before;
+  // End of validity, Unix seconds.
+  int64_t not_after;
+  // Two thirds of the lifetime have passed: renew now (vc_identity_renew()).
+  bool renewal_due;
+} vc_identity_info;
+
+// How a media session is set up. Start from vc_media_options_default().
+typedef struct {
+  // Security level 0–3 (docs/protocol.md §5); both parties must agree. Default 2.
+  uint8_t level;
+  // Try a direct path before the relay (false: relay only). Default true.
+  bool direct;
+  // How long the key agreement with the peer may take, milliseconds. Default 15000.
+  uint32_t handshake_timeout_ms;
+  // Largest frame accepted from the peer, bytes. Default 4 MiB.
+  uint32_t max_frame;
+} vc_media_options;
+
+// What a media session did so far.
+typedef struct {
+  // The path in use.
+  vc_media_path path;
+  // Our current sending key epoch.
+  uint32_t send_epoch;
+  // The peer's latest key epoch seen.
+  uint32_t receive_epoch;
+  // Frames sent.
+  uint64_t frames_sent;
+  // Payload bytes sent.
+  uint64_t bytes_sent;
+  // Packets sent.
+  uint64_t packets_sent;
+  // Frames received and delivered.
+  uint64_t frames_received;
+  // Payload bytes received.
+  uint64_t bytes_received;
+  // Packets received.
+  uint64_t packets_received;
+  // Frames that never completed.
+  uint64_t frames_lost;
+  // Replayed packets refused.
+  uint64_t replays_refused;
+  // Packets that failed authentication.
+  uint64_t auth_failures;
+  // Packets for keys we do not hold.
+  uint64_t unknown_key;
+  // Packets from addresses that are not the peer's path.
+  uint64_t foreign_packets;
+  // Malformed packets.
+  uint64_t malformed;
+  // Frames dropped because the application did not receive them fast enough.
+  uint64_t dropped_slow_receiver;
+  // Sends the network refused.
+  uint64_t send_errors;
+} vc_media_stats;
 
 #ifdef __cplusplus
 extern "C" {
@@ -70,6 +299,224 @@ extern "C" {
 
 // The SDK version, "MAJOR.MINOR.PATCH", as a static NUL-terminated string (never freed).
 const char *vc_version(void);
+
+// Connects to the server at `server` (`HOST:PORT`) as `identity`: mutual TLS against the pinned
+// root, with the CRL fetched from the CA first (the cached one if the CA is unreachable).
+// `server_name` is the name the server's certificate must carry (NULL: the host of `server`).
+// Events go to `listener` (NULL: none). The library owns the listener from this call on,
+// whatever it returns: its `destroy` runs exactly once — on failure before this returns.
+// Lost connections are repaired in the background (VC_EVENT_DISCONNECTED / _RECONNECTED).
+// Free with vc_client_free().
+//
+// # Safety
+// `identity` live or NULL; strings NUL-terminated or NULL; `listener` NULL or readable;
+// `out` writable or NULL.
+vc_result vc_client_connect(const vc_identity *identity,
+                            const char *server,
+                            const char *server_name,
+                            const vc_client_listener *listener,
+                            vc_client **out);
+
+// Says goodbye to the server (waiting up to 2 s), stops the event thread and frees the client.
+// The listener's `destroy` has run when this returns — unless it is called from one of this
+// client's own callbacks, in which case `destroy` runs as soon as that callback returns.
+// Media sessions opened from the client stay valid handles (closed). NULL is ignored.
+//
+// # Safety
+// `client` NULL or from vc_client_connect(), not freed before, and not in use by another thread.
+void vc_client_free(vc_client *client);
+
+// Whether this user is registered with the server (as of the latest connection) into `*out`.
+//
+// # Safety
+// `client` live or NULL; `out` writable or NULL.
+vc_result vc_client_is_registered(const vc_client *client, bool *out);
+
+// Registers this user, accepting the server's terms of use of version `terms_version` (NULL:
+// the version the server announced on connecting). A stale version is refused
+// (VC_RESULT_REFUSED, code `terms_outdated`).
+//
+// # Safety
+// `client` live or NULL; `terms_version` NUL-terminated or NULL.
+vc_result vc_client_register(const vc_client *client, const char *terms_version);
+
+// Writes the ids of the registered users online now (this one included), separated by '\n' and
+// NUL-terminated, into `buf` (capacity `cap`); `*out_len` receives the text's length. With
+// VC_RESULT_BUFFER_TOO_SMALL, `*out_len` is the length needed (call again with more room).
+//
+// # Safety
+// `client` live or NULL; `buf` valid for `cap` bytes; `out_len` NULL or writable.
+vc_result vc_client_active_users(const vc_client *client, char *buf, size_t cap, size_t *out_len);
+
+// Asks the server for presence events (VC_EVENT_PRESENCE) of every registered user.
+//
+// # Safety
+// `client` live or NULL.
+vc_result vc_client_subscribe_presence(const vc_client *client);
+
+// Calls `user`; the call's id (NUL-terminated) goes into `call_id` (capacity `cap`; VC_ID_CAPACITY
+// suffices) and its length into `*out_len` (if not NULL). What follows arrives as
+// VC_EVENT_CALL_STATE events. Refusals (VC_RESULT_REFUSED) name the reason in
+// vc_last_error_code(): `user_offline`, `not_registered`, `insufficient_credit`, …
+//
+// # Safety
+// `client` live or NULL; `user` NUL-terminated or NULL; `call_id` valid for `cap` bytes;
+// `out_len` NULL or writable.
+vc_result vc_client_call(const vc_client *client,
+                         const char *user,
+                         char *call_id,
+                         size_t cap,
+                         size_t *out_len);
+
+// Answers the incoming call `call_id` (from VC_EVENT_INCOMING_CALL) with `answer`, a vc_answer
+// value (passed as a number so that any value is checked: others give
+// VC_RESULT_INVALID_ARGUMENT).
+//
+// # Safety
+// `client` live or NULL; `call_id` NUL-terminated or NULL.
+vc_result vc_client_answer(const vc_client *client, const char *call_id, uint32_t answer);
+
+// Hangs up (or cancels, while it rings) the call `call_id`; both sides then get
+// VC_EVENT_CALL_STATE with VC_CALL_STATE_ENDED.
+//
+// # Safety
+// `client` live or NULL; `call_id` NUL-terminated or NULL.
+vc_result vc_client_hangup(const vc_client *client, const char *call_id);
+
+// Fills `*out` with this user's account: balance, tariff, last call.
+//
+// # Safety
+// `client` live or NULL; `out` writable or NULL.
+vc_result vc_client_account(const vc_client *client, vc_account *out);
+
+// Redeems the prepaid voucher `voucher` and fills `*out` (if not NULL) with the account after
+// it. A used or unknown voucher is refused (`voucher_redeemed`, `voucher_unknown`).
+//
+// # Safety
+// `client` live or NULL; `voucher` NUL-terminated or NULL; `out` NULL or writable.
+vc_result vc_client_redeem_voucher(const vc_client *client, const char *voucher, vc_account *out);
+
+// Enrolls a new client identity: makes a key, asks the CA at `ca_url` (`https://HOST:PORT`, whose
+// root certificate is the PEM `root_pem`, `root_pem_len` bytes) for a certificate for `client_id`
+// with the one-time `token`, checks the answer against that root, and stores key, certificate
+// and root in the directory `dir` (created; it must not hold an identity yet). Blocks until
+// done. Refusals by the CA (used or unknown token, id not matching the token) give
+// VC_RESULT_REFUSED with the CA's code in vc_last_error_code(). Free with vc_identity_free().
+//
+// # Safety
+// Strings NUL-terminated or NULL; `root_pem` valid for `root_pem_len` bytes; `out` writable.
+vc_result vc_identity_enroll(const char *dir,
+                             const char *ca_url,
+                             const uint8_t *root_pem,
+                             size_t root_pem_len,
+                             const char *token,
+                             const char *client_id,
+                             vc_identity **out);
+
+// Loads the identity stored in `dir` (finishing a renewal that was interrupted). A missing,
+// damaged or mismatched store gives VC_RESULT_STORE; a revoked identity (moved aside by a
+// revocation) VC_RESULT_STORE naming it. Free with vc_identity_free().
+//
+// # Safety
+// `dir` NUL-terminated or NULL; `out` writable or NULL.
+vc_result vc_identity_load(const char *dir, vc_identity **out);
+
+// Frees an identity handle (the stored files stay). NULL is ignored. Clients made from it keep
+// their own copy and may outlive it.
+//
+// # Safety
+// `identity` NULL or from vc_identity_enroll()/vc_identity_load(), not freed before.
+void vc_identity_free(vc_identity *identity);
+
+// Copies the identity's client id, NUL-terminated, into `buf` (capacity `cap`); `*out_len`
+// (if not NULL) receives its length. VC_RESULT_BUFFER_TOO_SMALL reports the length needed.
+//
+// # Safety
+// `identity` live or NULL; `buf` valid for `cap` bytes; `out_len` NULL or writable.
+vc_result vc_identity_id(const vc_identity *identity, char *buf, size_t cap, size_t *out_len);
+
+// Fills `*out` with the current certificate's validity.
+//
+// # Safety
+// `identity` live or NULL; `out` writable or NULL.
+vc_result vc_identity_get_info(const vc_identity *identity, vc_identity_info *out);
+
+// Renews now: a new key and certificate for the same id from the CA, authorised by the current
+// certificate (which the CA then revokes as superseded); both are stored before this returns.
+// Clients connected with the old certificate keep their connection; new ones use the new one.
+// Blocks until done.
+//
+// # Safety
+// `identity` live or NULL.
+vc_result vc_identity_renew(const vc_identity *identity);
+
+// Fills `*out` with the default media options.
+//
+// # Safety
+// `out` writable or NULL.
+vc_result vc_media_options_default(vc_media_options *out);
+
+// Starts the media of the accepted call `call_id` (both parties call this once the call is
+// accepted): agrees keys end to end with the peer (checking its certificate), finds a path
+// (direct, else the server's relay) and returns the session. `options` NULL means the defaults.
+// Blocks until the session is up or the handshake timed out (VC_RESULT_TIMEOUT). Free with
+// vc_media_free(); the session closes by itself when the call ends.
+//
+// # Safety
+// `client` live or NULL; `call_id` NUL-terminated or NULL; `options` NULL or readable; `out`
+// writable or NULL.
+vc_result vc_media_open(const vc_client *client,
+                        const char *call_id,
+                        const vc_media_options *options,
+                        vc_media **out);
+
+// Closes the session (if still open) and frees the handle. NULL is ignored.
+//
+// # Safety
+// `media` NULL or from vc_media_open(), not freed before and not in use by another thread.
+void vc_media_free(vc_media *media);
+
+// Closes the session: nothing more is sent or received. The handle stays valid until freed.
+//
+// # Safety
+// `media` live or NULL.
+vc_result vc_media_close(const vc_media *media);
+
+// Encrypts `data` (`len` bytes, up to the peer's max_frame) as one frame of `stream` (a
+// vc_stream value) and sends it. Returns once it is handed to the network; VC_RESULT_CLOSED
+// after the session closed.
+//
+// # Safety
+// `media` live or NULL; `data` valid for `len` bytes (NULL allowed when `len` is 0).
+vc_result vc_media_send(const vc_media *media, uint32_t stream_id, const uint8_t *data, size_t len);
+
+// Receives the next frame into `buf` (capacity `cap`): its length goes into `*out_len` and its
+// stream into `*out_stream` (if not NULL). Waits up to `timeout_ms` milliseconds (0: only
+// takes a frame already waiting) and then gives VC_RESULT_TIMEOUT. A frame larger than `cap`
+// is kept for the next call and VC_RESULT_BUFFER_TOO_SMALL puts its length in `*out_len`.
+// VC_RESULT_CLOSED once the session is closed and every frame was taken.
+//
+// # Safety
+// `media` live or NULL; `buf` valid for `cap` writable bytes; `out_len` writable or NULL;
+// `out_stream` NULL or writable.
+vc_result vc_media_receive(const vc_media *media,
+                           uint32_t timeout_ms,
+                           uint8_t *buf,
+                           size_t cap,
+                           size_t *out_len,
+                           uint32_t *out_stream);
+
+// Starts a new sending key epoch now (fresh keys on every stream; the peer follows).
+//
+// # Safety
+// `media` live or NULL.
+vc_result vc_media_rekey(const vc_media *media);
+
+// Fills `*out` with the session's statistics.
+//
+// # Safety
+// `media` live or NULL; `out` writable or NULL.
+vc_result vc_media_get_stats(const vc_media *media, vc_media_stats *out);
 
 // A static, NUL-terminated description of a vc_result value (never freed). Takes the number so
 // that any value, even one this library does not know, is described safely.
@@ -82,6 +529,15 @@ const char *vc_result_message(uint32_t result);
 // # Safety
 // `buf`, when not NULL, must point to `len` writable bytes.
 size_t vc_last_error_message(char *buf, size_t len);
+
+// Copies this thread's last error code into `buf` like vc_last_error_message(): a stable,
+// machine-readable word (empty after a success). For VC_RESULT_REFUSED it is the CA's or the
+// server's refusal code (`token_used`, `insufficient_credit`, `user_offline`, … as listed in
+// docs/protocol.md); otherwise the result's own word (`connection`, `certificate`, …).
+//
+// # Safety
+// `buf`, when not NULL, must point to `len` writable bytes.
+size_t vc_last_error_code(char *buf, size_t len);
 
 // Creates an empty context into `*out`. Free it with vc_sframe_context_free().
 //

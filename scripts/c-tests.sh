@@ -9,6 +9,8 @@ source scripts/setup.sh
 
 cargo run --locked -q -p gen-header -- --check
 cargo build --locked -p vcsdk-ffi
+# The C programs below run against the real vc-ca and vc-server (tests/tests/c_abi.rs).
+cargo build --locked --workspace --bins
 lib=target/debug
 out=target/c
 mkdir -p "$out"
@@ -35,6 +37,27 @@ for test in tests/c/*_test.c; do
     "$out/$name-vg"
 done
 
+# Two C clients calling each other, and the C sample (twice: against itself and against the Rust
+# `vc listen`), against the real vc-ca and vc-server: under AddressSanitizer, then valgrind.
+asan="-std=c11 -Wall -Wextra -Werror -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all"
+plain="-std=c11 -Wall -Wextra -Werror -g -O1"
+# shellcheck disable=SC2086
+cc $asan -Iinclude tests/c/calls.c "$lib/libvcsdk.a" -lpthread -ldl -lm -o "$out/calls"
+# shellcheck disable=SC2086
+cc $asan -Iinclude samples/c/vc_sample.c samples/c/sha256.c "$lib/libvcsdk.a" -lpthread -ldl -lm \
+  -o "$out/vc_sample"
+# shellcheck disable=SC2086
+cc $plain -Iinclude tests/c/calls.c "$lib/libvcsdk.a" -lpthread -ldl -lm -o "$out/calls-vg"
+# shellcheck disable=SC2086
+cc $plain -Iinclude samples/c/vc_sample.c samples/c/sha256.c "$lib/libvcsdk.a" -lpthread -ldl -lm \
+  -o "$out/vc_sample-vg"
+VCSDK_C_CALLS="$(pwd)/$out/calls" VCSDK_C_SAMPLE="$(pwd)/$out/vc_sample" \
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  cargo test --locked -q -p vcsdk-tests --test c_abi -- --ignored --test-threads 1
+VCSDK_C_CALLS="$(pwd)/$out/calls-vg" VCSDK_C_SAMPLE="$(pwd)/$out/vc_sample-vg" \
+  VCSDK_C_RUNNER="valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect" \
+  cargo test --locked -q -p vcsdk-tests --test c_abi -- --ignored --test-threads 1
+
 # Installation: pkg-config and CMake consumers build and run against a fresh install.
 prefix="$(pwd)/$out/prefix"
 rm -rf "$prefix"
@@ -48,3 +71,11 @@ rm -rf "$out/cmake-build"
 cmake -S tests/c/cmake-consumer -B "$out/cmake-build" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
 cmake --build "$out/cmake-build" >/dev/null
 "$out/cmake-build/consumer"
+# The sample builds from an install with both of its build files.
+rm -rf "$out/sample-cmake"
+cmake -S samples/c -B "$out/sample-cmake" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build "$out/sample-cmake" >/dev/null
+"$out/sample-cmake/vc_sample" 2>/dev/null && exit 1 # no arguments: usage, status 2
+PKG_CONFIG_PATH="$prefix/lib/pkgconfig" make -s -C samples/c -B vc_sample
+rm -f samples/c/vc_sample
+echo "c-tests: C calls, the C sample, installation: all passed"

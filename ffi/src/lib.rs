@@ -6,9 +6,18 @@
 #![allow(non_camel_case_types)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod client;
+mod events;
+mod identity;
+mod media;
 mod result;
+mod runtime;
 mod sframe;
 
+pub use client::*;
+pub use events::*;
+pub use identity::*;
+pub use media::*;
 pub use result::*;
 pub use sframe::*;
 

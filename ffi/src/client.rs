@@ -1,0 +1,424 @@
+//! Clients: connect to a vc-server with an identity (mutual TLS), register, see who is online,
+//! place and answer calls, and manage the prepaid account. Every function blocks until the server
+//! answered; events arrive on the client's event thread (see vc_client_listener).
+
+use std::ffi::c_char;
+use std::time::Duration;
+
+use vcsdk::client::{Client, ClientOptions};
+use vcsdk::proto::signal::{AccountInfo, Answer};
+
+use crate::events::{vc_client_listener, Dispatcher, OwnedListener};
+use crate::identity::vc_identity;
+use crate::result::{
+    boundary, done, fail, free_handle, hand_out, handle, optional_text, required, sdk_error, text,
+    vc_result, write_text,
+};
+use crate::runtime::block_on;
+
+/// A buffer of this many bytes holds any client id or call id with its NUL.
+pub const VC_ID_CAPACITY: usize = 65;
+
+/// How long vc_client_free() waits for the server to acknowledge the goodbye.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A connected client. Safe to use from several threads at once.
+pub struct vc_client {
+    client: Client,
+    dispatcher: Option<Dispatcher>,
+}
+
+impl vc_client {
+    /// The SDK client behind the handle.
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl Drop for vc_client {
+    fn drop(&mut self) {
+        let client = self.client.clone();
+        let _ = block_on(async move {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, client.close()).await;
+        });
+        drop(self.dispatcher.take());
+    }
+}
+
+/// How a callee answers.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum vc_answer {
+    /// Take the call.
+    VC_ANSWER_ACCEPT = 0,
+    /// Refuse it.
+    VC_ANSWER_DECLINE = 1,
+    /// Refuse it as busy.
+    VC_ANSWER_BUSY = 2,
+}
+
+/// A user's account, amounts in minor currency units (integers, never floating point).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct vc_account {
+    /// Balance (negative on a postpaid account in debt).
+    pub balance: i64,
+    /// How far a postpaid balance may go below zero (0 when prepaid).
+    pub credit_limit: i64,
+    /// Prepaid (true) or postpaid (false).
+    pub prepaid: bool,
+    /// ISO 4217 currency code, NUL-terminated.
+    pub currency: [c_char; 8],
+    /// Charged once when a call is answered.
+    pub connect_fee: i64,
+    /// Charged per 60 billed seconds.
+    pub rate_per_minute: i64,
+    /// The first billing increment, seconds.
+    pub first_increment_secs: u32,
+    /// Each following increment, seconds.
+    pub next_increment_secs: u32,
+    /// When the user registered, Unix seconds.
+    pub registered_at: i64,
+    /// Whether the fields below describe a call.
+    pub has_last_call: bool,
+    /// The most recent call's charge.
+    pub last_call_cost: i64,
+    /// The most recent call's billed seconds.
+    pub last_call_billable_secs: i64,
+}
+
+impl From<&AccountInfo> for vc_account {
+    fn from(info: &AccountInfo) -> Self {
+        let mut currency = [0 as c_char; 8];
+        for (slot, byte) in currency
+            .iter_mut()
+            .zip(info.currency.bytes().filter(|b| *b != 0).take(7))
+        {
+            *slot = byte as c_char;
+        }
+        let last = info.recent_calls.first();
+        vc_account {
+            balance: info.balance,
+            credit_limit: info.credit_limit,
+            prepaid: info.account_type == "prepaid",
+            currency,
+            connect_fee: info.tariff.connect_fee,
+            rate_per_minute: info.tariff.rate_per_minute,
+            first_increment_secs: info.tariff.first_increment_secs,
+            next_increment_secs: info.tariff.next_increment_secs,
+            registered_at: info.registered_at,
+            has_last_call: last.is_some(),
+            last_call_cost: last.map_or(0, |c| c.cost),
+            last_call_billable_secs: last.map_or(0, |c| c.billable_secs),
+        }
+    }
+}
+
+/// Connects to the server at `server` (`HOST:PORT`) as `identity`: mutual TLS against the pinned
+/// root, with the CRL fetched from the CA first (the cached one if the CA is unreachable).
+/// `server_name` is the name the server's certificate must carry (NULL: the host of `server`).
+/// Events go to `listener` (NULL: none). The library owns the listener from this call on,
+/// whatever it returns: its `destroy` runs exactly once — on failure before this returns.
+/// Lost connections are repaired in the background (VC_EVENT_DISCONNECTED / _RECONNECTED).
+/// Free with vc_client_free().
+///
+/// # Safety
+/// `identity` live or NULL; strings NUL-terminated or NULL; `listener` NULL or readable;
+/// `out` writable or NULL.
+#[no_mangle]
+pub unsafe extern "C" fn vc_client_connect(
+    identity: *const vc_identity,
+    server: *const c_char,
+    server_name: *const c_char,
+    listener: *const vc_client_listener,
+    out: *mut *mut vc_client,
+) -> vc_result {
+    // SAFETY: NULL or readable by the caller's promise; taken before anything can fail.
+    let listener = OwnedListener::new(unsafe { listener.as_ref() }.copied());
+    boundary(move || {
+        done((move || {
+            required(out, "out")?;
+            // SAFETY: forwarded caller promises.
+            let (identity, server, server_name) = unsafe {
+                (
+                    handle(identity, "identity")?,
+                    text(server, "server")?,
+                    optional_text(server_name, "server_name")?,
+                )
+            };
+            let store = identity.store().clone();
+            let mut options = ClientOptions::new(server, identity.current(), {
+                match block_on(store.refresh_crl())? {
+                    Ok(check) => check,
+                    Err(_) => store.certificate_check().map_err(sdk_error)?,
+                }
+            });
+            options.server_name = server_name.map(str::to_owned);
+            let (client, events) = block_on(Client::connect(options))?.map_err(sdk_error)?;
+            let dispatcher = Dispatcher::start(listener, events).map_err(|e| {
+                fail(
+                    vc_result::VC_RESULT_STORE,
+                    format!("starting the event thread: {e}"),
+                )
+            })?;
+            let value = vc_client {
+                client,
+                dispatcher: Some(dispatcher),
+            };
+            // SAFETY: `out` checked non-NULL.
+            unsafe { hand_out(out, value) };
+            Ok(())
+        })())
+    })
+}
+
+/// Says goodbye to the server (waiting up to 2 s), stops the event thread and frees the client.
+/// The listener's `destroy` has run when this returns — unless it is called from one of this
+/// client's own callbacks, in which case `destroy` runs as soon as that callback returns.
+/// Media sessions opened from the client stay valid handles (closed). NULL is ignored.
+///
+/// # Safety
+/// `client` NULL or from vc_client_connect(), not freed before, and not in use by another thread.
+#[no_mangle]
+pub unsafe extern "C" fn vc_client_free(client: *mut vc_client) {
+    // SAFETY: forwarded caller promise.
+    unsafe { free_handle(client) }
+}
+
+/// The client behind `ptr`.
+///
+/// # Safety
+/// `ptr` NULL or a live client.
+unsafe fn live<'a>(ptr: *const vc_client) -> Result<&'a Client, vc_result> {
+    // SAFETY: forwarded caller promise.
+    Ok(unsafe { handle(ptr, "client") }?.client())
+}
+
+/// Whether this user is registered with the server (as of the latest connection) into `*out`.
+///
+/// # Safety
+/// `client` live or NULL; `out` writable or NULL.
+#[no_mangle]
+pub unsafe extern "C" fn vc_client_is_registered(
+    client: *const vc_client,
+    out: *mut bool,
+) -> vc_result {
+    boundary(|| {
+        done((|| {
+            required(out, "out")?;
+            // SAFETY: forwarded caller promise.
+            let client = unsafe { live(client)? };
+            // SAFETY: checked non-NULL; writable by the caller's promise.
+            unsafe { *out = client.welcome().registered };
+            Ok(())
+        })())
+    })
+}
+
+/// Registers this user, accepting the server's terms of use of version `terms_version` (NULL:
+/// the version the server announced on connecting). A stale version is refused
+/// (VC_RESULT_REFUSED, code `terms_outdated`).
+///
+/// # Safety
+/// `client` live or NULL; `terms_version` NUL-terminated or NULL.
+#[no_mangle]
+pub unsafe extern "C" fn vc_client_register(
+    client: *const vc_client,
+    terms_version: *const c_char,
+) -> vc_result {
+    boundary(|| {
+        done((|| {
+            // SAFETY: forwarded caller promises.
+            let (client, terms) = unsafe {
+                (
+                    live(client)?,
+                    optional_text(terms_version, "terms_version")?,
+                )
+            };
+            let terms = terms
+                .map(str::to_owned)
+                .unwrap_or_else(|| client.welcome().terms_version);
+            block_on(client.register(&terms))?
+                .map(drop)
+                .map_err(sdk_error)
+        })())
+    })
+}
+
+/// Writes the ids of the registered users online now (this one included), separated by '\n' and
+/// NUL-terminated, into `buf` (capacity `cap`); `*out_len` receives the text's length. With
+/// VC_RESULT_BUFFER_TOO_SMALL, `*out_len` is the length needed (call again with more room).
+///
+/// # Safety
+/// `client` live or NULL; `buf` valid for `cap` bytes; `out_len` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn vc_client_active_users(
+    client: *const vc_client,
+    buf: *mut c_char,
+    cap: usize,
+    out_len: *mut usize,
+) -> vc_result {
+    boundary(|| {
+        done((|| {
+            // SAFETY: forwarded caller promise.
+            let client = unsafe { live(client)? };
+            if buf.is_null() && cap > 0 {
+                return Err(fail(
+                    vc_result::VC_RESULT_NULL_PARAMETER,
+                    format!("buf is NULL with capacity {cap}"),
+                ));
+            }
+            let users = block_on(client.active_users())?.map_err(sdk_error)?;
+            let list = users
+                .iter()
+                .map(|u| u.user.as_str())
+                .collect::<Vec<_>>()
+                .join("\n");
+            // SAFETY: forwarded caller promises.
+            unsafe { write_text(&list, buf, cap, out_len, "buf") }
+        })())
+    })
+}
+
+/// Asks the server for presence events (VC_EVENT_PRESENCE) of every registered user.
+///
+/// # Safety
+/// `client` live or NULL.
+#[no_mangle]
+pub unsafe extern "C" fn vc_client_subscribe_presence(client: *const vc_client) -> vc_result {
+    boundary(|| {
+        done((|| {
+            // SAFETY: forwarded caller promise.
+            let client = unsafe { live(client)? };
+            block_on(client.subscribe_presence())?.map_err(sdk_error)
+        })())
+    })
+}
+
+/// Calls `user`; the call's id (NUL-terminated) goes into `call_id` (capacity `cap`; VC_ID_CAPACITY
+/// suffices) and its length into `*out_len` (if not NULL). What follows arrives as
+/// VC_EVENT_CALL_STATE events. Refusals (VC_RESULT_REFUSED) name the reason in
+/// vc_last_error_code(): `user_offline`, `not_registered`, `insufficient_credit`, …
+///
+/// # Safety
+/// `client` live or NULL; `user` NUL-terminated or NULL; `call_id` valid for `cap` bytes;
+/// `out_len` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn vc_client_call(
+    client: *const vc_client,
+    user: *const c_char,
+    call_id: *mut c_char,
+    cap: usize,
+    out_len: *mut usize,
+) -> vc_result {
+    boundary(|| {
+        done((|| {
+            if call_id.is_null() {
+                return Err(fail(vc_result::VC_RESULT_NULL_PARAMETER, "call_id is NULL"));
+            }
+            // SAFETY: forwarded caller promises.
+            let (client, user) = unsafe { (live(client)?, text(user, "user")?) };
+            let id = block_on(client.call(user))?.map_err(sdk_error)?;
+            // SAFETY: forwarded caller promises.
+            unsafe { write_text(&id, call_id, cap, out_len, "call_id") }
+        })())
+    })
+}
+
+/// Answers the incoming call `call_id` (from VC_EVENT_INCOMING_CALL) with `answer`, a vc_answer
+/// value (passed as a number so that any value is checked: others give
+/// VC_RESULT_INVALID_ARGUMENT).
+///
+/// # Safety
+/// `client` live or NULL; `call_id` NUL-terminated or NULL.
+#[no_mangle]
+pub unsafe extern "C" fn vc_client_answer(
+    client: *const vc_client,
+    call_id: *const c_char,
+    answer: u32,
+) -> vc_result {
+    boundary(|| {
+        done((|| {
+            // SAFETY: forwarded caller promises.
+            let (client, call_id) = unsafe { (live(client)?, text(call_id, "call_id")?) };
+            let answer = match answer {
+                x if x == vc_answer::VC_ANSWER_ACCEPT as u32 => Answer::Accept,
+                x if x == vc_answer::VC_ANSWER_DECLINE as u32 => Answer::Decline,
+                x if x == vc_answer::VC_ANSWER_BUSY as u32 => Answer::Busy,
+                other => {
+                    return Err(fail(
+                        vc_result::VC_RESULT_INVALID_ARGUMENT,
+                        format!("answer {other} is not a vc_answer (0 accept, 1 decline, 2 busy)"),
+                    ))
+                }
+            };
+            block_on(client.answer(call_id, answer))?.map_err(sdk_error)
+        })())
+    })
+}
+
+/// Hangs up (or cancels, while it rings) the call `call_id`; both sides then get
+/// VC_EVENT_CALL_STATE with VC_CALL_STATE_ENDED.
+///
+/// # Safety
+/// `client` live or NULL; `call_id` NUL-terminated or NULL.
+#[no_mangle]
+pub unsafe extern "C" fn vc_client_hangup(
+    client: *const vc_client,
+    call_id: *const c_char,
+) -> vc_result {
+    boundary(|| {
+        done((|| {
+            // SAFETY: forwarded caller promises.
+            let (client, call_id) = unsafe { (live(client)?, text(call_id, "call_id")?) };
+            block_on(client.terminate(call_id, None))?.map_err(sdk_error)
+        })())
+    })
+}
+
+/// Fills `*out` with this user's account: balance, tariff, last call.
+///
+/// # Safety
+/// `client` live or NULL; `out` writable or NULL.
+#[no_mangle]
+pub unsafe extern "C" fn vc_client_account(
+    client: *const vc_client,
+    out: *mut vc_account,
+) -> vc_result {
+    boundary(|| {
+        done((|| {
+            required(out, "out")?;
+            // SAFETY: forwarded caller promise.
+            let client = unsafe { live(client)? };
+            let info = block_on(client.account_info())?.map_err(sdk_error)?;
+            // SAFETY: checked non-NULL; writable by the caller's promise.
+            unsafe { *out = vc_account::from(&info) };
+            Ok(())
+        })())
+    })
+}
+
+/// Redeems the prepaid voucher `voucher` and fills `*out` (if not NULL) with the account after
+/// it. A used or unknown voucher is refused (`voucher_redeemed`, `voucher_unknown`).
+///
+/// # Safety
+/// `client` live or NULL; `voucher` NUL-terminated or NULL; `out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn vc_client_redeem_voucher(
+    client: *const vc_client,
+    voucher: *const c_char,
+    out: *mut vc_account,
+) -> vc_result {
+    boundary(|| {
+        done((|| {
+            // SAFETY: forwarded caller promises.
+            let (client, voucher) = unsafe { (live(client)?, text(voucher, "voucher")?) };
+            let info = block_on(client.add_credit(voucher))?.map_err(sdk_error)?;
+            if !out.is_null() {
+                // SAFETY: non-NULL; writable by the caller's promise.
+                unsafe { *out = vc_account::from(&info) };
+            }
+            Ok(())
+        })())
+    })
+}
