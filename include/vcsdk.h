@@ -5,8 +5,17 @@
  * Conventions
  * - Every function returns a vc_result (VC_RESULT_OK = 0) unless it says otherwise; on failure
  *   vc_last_error_message() gives the details for the calling thread.
- * - Handles are opaque. vc_x_new(..., vc_x **out) creates one; vc_x_free(vc_x *) frees it and
- *   accepts NULL. Never use a handle after freeing it.
+ * - Handles are opaque. A constructor (vc_sframe_context_new, vc_identity_enroll,
+ *   vc_identity_load, vc_client_connect, vc_media_open) writes the new handle to its last
+ *   argument (vc_x **out) and only on success; vc_x_free(vc_x *) frees it and accepts NULL.
+ *   Never use a handle after freeing it.
+ * - Errors: the vc_result says the kind; vc_last_error_message() the details and
+ *   vc_last_error_code() a stable word (for VC_RESULT_REFUSED, the CA's or server's reason, e.g.
+ *   "insufficient_credit"), both for the calling thread and until its next vc_* call.
+ * - Typical use: vc_identity_load (or vc_identity_enroll once), vc_client_connect with a
+ *   listener, vc_client_register once, vc_client_call / vc_client_answer, then on both sides
+ *   vc_media_open and vc_media_send / vc_media_receive, vc_client_hangup; samples/c/vc_sample.c
+ *   is a complete program.
  * - Byte buffers are a pointer and a length. Output buffers belong to the caller: no function
  *   hands out memory for the caller to free, and the SFrame functions allocate nothing at all.
  * - Enum values the caller passes in (vc_answer, vc_stream) travel as uint32_t and are checked:

@@ -98,10 +98,10 @@ run "$bin/vc-server" credit add --data-dir "$work/server" --user carol --amount 
 voucher=$("$bin/vc-server" voucher create --data-dir "$work/server" --amount 300)
 run "$bin/vc" credit redeem "$voucher" --server "$server_addr" --server-name localhost --identity-dir "$work/bob"
 
-step "13. bob listens and accepts; carol calls him and streams a file over the call's encrypted media"
+step "13. bob listens and accepts; carol, then dave (in C), call him and stream a file over the call's encrypted media"
 head -c 1500000 /dev/urandom >"$work/clip.bin"
 mkdir -p "$work/bob-saved"
-"$bin/vc" listen --auto-accept --max-calls 2 --save "$work/bob-saved" --server "$server_addr" --server-name localhost --identity-dir "$work/bob" >"$work/bob.out" 2>&1 &
+"$bin/vc" listen --auto-accept --max-calls 3 --save "$work/bob-saved" --server "$server_addr" --server-name localhost --identity-dir "$work/bob" >"$work/bob.out" 2>&1 &
 listen_pid=$!
 for _ in $(seq 1 50); do
   "$bin/vc" users --server "$server_addr" --server-name localhost --identity-dir "$work/carol" | grep '^bob ' >/dev/null && break
@@ -112,6 +112,16 @@ echo "-- direct path (keys agreed end to end through the server; media straight 
 run "$bin/vc" call bob --send "$work/clip.bin" --frame-size 16384 --rate 60 --server "$server_addr" --server-name localhost --identity-dir "$work/carol"
 echo "-- relay path (carol never reveals her address; the server relays ciphertext it cannot read):"
 run "$bin/vc" call bob --send "$work/clip.bin" --frame-size 16384 --rate 60 --relay-only --server "$server_addr" --server-name localhost --identity-dir "$work/carol"
+echo "-- from C: dave is a C program linked with libvcsdk (samples/c); it enrolls, redeems a voucher,"
+echo "   calls bob and streams the same file:"
+bash scripts/install-c.sh "$work/c-sdk" --debug >/dev/null
+cmake -S samples/c -B "$work/c-sample" -DCMAKE_PREFIX_PATH="$work/c-sdk" >/dev/null
+cmake --build "$work/c-sample" >/dev/null
+run "$work/c-sample/vc_sample" --dir "$work/dave" --server "$server_addr" \
+  --ca-url "$url" --ca-root "$work/ca/root.pem" --id dave \
+  --token "$("$bin/vc-ca" token create --data-dir "$work/ca" --client dave)" \
+  --voucher "$("$bin/vc-server" voucher create --data-dir "$work/server" --amount 200)" \
+  call bob --send "$work/clip.bin" --frame-size 16384 --rate 60
 wait "$listen_pid" || true
 listen_pid=""
 echo "bob's side:"

@@ -523,6 +523,8 @@ static int call_and_send(vc_client *c, app_state *s, const char *user, const cha
   char code[64] = "";
   /* The callee may still be starting: retry while they are offline. */
   time_t give_up = time(NULL) + wait_online;
+  printf("calling %s\n", user);
+  fflush(stdout);
   for (;;) {
     r = vc_client_call(c, user, call_id, sizeof call_id, NULL);
     vc_last_error_code(code, sizeof code);
@@ -533,8 +535,7 @@ static int call_and_send(vc_client *c, app_state *s, const char *user, const cha
     nanosleep(&pause, NULL);
   }
   TRY("call", r);
-  printf("calling %s (call %s)\n", user, call_id);
-  fflush(stdout);
+
   /* Accepted, or a final state, whichever comes first. */
   time_t deadline = time(NULL) + WAIT_ANSWER_SECS;
   for (;;) {
