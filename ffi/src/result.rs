@@ -1,6 +1,6 @@
 //! Results, error text, the panic boundary and pointer checks shared by every entry point.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::c_char;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -115,6 +115,9 @@ thread_local! {
     static LAST_ERROR: RefCell<LastError> = const {
         RefCell::new(LastError { message: String::new(), code: String::new() })
     };
+    /// Whether LAST_ERROR holds something: a plain flag, so that the hot path (a call that
+    /// succeeds after one that succeeded) touches no destructor-carrying thread-local.
+    static HAS_ERROR: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Records `message` as this thread's last error and returns `result`.
@@ -135,6 +138,7 @@ pub(crate) fn fail_with_code(
         e.code.clear();
         e.code.push_str(code);
     });
+    HAS_ERROR.with(|h| h.set(true));
     result
 }
 
@@ -209,11 +213,13 @@ pub unsafe extern "C" fn vc_last_error_code(buf: *mut c_char, len: usize) -> usi
 /// Runs `f` behind the panic boundary: clears the last error, turns a panic into
 /// `VC_RESULT_PANIC`.
 pub(crate) fn boundary(f: impl FnOnce() -> vc_result) -> vc_result {
-    LAST_ERROR.with(|e| {
-        let mut e = e.borrow_mut();
-        e.message.clear();
-        e.code.clear();
-    });
+    if HAS_ERROR.with(|h| h.replace(false)) {
+        LAST_ERROR.with(|e| {
+            let mut e = e.borrow_mut();
+            e.message.clear();
+            e.code.clear();
+        });
+    }
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
         fail(
             vc_result::VC_RESULT_PANIC,
