@@ -1,4 +1,5 @@
-//! libvcsdk: the C ABI of vcsdk. Every entry point is `vc_*`, returns a [`vc_result`] (or a value
+//! libvcsdk: the C ABI of vcsdk, and (module [`bindings`]) its UniFFI exports for Kotlin, Swift
+//! and Python. Every entry point is `vc_*`, returns a [`vc_result`] (or a value
 //! documented otherwise), runs behind a panic boundary, and checks its pointers. The header
 //! `include/vcsdk.h` is generated from this crate (`cargo run -p gen-header`).
 //!
@@ -6,6 +7,7 @@
 #![allow(non_camel_case_types)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod bindings;
 mod client;
 mod events;
 mod identity;
@@ -20,6 +22,8 @@ pub use identity::*;
 pub use media::*;
 pub use result::*;
 pub use sframe::*;
+
+uniffi::setup_scaffolding!("vcsdk");
 
 /// The SDK version, "MAJOR.MINOR.PATCH", as a static NUL-terminated string (never freed).
 #[no_mangle]

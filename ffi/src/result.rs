@@ -49,8 +49,35 @@ pub enum vc_result {
 }
 
 impl vc_result {
+    /// Every value, in order (index = value).
+    #[cfg(test)]
+    pub(crate) const ALL: [vc_result; 19] = {
+        use vc_result::*;
+        [
+            VC_RESULT_OK,
+            VC_RESULT_NULL_PARAMETER,
+            VC_RESULT_INVALID_ARGUMENT,
+            VC_RESULT_BUFFER_TOO_SMALL,
+            VC_RESULT_UNKNOWN_KEY,
+            VC_RESULT_REPLAY,
+            VC_RESULT_AUTHENTICATION_FAILED,
+            VC_RESULT_MALFORMED,
+            VC_RESULT_KEY_REUSED,
+            VC_RESULT_COUNTER_EXHAUSTED,
+            VC_RESULT_PANIC,
+            VC_RESULT_CERTIFICATE,
+            VC_RESULT_STORE,
+            VC_RESULT_CONNECTION,
+            VC_RESULT_REFUSED,
+            VC_RESULT_PROTOCOL,
+            VC_RESULT_CRYPTO,
+            VC_RESULT_TIMEOUT,
+            VC_RESULT_CLOSED,
+        ]
+    };
+
     /// The stable code a failure of this kind reports through vc_last_error_code().
-    fn code(self) -> &'static str {
+    pub(crate) fn code(self) -> &'static str {
         use vc_result::*;
         match self {
             VC_RESULT_OK => "",
@@ -142,11 +169,26 @@ pub(crate) fn fail_with_code(
     result
 }
 
+/// This thread's last error: its code and message.
+pub(crate) fn last_error() -> (String, String) {
+    LAST_ERROR.with(|e| {
+        let e = e.borrow();
+        (e.code.clone(), e.message.clone())
+    })
+}
+
 /// Records an SDK error: its kind as the result, the CA's or server's refusal code (or the
 /// error's own code) as the last error code, its text as the message.
 pub(crate) fn sdk_error(e: vcsdk::Error) -> vc_result {
+    let (result, code) = classify(&e);
+    fail_with_code(result, &code, e.to_string())
+}
+
+/// The kind (as a vc_result) and the stable code of an SDK error: the one table both the C ABI
+/// and the UniFFI error use.
+pub(crate) fn classify(e: &vcsdk::Error) -> (vc_result, String) {
     use vcsdk::Error as E;
-    let result = match &e {
+    let result = match e {
         E::InvalidArgument(_) => vc_result::VC_RESULT_INVALID_ARGUMENT,
         E::Certificate(_) => vc_result::VC_RESULT_CERTIFICATE,
         E::Io { .. } | E::Store(_) => vc_result::VC_RESULT_STORE,
@@ -155,11 +197,11 @@ pub(crate) fn sdk_error(e: vcsdk::Error) -> vc_result {
         E::Protocol(_) => vc_result::VC_RESULT_PROTOCOL,
         E::Crypto(_) => vc_result::VC_RESULT_CRYPTO,
     };
-    let code = match &e {
+    let code = match e {
         E::CaRefused { code, .. } | E::ServerRefused { code, .. } => code.clone(),
         other => other.code().to_owned(),
     };
-    fail_with_code(result, &code, e.to_string())
+    (result, code)
 }
 
 /// Copies `text` into `buf` of `len` bytes, NUL-terminated and truncated if needed; returns the
@@ -417,28 +459,7 @@ mod tests {
 
     #[test]
     fn every_result_has_its_own_text_and_unknown_values_are_safe() {
-        use vc_result::*;
-        let all = [
-            VC_RESULT_OK,
-            VC_RESULT_NULL_PARAMETER,
-            VC_RESULT_INVALID_ARGUMENT,
-            VC_RESULT_BUFFER_TOO_SMALL,
-            VC_RESULT_UNKNOWN_KEY,
-            VC_RESULT_REPLAY,
-            VC_RESULT_AUTHENTICATION_FAILED,
-            VC_RESULT_MALFORMED,
-            VC_RESULT_KEY_REUSED,
-            VC_RESULT_COUNTER_EXHAUSTED,
-            VC_RESULT_PANIC,
-            VC_RESULT_CERTIFICATE,
-            VC_RESULT_STORE,
-            VC_RESULT_CONNECTION,
-            VC_RESULT_REFUSED,
-            VC_RESULT_PROTOCOL,
-            VC_RESULT_CRYPTO,
-            VC_RESULT_TIMEOUT,
-            VC_RESULT_CLOSED,
-        ];
+        let all = vc_result::ALL;
         let text = |n: u32| {
             // SAFETY: vc_result_message returns a static NUL-terminated string.
             unsafe { std::ffi::CStr::from_ptr(vc_result_message(n)) }
@@ -454,7 +475,7 @@ mod tests {
             assert!(seen.insert(t));
         }
         assert_eq!(text(999), "unknown result code");
-        assert_eq!(boundary(|| panic!("boom")), VC_RESULT_PANIC);
+        assert_eq!(boundary(|| panic!("boom")), vc_result::VC_RESULT_PANIC);
     }
 }
 

@@ -35,3 +35,12 @@ pub(crate) fn block_on<F: Future>(work: F) -> Result<F::Output, vc_result> {
     }
     Ok(runtime()?.block_on(work))
 }
+
+/// Spawns `work` on the runtime.
+pub(crate) fn spawn<F>(work: F) -> Result<tokio::task::JoinHandle<F::Output>, vc_result>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    Ok(runtime()?.spawn(work))
+}

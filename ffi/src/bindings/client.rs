@@ -1,0 +1,406 @@
+//! Clients for the bindings: connect, register, presence, calls, account; events to listeners.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, watch, Notify};
+use vcsdk::client::{ClientEvent, ClientOptions};
+use vcsdk::proto::signal::AccountInfo;
+
+use super::media::{MediaOptions, MediaSession};
+use super::{on_runtime, Identity, Subscription, VcError};
+
+/// Events kept while no listener is registered (the oldest are dropped beyond this).
+const PENDING_EVENTS: usize = 1024;
+
+/// The state of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum CallState {
+    /// The callee is being asked.
+    Ringing,
+    /// The call is up.
+    Accepted,
+    /// The callee declined (final).
+    Declined,
+    /// The callee was busy (final).
+    Busy,
+    /// Nobody answered in time (final).
+    NoAnswer,
+    /// The call ended (final).
+    Ended,
+}
+
+impl From<vcsdk::proto::signal::CallState> for CallState {
+    fn from(s: vcsdk::proto::signal::CallState) -> Self {
+        use vcsdk::proto::signal::CallState as S;
+        match s {
+            S::Ringing => CallState::Ringing,
+            S::Accepted => CallState::Accepted,
+            S::Declined => CallState::Declined,
+            S::Busy => CallState::Busy,
+            S::NoAnswer => CallState::NoAnswer,
+            S::Ended => CallState::Ended,
+        }
+    }
+}
+
+/// How a callee answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum Answer {
+    /// Take the call.
+    Accept,
+    /// Refuse it.
+    Decline,
+    /// Refuse it as busy.
+    Busy,
+}
+
+/// A registered user online now.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct UserPresence {
+    /// The user's id.
+    pub user: String,
+    /// Online since, Unix seconds.
+    pub online_since: i64,
+}
+
+/// The most recent call on an account.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct CallCharge {
+    /// The call.
+    pub call_id: String,
+    /// Billed seconds.
+    pub billable_secs: i64,
+    /// The charge, minor currency units.
+    pub cost: i64,
+}
+
+/// A user's account; money in minor currency units (integers).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Account {
+    /// The user.
+    pub user: String,
+    /// Balance (negative on a postpaid account in debt).
+    pub balance: i64,
+    /// How far a postpaid balance may go below zero (0 when prepaid).
+    pub credit_limit: i64,
+    /// Prepaid (true) or postpaid.
+    pub prepaid: bool,
+    /// ISO 4217 currency code.
+    pub currency: String,
+    /// Charged when a call is answered.
+    pub connect_fee: i64,
+    /// Charged per 60 billed seconds.
+    pub rate_per_minute: i64,
+    /// The first billing increment, seconds.
+    pub first_increment_secs: u32,
+    /// Each following increment, seconds.
+    pub next_increment_secs: u32,
+    /// When the user registered, Unix seconds.
+    pub registered_at: i64,
+    /// The most recent call, if any.
+    pub last_call: Option<CallCharge>,
+}
+
+impl From<AccountInfo> for Account {
+    fn from(info: AccountInfo) -> Self {
+        Account {
+            last_call: info.recent_calls.first().map(|c| CallCharge {
+                call_id: c.call_id.clone(),
+                billable_secs: c.billable_secs,
+                cost: c.cost,
+            }),
+            prepaid: info.account_type == "prepaid",
+            user: info.user,
+            balance: info.balance,
+            credit_limit: info.credit_limit,
+            currency: info.currency,
+            connect_fee: info.tariff.connect_fee,
+            rate_per_minute: info.tariff.rate_per_minute,
+            first_increment_secs: info.tariff.first_increment_secs,
+            next_increment_secs: info.tariff.next_increment_secs,
+            registered_at: info.registered_at,
+        }
+    }
+}
+
+/// Receives a client's events. Called on the client's event thread, one call at a time, in order;
+/// a method may call back into the SDK. Events that arrive before the first listener is added are
+/// kept (up to 1 024) and delivered to it.
+#[uniffi::export(with_foreign)]
+pub trait ClientListener: Send + Sync {
+    /// Someone calls; answer with `Client.answer`.
+    fn on_incoming_call(&self, call_id: String, from: String);
+    /// A call changed state; `reason` says why it ended.
+    fn on_call_state(&self, call_id: String, state: CallState, reason: Option<String>);
+    /// A registered user came online or went offline (after `subscribe_presence`).
+    fn on_presence(&self, user: String, online: bool);
+    /// The balance will soon not pay for the call.
+    fn on_low_balance(&self, call_id: String, balance: i64, seconds_left: i64);
+    /// The connection to the server was lost (`connected` false, with the reason) or is back.
+    fn on_connection(&self, connected: bool, reason: Option<String>);
+}
+
+/// The registered listeners of a client.
+#[derive(Default)]
+struct Listeners {
+    next: Mutex<u64>,
+    list: Mutex<Vec<(u64, Arc<dyn ClientListener>)>>,
+    added: Notify,
+}
+
+impl Listeners {
+    fn snapshot(&self) -> Vec<Arc<dyn ClientListener>> {
+        self.list
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(_, l)| l.clone())
+            .collect()
+    }
+}
+
+fn deliver(listener: &dyn ClientListener, event: &ClientEvent) {
+    match event.clone() {
+        ClientEvent::IncomingCall { call_id, from } => listener.on_incoming_call(call_id, from),
+        ClientEvent::CallState {
+            call_id,
+            state,
+            reason,
+        } => listener.on_call_state(call_id, state.into(), reason),
+        ClientEvent::Presence { user, online } => listener.on_presence(user, online),
+        ClientEvent::LowBalance {
+            call_id,
+            balance,
+            seconds_left,
+        } => listener.on_low_balance(call_id, balance, seconds_left),
+        ClientEvent::Disconnected { reason } => listener.on_connection(false, Some(reason)),
+        ClientEvent::Reconnected => listener.on_connection(true, None),
+        ClientEvent::SessionMessage { .. } => {}
+    }
+}
+
+/// Starts the thread that hands `events` to the listeners until `stop` is set or the client is
+/// gone.
+fn start_pump(
+    listeners: Arc<Listeners>,
+    mut events: mpsc::Receiver<ClientEvent>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), VcError> {
+    std::thread::Builder::new()
+        .name("vcsdk-events".into())
+        .spawn(move || {
+            let mut pending: VecDeque<ClientEvent> = VecDeque::new();
+            loop {
+                let next = crate::runtime::block_on(async {
+                    tokio::select! {
+                        biased;
+                        _ = stop.wait_for(|s| *s) => None,
+                        _ = listeners.added.notified() => Some(None),
+                        event = events.recv() => event.map(Some),
+                    }
+                });
+                let event = match next {
+                    Ok(Some(event)) => event,
+                    _ => break,
+                };
+                let current = listeners.snapshot();
+                if current.is_empty() {
+                    if let Some(event) = event {
+                        if pending.len() == PENDING_EVENTS {
+                            pending.pop_front();
+                        }
+                        pending.push_back(event);
+                    }
+                    continue;
+                }
+                for event in pending.drain(..).chain(event) {
+                    for listener in &current {
+                        deliver(listener.as_ref(), &event);
+                    }
+                }
+            }
+        })
+        .map(drop)
+        .map_err(|e| VcError::kind(crate::result::vc_result::VC_RESULT_STORE, e.to_string()))
+}
+
+/// A client connected to a vc-server. Lost connections are repaired in the background.
+#[derive(uniffi::Object)]
+pub struct Client {
+    client: vcsdk::client::Client,
+    listeners: Arc<Listeners>,
+    stop: watch::Sender<bool>,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        let client = self.client.clone();
+        let _ = crate::runtime::spawn(async move {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), client.close()).await;
+        });
+    }
+}
+
+/// Connects to the server at `server` (`HOST:PORT`) as `identity`: mutual TLS against the pinned
+/// root, with the CRL fetched from the CA first (the cached one if the CA cannot be reached).
+/// `server_name` is the name the server's certificate must carry (default: the host of `server`).
+#[uniffi::export]
+pub async fn connect(
+    identity: Arc<Identity>,
+    server: String,
+    server_name: Option<String>,
+) -> Result<Arc<Client>, VcError> {
+    let store = identity.store();
+    let current = identity.current();
+    on_runtime(async move {
+        let check = match store.refresh_crl().await {
+            Ok(check) => check,
+            Err(_) => store.certificate_check()?,
+        };
+        let mut options = ClientOptions::new(server, current, check);
+        options.server_name = server_name;
+        let (client, events) = vcsdk::client::Client::connect(options).await?;
+        let listeners = Arc::new(Listeners::default());
+        let (stop, stopped) = watch::channel(false);
+        start_pump(listeners.clone(), events, stopped)?;
+        Ok(Arc::new(Client {
+            client,
+            listeners,
+            stop,
+        }))
+    })
+    .await
+}
+
+#[uniffi::export]
+impl Client {
+    /// Adds a listener for this client's events; it hears them until the returned subscription is
+    /// cancelled or dropped.
+    pub fn add_listener(&self, listener: Arc<dyn ClientListener>) -> Arc<Subscription> {
+        let id = {
+            let mut next = self
+                .listeners
+                .next
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            *next += 1;
+            *next
+        };
+        self.listeners
+            .list
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((id, listener));
+        self.listeners.added.notify_one();
+        let listeners = Arc::downgrade(&self.listeners);
+        Arc::new(Subscription::new(move || {
+            if let Some(listeners) = listeners.upgrade() {
+                listeners
+                    .list
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .retain(|(i, _)| *i != id);
+            }
+        }))
+    }
+
+    /// This client's user id.
+    pub fn user(&self) -> String {
+        self.client.user().to_owned()
+    }
+
+    /// Whether this user is registered (as of the latest connection).
+    pub fn is_registered(&self) -> bool {
+        self.client.welcome().registered
+    }
+
+    /// Registers, accepting the terms of use of `terms_version` (default: the server's current).
+    pub async fn register(&self, terms_version: Option<String>) -> Result<(), VcError> {
+        let client = self.client.clone();
+        let terms = terms_version.unwrap_or_else(|| client.welcome().terms_version);
+        on_runtime(async move { Ok(client.register(&terms).await.map(drop)?) }).await
+    }
+
+    /// The registered users online now.
+    pub async fn active_users(&self) -> Result<Vec<UserPresence>, VcError> {
+        let client = self.client.clone();
+        on_runtime(async move {
+            Ok(client
+                .active_users()
+                .await?
+                .into_iter()
+                .map(|u| UserPresence {
+                    user: u.user,
+                    online_since: u.online_since,
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// Asks for presence events of every registered user.
+    pub async fn subscribe_presence(&self) -> Result<(), VcError> {
+        let client = self.client.clone();
+        on_runtime(async move { Ok(client.subscribe_presence().await?) }).await
+    }
+
+    /// Calls `user`; returns the call id. States follow as `on_call_state`.
+    pub async fn call(&self, user: String) -> Result<String, VcError> {
+        let client = self.client.clone();
+        on_runtime(async move { Ok(client.call(&user).await?) }).await
+    }
+
+    /// Answers the incoming call `call_id`.
+    pub async fn answer(&self, call_id: String, answer: Answer) -> Result<(), VcError> {
+        let client = self.client.clone();
+        let answer = match answer {
+            Answer::Accept => vcsdk::proto::signal::Answer::Accept,
+            Answer::Decline => vcsdk::proto::signal::Answer::Decline,
+            Answer::Busy => vcsdk::proto::signal::Answer::Busy,
+        };
+        on_runtime(async move { Ok(client.answer(&call_id, answer).await?) }).await
+    }
+
+    /// Hangs up (or cancels) the call `call_id`.
+    pub async fn hangup(&self, call_id: String) -> Result<(), VcError> {
+        let client = self.client.clone();
+        on_runtime(async move { Ok(client.terminate(&call_id, None).await?) }).await
+    }
+
+    /// This user's account.
+    pub async fn account(&self) -> Result<Account, VcError> {
+        let client = self.client.clone();
+        on_runtime(async move { Ok(client.account_info().await?.into()) }).await
+    }
+
+    /// Redeems a prepaid voucher; returns the account after it.
+    pub async fn redeem_voucher(&self, voucher: String) -> Result<Account, VcError> {
+        let client = self.client.clone();
+        on_runtime(async move { Ok(client.add_credit(&voucher).await?.into()) }).await
+    }
+
+    /// Starts the media of the accepted call `call_id` (both parties do): end-to-end keys with
+    /// the peer, a direct path or the server's relay.
+    pub async fn open_media(
+        &self,
+        call_id: String,
+        options: MediaOptions,
+    ) -> Result<Arc<MediaSession>, VcError> {
+        let client = self.client.clone();
+        let config = options.config()?;
+        on_runtime(async move {
+            let session = client.media(&call_id, config).await?;
+            Ok(Arc::new(MediaSession::new(session)))
+        })
+        .await
+    }
+
+    /// Says goodbye to the server and stops reconnecting; listeners hear nothing more.
+    pub async fn close(&self) -> Result<(), VcError> {
+        let _ = self.stop.send(true);
+        let client = self.client.clone();
+        on_runtime(async move { Ok(client.close().await?) }).await
+    }
+}
