@@ -146,7 +146,7 @@ async def main():
     print(f"balance: {account.balance} {account.currency}"
           + (f" (the call cost {account.last_call.cost})" if account.last_call else ""))
     subscription.cancel()
-    await client.close()
+    await client.disconnect()
     return 0 if ok else 1
 
 

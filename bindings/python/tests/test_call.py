@@ -163,8 +163,8 @@ async def call_scenario(bed):
     assert threading.get_ident() not in alice_events.threads | bob_events.threads
     # A cancelled subscription hears nothing more.
     alice_sub.cancel()
-    await bob.close()
+    await bob.disconnect()
     await asyncio.sleep(1)
     assert all(e[0] != "presence" or e[2] for e in list(alice_events.events.queue))
     bob_sub.cancel()
-    await alice.close()
+    await alice.disconnect()

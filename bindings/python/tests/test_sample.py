@@ -1,14 +1,28 @@
-"""samples/python/stream_file.py streams a file to the Rust `vc listen --save` over a real call."""
+"""The samples stream a file to the Rust `vc listen --save` over a real call: samples/python always;
+samples/kotlin when scripts/kotlin-tests.sh names its jar in VCSDK_KOTLIN_SAMPLE."""
 import os
 import subprocess
 import sys
+
+import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 
 
-def test_the_python_sample_streams_a_file_to_vc_listen(testbed):
+def sample_command(language):
+    if language == "python":
+        return [sys.executable, os.path.join(ROOT, "samples", "python", "stream_file.py")]
+    jar = os.environ.get("VCSDK_KOTLIN_SAMPLE")
+    if not jar:
+        pytest.skip("the Kotlin sample is run by scripts/kotlin-tests.sh")
+    return ["java", "-jar", jar]
+
+
+@pytest.mark.parametrize("language", ["python", "kotlin"])
+def test_the_sample_streams_a_file_to_vc_listen(testbed, language):
     bed = testbed
+    command = sample_command(language)
     vc = os.path.join(os.path.dirname(os.environ.get("VCSDK_TESTBED", "target/debug/vc-testbed")), "vc")
     work = bed["work"]
     bob = os.path.join(work, "bob")
@@ -25,9 +39,8 @@ def test_the_python_sample_streams_a_file_to_vc_listen(testbed):
     data = os.urandom(200_000)
     with open(clip, "wb") as f:
         f.write(data)
-    sample = os.path.join(ROOT, "samples", "python", "stream_file.py")
     result = subprocess.run(
-        [sys.executable, sample, "--dir", os.path.join(work, "alice"), "--server", bed["server"],
+        command + ["--dir", os.path.join(work, "alice"), "--server", bed["server"],
          "--ca-url", bed["ca_url"], "--ca-root", bed["ca_root"], "--token", bed["tokens"]["alice"],
          "--id", "alice", "--voucher", bed["vouchers"][0], "bob", clip],
         capture_output=True, text=True, timeout=240)

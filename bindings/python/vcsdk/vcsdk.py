@@ -479,7 +479,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_vcsdk_checksum_method_client_call() != 52467:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_vcsdk_checksum_method_client_close() != 59316:
+    if lib.uniffi_vcsdk_checksum_method_client_disconnect() != 16860:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_vcsdk_checksum_method_client_hangup() != 59029:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -507,7 +507,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_vcsdk_checksum_method_framelistener_on_frame() != 48100:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_vcsdk_checksum_method_framelistener_on_closed() != 38336:
+    if lib.uniffi_vcsdk_checksum_method_framelistener_on_closed() != 27452:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_vcsdk_checksum_method_identity_id() != 35910:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -517,8 +517,6 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_vcsdk_checksum_method_mediasession_add_frame_listener() != 15478:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_vcsdk_checksum_method_mediasession_close() != 6204:
-        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_vcsdk_checksum_method_mediasession_receive() != 47302:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_vcsdk_checksum_method_mediasession_rekey() != 55208:
@@ -526,6 +524,8 @@ def _uniffi_check_api_checksums(lib):
     if lib.uniffi_vcsdk_checksum_method_mediasession_send() != 39846:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_vcsdk_checksum_method_mediasession_stats() != 40844:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_vcsdk_checksum_method_mediasession_stop() != 11839:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_vcsdk_checksum_method_subscription_cancel() != 55584:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -708,10 +708,10 @@ _UniffiLib.uniffi_vcsdk_fn_method_client_call.argtypes = (
     _UniffiRustBuffer,
 )
 _UniffiLib.uniffi_vcsdk_fn_method_client_call.restype = ctypes.c_uint64
-_UniffiLib.uniffi_vcsdk_fn_method_client_close.argtypes = (
+_UniffiLib.uniffi_vcsdk_fn_method_client_disconnect.argtypes = (
     ctypes.c_void_p,
 )
-_UniffiLib.uniffi_vcsdk_fn_method_client_close.restype = ctypes.c_uint64
+_UniffiLib.uniffi_vcsdk_fn_method_client_disconnect.restype = ctypes.c_uint64
 _UniffiLib.uniffi_vcsdk_fn_method_client_hangup.argtypes = (
     ctypes.c_void_p,
     _UniffiRustBuffer,
@@ -868,11 +868,6 @@ _UniffiLib.uniffi_vcsdk_fn_method_mediasession_add_frame_listener.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_vcsdk_fn_method_mediasession_add_frame_listener.restype = ctypes.c_void_p
-_UniffiLib.uniffi_vcsdk_fn_method_mediasession_close.argtypes = (
-    ctypes.c_void_p,
-    ctypes.POINTER(_UniffiRustCallStatus),
-)
-_UniffiLib.uniffi_vcsdk_fn_method_mediasession_close.restype = None
 _UniffiLib.uniffi_vcsdk_fn_method_mediasession_receive.argtypes = (
     ctypes.c_void_p,
     ctypes.c_uint32,
@@ -893,6 +888,11 @@ _UniffiLib.uniffi_vcsdk_fn_method_mediasession_stats.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_vcsdk_fn_method_mediasession_stats.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_vcsdk_fn_method_mediasession_stop.argtypes = (
+    ctypes.c_void_p,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_vcsdk_fn_method_mediasession_stop.restype = None
 _UniffiLib.uniffi_vcsdk_fn_clone_subscription.argtypes = (
     ctypes.c_void_p,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -1225,9 +1225,9 @@ _UniffiLib.uniffi_vcsdk_checksum_method_client_answer.restype = ctypes.c_uint16
 _UniffiLib.uniffi_vcsdk_checksum_method_client_call.argtypes = (
 )
 _UniffiLib.uniffi_vcsdk_checksum_method_client_call.restype = ctypes.c_uint16
-_UniffiLib.uniffi_vcsdk_checksum_method_client_close.argtypes = (
+_UniffiLib.uniffi_vcsdk_checksum_method_client_disconnect.argtypes = (
 )
-_UniffiLib.uniffi_vcsdk_checksum_method_client_close.restype = ctypes.c_uint16
+_UniffiLib.uniffi_vcsdk_checksum_method_client_disconnect.restype = ctypes.c_uint16
 _UniffiLib.uniffi_vcsdk_checksum_method_client_hangup.argtypes = (
 )
 _UniffiLib.uniffi_vcsdk_checksum_method_client_hangup.restype = ctypes.c_uint16
@@ -1282,9 +1282,6 @@ _UniffiLib.uniffi_vcsdk_checksum_method_identity_renew.restype = ctypes.c_uint16
 _UniffiLib.uniffi_vcsdk_checksum_method_mediasession_add_frame_listener.argtypes = (
 )
 _UniffiLib.uniffi_vcsdk_checksum_method_mediasession_add_frame_listener.restype = ctypes.c_uint16
-_UniffiLib.uniffi_vcsdk_checksum_method_mediasession_close.argtypes = (
-)
-_UniffiLib.uniffi_vcsdk_checksum_method_mediasession_close.restype = ctypes.c_uint16
 _UniffiLib.uniffi_vcsdk_checksum_method_mediasession_receive.argtypes = (
 )
 _UniffiLib.uniffi_vcsdk_checksum_method_mediasession_receive.restype = ctypes.c_uint16
@@ -1297,6 +1294,9 @@ _UniffiLib.uniffi_vcsdk_checksum_method_mediasession_send.restype = ctypes.c_uin
 _UniffiLib.uniffi_vcsdk_checksum_method_mediasession_stats.argtypes = (
 )
 _UniffiLib.uniffi_vcsdk_checksum_method_mediasession_stats.restype = ctypes.c_uint16
+_UniffiLib.uniffi_vcsdk_checksum_method_mediasession_stop.argtypes = (
+)
+_UniffiLib.uniffi_vcsdk_checksum_method_mediasession_stop.restype = ctypes.c_uint16
 _UniffiLib.uniffi_vcsdk_checksum_method_subscription_cancel.argtypes = (
 )
 _UniffiLib.uniffi_vcsdk_checksum_method_subscription_cancel.restype = ctypes.c_uint16
@@ -3527,7 +3527,7 @@ class FrameListenerProtocol(typing.Protocol):
         raise NotImplementedError
     def on_closed(self, ):
         """
-        The session closed (the call ended, or `close` was called); nothing follows.
+        The session closed (the call ended, or `stop` was called); nothing follows.
         """
 
         raise NotImplementedError
@@ -3550,7 +3550,7 @@ class FrameListener():
         raise NotImplementedError
     def on_closed(self, ):
         """
-        The session closed (the call ended, or `close` was called); nothing follows.
+        The session closed (the call ended, or `stop` was called); nothing follows.
         """
 
         raise NotImplementedError
@@ -3602,7 +3602,7 @@ class FrameListenerImpl():
 
     def on_closed(self, ) -> None:
         """
-        The session closed (the call ended, or `close` was called); nothing follows.
+        The session closed (the call ended, or `stop` was called); nothing follows.
         """
 
         _uniffi_rust_call(_UniffiLib.uniffi_vcsdk_fn_method_framelistener_on_closed,self._uniffi_clone_pointer(),)
@@ -3734,9 +3734,10 @@ class ClientProtocol(typing.Protocol):
         """
 
         raise NotImplementedError
-    def close(self, ):
+    def disconnect(self, ):
         """
-        Says goodbye to the server and stops reconnecting; listeners hear nothing more.
+        Says goodbye to the server and stops reconnecting; listeners hear nothing more. (Named so
+        as not to clash with the `close()` of Kotlin's AutoCloseable, which frees the object.)
         """
 
         raise NotImplementedError
@@ -3928,14 +3929,15 @@ _UniffiConverterTypeVcError,
 
 
 
-    async def close(self, ) -> None:
+    async def disconnect(self, ) -> None:
 
         """
-        Says goodbye to the server and stops reconnecting; listeners hear nothing more.
+        Says goodbye to the server and stops reconnecting; listeners hear nothing more. (Named so
+        as not to clash with the `close()` of Kotlin's AutoCloseable, which frees the object.)
         """
 
         return await _uniffi_rust_call_async(
-            _UniffiLib.uniffi_vcsdk_fn_method_client_close(
+            _UniffiLib.uniffi_vcsdk_fn_method_client_disconnect(
                 self._uniffi_clone_pointer(), 
             ),
             _UniffiLib.ffi_vcsdk_rust_future_poll_void,
@@ -4297,12 +4299,6 @@ class MediaSessionProtocol(typing.Protocol):
         """
 
         raise NotImplementedError
-    def close(self, ):
-        """
-        Closes the session.
-        """
-
-        raise NotImplementedError
     def receive(self, timeout_ms: "int"):
         """
         The next frame, waiting up to `timeout_ms`; `None` when none came in time. `Closed` once
@@ -4325,6 +4321,13 @@ class MediaSessionProtocol(typing.Protocol):
     def stats(self, ):
         """
         What the session did so far.
+        """
+
+        raise NotImplementedError
+    def stop(self, ):
+        """
+        Stops the session: nothing more is sent or received (`close`, in Kotlin and Swift, frees
+        the object).
         """
 
         raise NotImplementedError
@@ -4370,18 +4373,6 @@ class MediaSession():
             _uniffi_rust_call_with_error(_UniffiConverterTypeVcError,_UniffiLib.uniffi_vcsdk_fn_method_mediasession_add_frame_listener,self._uniffi_clone_pointer(),
         _UniffiConverterTypeFrameListener.lower(listener))
         )
-
-
-
-
-
-    def close(self, ) -> None:
-        """
-        Closes the session.
-        """
-
-        _uniffi_rust_call(_UniffiLib.uniffi_vcsdk_fn_method_mediasession_close,self._uniffi_clone_pointer(),)
-
 
 
 
@@ -4473,6 +4464,19 @@ _UniffiConverterTypeVcError,
         return _UniffiConverterTypeMediaStats.lift(
             _uniffi_rust_call(_UniffiLib.uniffi_vcsdk_fn_method_mediasession_stats,self._uniffi_clone_pointer(),)
         )
+
+
+
+
+
+    def stop(self, ) -> None:
+        """
+        Stops the session: nothing more is sent or received (`close`, in Kotlin and Swift, frees
+        the object).
+        """
+
+        _uniffi_rust_call(_UniffiLib.uniffi_vcsdk_fn_method_mediasession_stop,self._uniffi_clone_pointer(),)
+
 
 
 

@@ -397,8 +397,9 @@ impl Client {
         .await
     }
 
-    /// Says goodbye to the server and stops reconnecting; listeners hear nothing more.
-    pub async fn close(&self) -> Result<(), VcError> {
+    /// Says goodbye to the server and stops reconnecting; listeners hear nothing more. (Named so
+    /// as not to clash with the `close()` of Kotlin's AutoCloseable, which frees the object.)
+    pub async fn disconnect(&self) -> Result<(), VcError> {
         let _ = self.stop.send(true);
         let client = self.client.clone();
         on_runtime(async move { Ok(client.close().await?) }).await

@@ -184,7 +184,7 @@ pub struct MediaStats {
 pub trait FrameListener: Send + Sync {
     /// A frame arrived.
     fn on_frame(&self, frame: MediaFrame);
-    /// The session closed (the call ended, or `close` was called); nothing follows.
+    /// The session closed (the call ended, or `stop` was called); nothing follows.
     fn on_closed(&self);
 }
 
@@ -308,8 +308,9 @@ impl MediaSession {
         }
     }
 
-    /// Closes the session.
-    pub fn close(&self) {
+    /// Stops the session: nothing more is sent or received (`close`, in Kotlin and Swift, frees
+    /// the object).
+    pub fn stop(&self) {
         self.session.close();
     }
 }

@@ -569,9 +569,10 @@ public protocol ClientProtocol: AnyObject, Sendable {
     func call(user: String) async throws  -> String
     
     /**
-     * Says goodbye to the server and stops reconnecting; listeners hear nothing more.
+     * Says goodbye to the server and stops reconnecting; listeners hear nothing more. (Named so
+     * as not to clash with the `close()` of Kotlin's AutoCloseable, which frees the object.)
      */
-    func close() async throws 
+    func disconnect() async throws 
     
     /**
      * Hangs up (or cancels) the call `call_id`.
@@ -758,13 +759,14 @@ open func call(user: String)async throws  -> String  {
 }
     
     /**
-     * Says goodbye to the server and stops reconnecting; listeners hear nothing more.
+     * Says goodbye to the server and stops reconnecting; listeners hear nothing more. (Named so
+     * as not to clash with the `close()` of Kotlin's AutoCloseable, which frees the object.)
      */
-open func close()async throws   {
+open func disconnect()async throws   {
     return
         try  await uniffiRustCallAsync(
             rustFutureFunc: {
-                uniffi_vcsdk_fn_method_client_close(
+                uniffi_vcsdk_fn_method_client_disconnect(
                     self.uniffiClonePointer()
                     
                 )
@@ -1334,7 +1336,7 @@ public protocol FrameListener: AnyObject, Sendable {
     func onFrame(frame: MediaFrame) 
     
     /**
-     * The session closed (the call ended, or `close` was called); nothing follows.
+     * The session closed (the call ended, or `stop` was called); nothing follows.
      */
     func onClosed() 
     
@@ -1406,7 +1408,7 @@ open func onFrame(frame: MediaFrame)  {try! rustCall() {
 }
     
     /**
-     * The session closed (the call ended, or `close` was called); nothing follows.
+     * The session closed (the call ended, or `stop` was called); nothing follows.
      */
 open func onClosed()  {try! rustCall() {
     uniffi_vcsdk_fn_method_framelistener_on_closed(self.uniffiClonePointer(),$0
@@ -1744,11 +1746,6 @@ public protocol MediaSessionProtocol: AnyObject, Sendable {
     func addFrameListener(listener: FrameListener) throws  -> Subscription
     
     /**
-     * Closes the session.
-     */
-    func close() 
-    
-    /**
      * The next frame, waiting up to `timeout_ms`; `None` when none came in time. `Closed` once
      * the session is closed and every frame was taken.
      */
@@ -1768,6 +1765,12 @@ public protocol MediaSessionProtocol: AnyObject, Sendable {
      * What the session did so far.
      */
     func stats()  -> MediaStats
+    
+    /**
+     * Stops the session: nothing more is sent or received (`close`, in Kotlin and Swift, frees
+     * the object).
+     */
+    func stop() 
     
 }
 /**
@@ -1835,15 +1838,6 @@ open func addFrameListener(listener: FrameListener)throws  -> Subscription  {
         FfiConverterTypeFrameListener_lower(listener),$0
     )
 })
-}
-    
-    /**
-     * Closes the session.
-     */
-open func close()  {try! rustCall() {
-    uniffi_vcsdk_fn_method_mediasession_close(self.uniffiClonePointer(),$0
-    )
-}
 }
     
     /**
@@ -1915,6 +1909,16 @@ open func stats() -> MediaStats  {
     uniffi_vcsdk_fn_method_mediasession_stats(self.uniffiClonePointer(),$0
     )
 })
+}
+    
+    /**
+     * Stops the session: nothing more is sent or received (`close`, in Kotlin and Swift, frees
+     * the object).
+     */
+open func stop()  {try! rustCall() {
+    uniffi_vcsdk_fn_method_mediasession_stop(self.uniffiClonePointer(),$0
+    )
+}
 }
     
 
@@ -4157,7 +4161,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_vcsdk_checksum_method_client_call() != 52467) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_vcsdk_checksum_method_client_close() != 59316) {
+    if (uniffi_vcsdk_checksum_method_client_disconnect() != 16860) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_vcsdk_checksum_method_client_hangup() != 59029) {
@@ -4199,7 +4203,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_vcsdk_checksum_method_framelistener_on_frame() != 48100) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_vcsdk_checksum_method_framelistener_on_closed() != 38336) {
+    if (uniffi_vcsdk_checksum_method_framelistener_on_closed() != 27452) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_vcsdk_checksum_method_identity_id() != 35910) {
@@ -4214,9 +4218,6 @@ private let initializationResult: InitializationResult = {
     if (uniffi_vcsdk_checksum_method_mediasession_add_frame_listener() != 15478) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_vcsdk_checksum_method_mediasession_close() != 6204) {
-        return InitializationResult.apiChecksumMismatch
-    }
     if (uniffi_vcsdk_checksum_method_mediasession_receive() != 47302) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -4227,6 +4228,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_vcsdk_checksum_method_mediasession_stats() != 40844) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_vcsdk_checksum_method_mediasession_stop() != 11839) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_vcsdk_checksum_method_subscription_cancel() != 55584) {

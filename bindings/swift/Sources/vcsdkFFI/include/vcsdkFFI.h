@@ -356,9 +356,9 @@ uint64_t uniffi_vcsdk_fn_method_client_answer(void*_Nonnull ptr, RustBuffer call
 uint64_t uniffi_vcsdk_fn_method_client_call(void*_Nonnull ptr, RustBuffer user
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CLIENT_CLOSE
-#define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CLIENT_CLOSE
-uint64_t uniffi_vcsdk_fn_method_client_close(void*_Nonnull ptr
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CLIENT_DISCONNECT
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CLIENT_DISCONNECT
+uint64_t uniffi_vcsdk_fn_method_client_disconnect(void*_Nonnull ptr
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CLIENT_HANGUP
@@ -506,11 +506,6 @@ void uniffi_vcsdk_fn_free_mediasession(void*_Nonnull ptr, RustCallStatus *_Nonnu
 void*_Nonnull uniffi_vcsdk_fn_method_mediasession_add_frame_listener(void*_Nonnull ptr, void*_Nonnull listener, RustCallStatus *_Nonnull out_status
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_MEDIASESSION_CLOSE
-#define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_MEDIASESSION_CLOSE
-void uniffi_vcsdk_fn_method_mediasession_close(void*_Nonnull ptr, RustCallStatus *_Nonnull out_status
-);
-#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_MEDIASESSION_RECEIVE
 #define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_MEDIASESSION_RECEIVE
 uint64_t uniffi_vcsdk_fn_method_mediasession_receive(void*_Nonnull ptr, uint32_t timeout_ms
@@ -529,6 +524,11 @@ uint64_t uniffi_vcsdk_fn_method_mediasession_send(void*_Nonnull ptr, RustBuffer 
 #ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_MEDIASESSION_STATS
 #define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_MEDIASESSION_STATS
 RustBuffer uniffi_vcsdk_fn_method_mediasession_stats(void*_Nonnull ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_MEDIASESSION_STOP
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_MEDIASESSION_STOP
+void uniffi_vcsdk_fn_method_mediasession_stop(void*_Nonnull ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_CLONE_SUBSCRIPTION
@@ -902,9 +902,9 @@ uint16_t uniffi_vcsdk_checksum_method_client_call(void
     
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CLIENT_CLOSE
-#define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CLIENT_CLOSE
-uint16_t uniffi_vcsdk_checksum_method_client_close(void
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CLIENT_DISCONNECT
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CLIENT_DISCONNECT
+uint16_t uniffi_vcsdk_checksum_method_client_disconnect(void
     
 );
 #endif
@@ -1016,12 +1016,6 @@ uint16_t uniffi_vcsdk_checksum_method_mediasession_add_frame_listener(void
     
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_MEDIASESSION_CLOSE
-#define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_MEDIASESSION_CLOSE
-uint16_t uniffi_vcsdk_checksum_method_mediasession_close(void
-    
-);
-#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_MEDIASESSION_RECEIVE
 #define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_MEDIASESSION_RECEIVE
 uint16_t uniffi_vcsdk_checksum_method_mediasession_receive(void
@@ -1043,6 +1037,12 @@ uint16_t uniffi_vcsdk_checksum_method_mediasession_send(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_MEDIASESSION_STATS
 #define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_MEDIASESSION_STATS
 uint16_t uniffi_vcsdk_checksum_method_mediasession_stats(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_MEDIASESSION_STOP
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_MEDIASESSION_STOP
+uint16_t uniffi_vcsdk_checksum_method_mediasession_stop(void
     
 );
 #endif

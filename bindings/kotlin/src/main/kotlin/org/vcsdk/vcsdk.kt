@@ -904,7 +904,7 @@ fun uniffi_vcsdk_checksum_method_client_answer(
 ): Short
 fun uniffi_vcsdk_checksum_method_client_call(
 ): Short
-fun uniffi_vcsdk_checksum_method_client_close(
+fun uniffi_vcsdk_checksum_method_client_disconnect(
 ): Short
 fun uniffi_vcsdk_checksum_method_client_hangup(
 ): Short
@@ -942,8 +942,6 @@ fun uniffi_vcsdk_checksum_method_identity_renew(
 ): Short
 fun uniffi_vcsdk_checksum_method_mediasession_add_frame_listener(
 ): Short
-fun uniffi_vcsdk_checksum_method_mediasession_close(
-): Short
 fun uniffi_vcsdk_checksum_method_mediasession_receive(
 ): Short
 fun uniffi_vcsdk_checksum_method_mediasession_rekey(
@@ -951,6 +949,8 @@ fun uniffi_vcsdk_checksum_method_mediasession_rekey(
 fun uniffi_vcsdk_checksum_method_mediasession_send(
 ): Short
 fun uniffi_vcsdk_checksum_method_mediasession_stats(
+): Short
+fun uniffi_vcsdk_checksum_method_mediasession_stop(
 ): Short
 fun uniffi_vcsdk_checksum_method_subscription_cancel(
 ): Short
@@ -1021,7 +1021,7 @@ fun uniffi_vcsdk_fn_method_client_answer(`ptr`: Pointer,`callId`: RustBuffer.ByV
 ): Long
 fun uniffi_vcsdk_fn_method_client_call(`ptr`: Pointer,`user`: RustBuffer.ByValue,
 ): Long
-fun uniffi_vcsdk_fn_method_client_close(`ptr`: Pointer,
+fun uniffi_vcsdk_fn_method_client_disconnect(`ptr`: Pointer,
 ): Long
 fun uniffi_vcsdk_fn_method_client_hangup(`ptr`: Pointer,`callId`: RustBuffer.ByValue,
 ): Long
@@ -1081,8 +1081,6 @@ fun uniffi_vcsdk_fn_free_mediasession(`ptr`: Pointer,uniffi_out_err: UniffiRustC
 ): Unit
 fun uniffi_vcsdk_fn_method_mediasession_add_frame_listener(`ptr`: Pointer,`listener`: Pointer,uniffi_out_err: UniffiRustCallStatus, 
 ): Pointer
-fun uniffi_vcsdk_fn_method_mediasession_close(`ptr`: Pointer,uniffi_out_err: UniffiRustCallStatus, 
-): Unit
 fun uniffi_vcsdk_fn_method_mediasession_receive(`ptr`: Pointer,`timeoutMs`: Int,
 ): Long
 fun uniffi_vcsdk_fn_method_mediasession_rekey(`ptr`: Pointer,
@@ -1091,6 +1089,8 @@ fun uniffi_vcsdk_fn_method_mediasession_send(`ptr`: Pointer,`stream`: RustBuffer
 ): Long
 fun uniffi_vcsdk_fn_method_mediasession_stats(`ptr`: Pointer,uniffi_out_err: UniffiRustCallStatus, 
 ): RustBuffer.ByValue
+fun uniffi_vcsdk_fn_method_mediasession_stop(`ptr`: Pointer,uniffi_out_err: UniffiRustCallStatus, 
+): Unit
 fun uniffi_vcsdk_fn_clone_subscription(`ptr`: Pointer,uniffi_out_err: UniffiRustCallStatus, 
 ): Pointer
 fun uniffi_vcsdk_fn_free_subscription(`ptr`: Pointer,uniffi_out_err: UniffiRustCallStatus, 
@@ -1258,7 +1258,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if (lib.uniffi_vcsdk_checksum_method_client_call() != 52467.toShort()) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if (lib.uniffi_vcsdk_checksum_method_client_close() != 59316.toShort()) {
+    if (lib.uniffi_vcsdk_checksum_method_client_disconnect() != 16860.toShort()) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if (lib.uniffi_vcsdk_checksum_method_client_hangup() != 59029.toShort()) {
@@ -1300,7 +1300,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if (lib.uniffi_vcsdk_checksum_method_framelistener_on_frame() != 48100.toShort()) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if (lib.uniffi_vcsdk_checksum_method_framelistener_on_closed() != 38336.toShort()) {
+    if (lib.uniffi_vcsdk_checksum_method_framelistener_on_closed() != 27452.toShort()) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if (lib.uniffi_vcsdk_checksum_method_identity_id() != 35910.toShort()) {
@@ -1315,9 +1315,6 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if (lib.uniffi_vcsdk_checksum_method_mediasession_add_frame_listener() != 15478.toShort()) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if (lib.uniffi_vcsdk_checksum_method_mediasession_close() != 6204.toShort()) {
-        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    }
     if (lib.uniffi_vcsdk_checksum_method_mediasession_receive() != 47302.toShort()) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1328,6 +1325,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if (lib.uniffi_vcsdk_checksum_method_mediasession_stats() != 40844.toShort()) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if (lib.uniffi_vcsdk_checksum_method_mediasession_stop() != 11839.toShort()) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if (lib.uniffi_vcsdk_checksum_method_subscription_cancel() != 55584.toShort()) {
@@ -1849,9 +1849,10 @@ public interface ClientInterface {
     suspend fun `call`(`user`: kotlin.String): kotlin.String
     
     /**
-     * Says goodbye to the server and stops reconnecting; listeners hear nothing more.
+     * Says goodbye to the server and stops reconnecting; listeners hear nothing more. (Named so
+     * as not to clash with the `close()` of Kotlin's AutoCloseable, which frees the object.)
      */
-    suspend fun `close`()
+    suspend fun `disconnect`()
     
     /**
      * Hangs up (or cancels) the call `call_id`.
@@ -2092,14 +2093,15 @@ open class Client: Disposable, AutoCloseable, ClientInterface
 
     
     /**
-     * Says goodbye to the server and stops reconnecting; listeners hear nothing more.
+     * Says goodbye to the server and stops reconnecting; listeners hear nothing more. (Named so
+     * as not to clash with the `close()` of Kotlin's AutoCloseable, which frees the object.)
      */
     @Throws(VcException::class)
     @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
-    override suspend fun `close`() {
+    override suspend fun `disconnect`() {
         return uniffiRustCallAsync(
         callWithPointer { thisPtr ->
-            UniffiLib.INSTANCE.uniffi_vcsdk_fn_method_client_close(
+            UniffiLib.INSTANCE.uniffi_vcsdk_fn_method_client_disconnect(
                 thisPtr,
                 
             )
@@ -2837,7 +2839,7 @@ public interface FrameListener {
     fun `onFrame`(`frame`: MediaFrame)
     
     /**
-     * The session closed (the call ended, or `close` was called); nothing follows.
+     * The session closed (the call ended, or `stop` was called); nothing follows.
      */
     fun `onClosed`()
     
@@ -2946,7 +2948,7 @@ open class FrameListenerImpl: Disposable, AutoCloseable, FrameListener
 
     
     /**
-     * The session closed (the call ended, or `close` was called); nothing follows.
+     * The session closed (the call ended, or `stop` was called); nothing follows.
      */override fun `onClosed`()
         = 
     callWithPointer {
@@ -3467,11 +3469,6 @@ public interface MediaSessionInterface {
     fun `addFrameListener`(`listener`: FrameListener): Subscription
     
     /**
-     * Closes the session.
-     */
-    fun `close`()
-    
-    /**
      * The next frame, waiting up to `timeout_ms`; `None` when none came in time. `Closed` once
      * the session is closed and every frame was taken.
      */
@@ -3491,6 +3488,12 @@ public interface MediaSessionInterface {
      * What the session did so far.
      */
     fun `stats`(): MediaStats
+    
+    /**
+     * Stops the session: nothing more is sent or received (`close`, in Kotlin and Swift, frees
+     * the object).
+     */
+    fun `stop`()
     
     companion object
 }
@@ -3599,20 +3602,6 @@ open class MediaSession: Disposable, AutoCloseable, MediaSessionInterface
 
     
     /**
-     * Closes the session.
-     */override fun `close`()
-        = 
-    callWithPointer {
-    uniffiRustCall() { _status ->
-    UniffiLib.INSTANCE.uniffi_vcsdk_fn_method_mediasession_close(
-        it, _status)
-}
-    }
-    
-    
-
-    
-    /**
      * The next frame, waiting up to `timeout_ms`; `None` when none came in time. `Closed` once
      * the session is closed and every frame was taken.
      */
@@ -3698,6 +3687,21 @@ open class MediaSession: Disposable, AutoCloseable, MediaSessionInterface
     }
     )
     }
+    
+
+    
+    /**
+     * Stops the session: nothing more is sent or received (`close`, in Kotlin and Swift, frees
+     * the object).
+     */override fun `stop`()
+        = 
+    callWithPointer {
+    uniffiRustCall() { _status ->
+    UniffiLib.INSTANCE.uniffi_vcsdk_fn_method_mediasession_stop(
+        it, _status)
+}
+    }
+    
     
 
     
