@@ -9,6 +9,11 @@ command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 command -v valgrind >/dev/null 2>&1 || need_apt+=(valgrind)
 command -v nm >/dev/null 2>&1 || need_apt+=(binutils)
+command -v clang >/dev/null 2>&1 || need_apt+=(clang)                   # the Swift header and module map
+command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jdk-headless)  # the Kotlin package
+command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+python3 -c "import venv, ensurepip" >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}"
   SUDO=""

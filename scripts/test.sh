@@ -20,3 +20,9 @@ fi
 cargo test --locked --workspace
 # libvcsdk from C: header drift, exported symbols, C tests under sanitizers.
 bash scripts/c-tests.sh
+# The UniFFI bindings: generated files current; Swift header and module map; the Python wheel and
+# the Kotlin jar with their tests and samples against the real vc-ca and vc-server.
+bash scripts/gen-bindings.sh --check
+bash scripts/swift-checks.sh
+bash scripts/python-tests.sh
+bash scripts/kotlin-tests.sh
