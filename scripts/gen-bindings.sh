@@ -12,6 +12,8 @@ for language in kotlin python swift; do
   ./target/debug/uniffi-bindgen generate --no-format --config ffi/uniffi.toml \
     --library target/debug/libvcsdk.so --language "$language" --out-dir "$out/$language" >/dev/null
 done
+# The Python generator copies bytes one at a time; see tools/bindings/patch_python.py.
+python3 tools/bindings/patch_python.py "$out/python/vcsdk.py"
 # Where each generated file lives in the repository.
 declare -A place=(
   ["kotlin/org/vcsdk/vcsdk.kt"]="bindings/kotlin/src/main/kotlin/org/vcsdk/vcsdk.kt"

@@ -205,13 +205,12 @@ class _UniffiRustBufferBuilder:
     def _pack_into(self, size, format, value):
         with self._reserve(size):
             # XXX TODO: I feel like I should be able to use `struct.pack_into` here but can't figure it out.
-            for i, byte in enumerate(struct.pack(format, value)):
-                self.rbuf.data[self.rbuf.len + i] = byte
+            packed = struct.pack(format, value)
+            ctypes.memmove(ctypes.addressof(self.rbuf.data.contents) + self.rbuf.len, packed, len(packed))
 
     def write(self, value):
         with self._reserve(len(value)):
-            for i, byte in enumerate(value):
-                self.rbuf.data[self.rbuf.len + i] = byte
+            ctypes.memmove(ctypes.addressof(self.rbuf.data.contents) + self.rbuf.len, bytes(value), len(value))
 
     def write_i8(self, v):
         self._pack_into(1, ">b", v)
@@ -519,9 +518,13 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_vcsdk_checksum_method_mediasession_receive() != 47302:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_vcsdk_checksum_method_mediasession_receive_blocking() != 62042:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_vcsdk_checksum_method_mediasession_rekey() != 55208:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_vcsdk_checksum_method_mediasession_send() != 39846:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_vcsdk_checksum_method_mediasession_send_blocking() != 36476:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_vcsdk_checksum_method_mediasession_stats() != 40844:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -873,6 +876,12 @@ _UniffiLib.uniffi_vcsdk_fn_method_mediasession_receive.argtypes = (
     ctypes.c_uint32,
 )
 _UniffiLib.uniffi_vcsdk_fn_method_mediasession_receive.restype = ctypes.c_uint64
+_UniffiLib.uniffi_vcsdk_fn_method_mediasession_receive_blocking.argtypes = (
+    ctypes.c_void_p,
+    ctypes.c_uint32,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_vcsdk_fn_method_mediasession_receive_blocking.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_vcsdk_fn_method_mediasession_rekey.argtypes = (
     ctypes.c_void_p,
 )
@@ -883,6 +892,13 @@ _UniffiLib.uniffi_vcsdk_fn_method_mediasession_send.argtypes = (
     _UniffiRustBuffer,
 )
 _UniffiLib.uniffi_vcsdk_fn_method_mediasession_send.restype = ctypes.c_uint64
+_UniffiLib.uniffi_vcsdk_fn_method_mediasession_send_blocking.argtypes = (
+    ctypes.c_void_p,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_vcsdk_fn_method_mediasession_send_blocking.restype = None
 _UniffiLib.uniffi_vcsdk_fn_method_mediasession_stats.argtypes = (
     ctypes.c_void_p,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -1285,12 +1301,18 @@ _UniffiLib.uniffi_vcsdk_checksum_method_mediasession_add_frame_listener.restype 
 _UniffiLib.uniffi_vcsdk_checksum_method_mediasession_receive.argtypes = (
 )
 _UniffiLib.uniffi_vcsdk_checksum_method_mediasession_receive.restype = ctypes.c_uint16
+_UniffiLib.uniffi_vcsdk_checksum_method_mediasession_receive_blocking.argtypes = (
+)
+_UniffiLib.uniffi_vcsdk_checksum_method_mediasession_receive_blocking.restype = ctypes.c_uint16
 _UniffiLib.uniffi_vcsdk_checksum_method_mediasession_rekey.argtypes = (
 )
 _UniffiLib.uniffi_vcsdk_checksum_method_mediasession_rekey.restype = ctypes.c_uint16
 _UniffiLib.uniffi_vcsdk_checksum_method_mediasession_send.argtypes = (
 )
 _UniffiLib.uniffi_vcsdk_checksum_method_mediasession_send.restype = ctypes.c_uint16
+_UniffiLib.uniffi_vcsdk_checksum_method_mediasession_send_blocking.argtypes = (
+)
+_UniffiLib.uniffi_vcsdk_checksum_method_mediasession_send_blocking.restype = ctypes.c_uint16
 _UniffiLib.uniffi_vcsdk_checksum_method_mediasession_stats.argtypes = (
 )
 _UniffiLib.uniffi_vcsdk_checksum_method_mediasession_stats.restype = ctypes.c_uint16
@@ -4306,6 +4328,12 @@ class MediaSessionProtocol(typing.Protocol):
         """
 
         raise NotImplementedError
+    def receive_blocking(self, timeout_ms: "int"):
+        """
+        Like `receive`, but blocks the calling thread (see `send_blocking`).
+        """
+
+        raise NotImplementedError
     def rekey(self, ):
         """
         Starts a new sending key epoch now; returns its number.
@@ -4315,6 +4343,14 @@ class MediaSessionProtocol(typing.Protocol):
     def send(self, stream: "Stream",data: "bytes"):
         """
         Encrypts `data` as one frame of `stream` and sends it.
+        """
+
+        raise NotImplementedError
+    def send_blocking(self, stream: "Stream",data: "bytes"):
+        """
+        Like `send`, but blocks the calling thread instead of suspending: for media threads that
+        produce frames in a loop, where it costs less per frame than an awaited call. Not for use
+        on an event loop's thread.
         """
 
         raise NotImplementedError
@@ -4403,6 +4439,22 @@ _UniffiConverterTypeVcError,
 
 
 
+
+    def receive_blocking(self, timeout_ms: "int") -> "typing.Optional[MediaFrame]":
+        """
+        Like `receive`, but blocks the calling thread (see `send_blocking`).
+        """
+
+        _UniffiConverterUInt32.check_lower(timeout_ms)
+        
+        return _UniffiConverterOptionalTypeMediaFrame.lift(
+            _uniffi_rust_call_with_error(_UniffiConverterTypeVcError,_UniffiLib.uniffi_vcsdk_fn_method_mediasession_receive_blocking,self._uniffi_clone_pointer(),
+        _UniffiConverterUInt32.lower(timeout_ms))
+        )
+
+
+
+
     async def rekey(self, ) -> "int":
         """
         Starts a new sending key epoch now; returns its number.
@@ -4452,6 +4504,26 @@ _UniffiConverterTypeVcError,
 _UniffiConverterTypeVcError,
 
         )
+
+
+
+
+    def send_blocking(self, stream: "Stream",data: "bytes") -> None:
+        """
+        Like `send`, but blocks the calling thread instead of suspending: for media threads that
+        produce frames in a loop, where it costs less per frame than an awaited call. Not for use
+        on an event loop's thread.
+        """
+
+        _UniffiConverterTypeStream.check_lower(stream)
+        
+        _UniffiConverterBytes.check_lower(data)
+        
+        _uniffi_rust_call_with_error(_UniffiConverterTypeVcError,_UniffiLib.uniffi_vcsdk_fn_method_mediasession_send_blocking,self._uniffi_clone_pointer(),
+        _UniffiConverterTypeStream.lower(stream),
+        _UniffiConverterBytes.lower(data))
+
+
 
 
 

@@ -1752,6 +1752,11 @@ public protocol MediaSessionProtocol: AnyObject, Sendable {
     func receive(timeoutMs: UInt32) async throws  -> MediaFrame?
     
     /**
+     * Like `receive`, but blocks the calling thread (see `send_blocking`).
+     */
+    func receiveBlocking(timeoutMs: UInt32) throws  -> MediaFrame?
+    
+    /**
      * Starts a new sending key epoch now; returns its number.
      */
     func rekey() async throws  -> UInt32
@@ -1760,6 +1765,13 @@ public protocol MediaSessionProtocol: AnyObject, Sendable {
      * Encrypts `data` as one frame of `stream` and sends it.
      */
     func send(stream: Stream, data: Data) async throws 
+    
+    /**
+     * Like `send`, but blocks the calling thread instead of suspending: for media threads that
+     * produce frames in a loop, where it costs less per frame than an awaited call. Not for use
+     * on an event loop's thread.
+     */
+    func sendBlocking(stream: Stream, data: Data) throws 
     
     /**
      * What the session did so far.
@@ -1862,6 +1874,17 @@ open func receive(timeoutMs: UInt32)async throws  -> MediaFrame?  {
 }
     
     /**
+     * Like `receive`, but blocks the calling thread (see `send_blocking`).
+     */
+open func receiveBlocking(timeoutMs: UInt32)throws  -> MediaFrame?  {
+    return try  FfiConverterOptionTypeMediaFrame.lift(try rustCallWithError(FfiConverterTypeVcError_lift) {
+    uniffi_vcsdk_fn_method_mediasession_receive_blocking(self.uniffiClonePointer(),
+        FfiConverterUInt32.lower(timeoutMs),$0
+    )
+})
+}
+    
+    /**
      * Starts a new sending key epoch now; returns its number.
      */
 open func rekey()async throws  -> UInt32  {
@@ -1899,6 +1922,19 @@ open func send(stream: Stream, data: Data)async throws   {
             liftFunc: { $0 },
             errorHandler: FfiConverterTypeVcError_lift
         )
+}
+    
+    /**
+     * Like `send`, but blocks the calling thread instead of suspending: for media threads that
+     * produce frames in a loop, where it costs less per frame than an awaited call. Not for use
+     * on an event loop's thread.
+     */
+open func sendBlocking(stream: Stream, data: Data)throws   {try rustCallWithError(FfiConverterTypeVcError_lift) {
+    uniffi_vcsdk_fn_method_mediasession_send_blocking(self.uniffiClonePointer(),
+        FfiConverterTypeStream_lower(stream),
+        FfiConverterData.lower(data),$0
+    )
+}
 }
     
     /**
@@ -4221,10 +4257,16 @@ private let initializationResult: InitializationResult = {
     if (uniffi_vcsdk_checksum_method_mediasession_receive() != 47302) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_vcsdk_checksum_method_mediasession_receive_blocking() != 62042) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_vcsdk_checksum_method_mediasession_rekey() != 55208) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_vcsdk_checksum_method_mediasession_send() != 39846) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_vcsdk_checksum_method_mediasession_send_blocking() != 36476) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_vcsdk_checksum_method_mediasession_stats() != 40844) {

@@ -511,6 +511,11 @@ void*_Nonnull uniffi_vcsdk_fn_method_mediasession_add_frame_listener(void*_Nonnu
 uint64_t uniffi_vcsdk_fn_method_mediasession_receive(void*_Nonnull ptr, uint32_t timeout_ms
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_MEDIASESSION_RECEIVE_BLOCKING
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_MEDIASESSION_RECEIVE_BLOCKING
+RustBuffer uniffi_vcsdk_fn_method_mediasession_receive_blocking(void*_Nonnull ptr, uint32_t timeout_ms, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_MEDIASESSION_REKEY
 #define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_MEDIASESSION_REKEY
 uint64_t uniffi_vcsdk_fn_method_mediasession_rekey(void*_Nonnull ptr
@@ -519,6 +524,11 @@ uint64_t uniffi_vcsdk_fn_method_mediasession_rekey(void*_Nonnull ptr
 #ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_MEDIASESSION_SEND
 #define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_MEDIASESSION_SEND
 uint64_t uniffi_vcsdk_fn_method_mediasession_send(void*_Nonnull ptr, RustBuffer stream, RustBuffer data
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_MEDIASESSION_SEND_BLOCKING
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_MEDIASESSION_SEND_BLOCKING
+void uniffi_vcsdk_fn_method_mediasession_send_blocking(void*_Nonnull ptr, RustBuffer stream, RustBuffer data, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_MEDIASESSION_STATS
@@ -1022,6 +1032,12 @@ uint16_t uniffi_vcsdk_checksum_method_mediasession_receive(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_MEDIASESSION_RECEIVE_BLOCKING
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_MEDIASESSION_RECEIVE_BLOCKING
+uint16_t uniffi_vcsdk_checksum_method_mediasession_receive_blocking(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_MEDIASESSION_REKEY
 #define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_MEDIASESSION_REKEY
 uint16_t uniffi_vcsdk_checksum_method_mediasession_rekey(void
@@ -1031,6 +1047,12 @@ uint16_t uniffi_vcsdk_checksum_method_mediasession_rekey(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_MEDIASESSION_SEND
 #define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_MEDIASESSION_SEND
 uint16_t uniffi_vcsdk_checksum_method_mediasession_send(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_MEDIASESSION_SEND_BLOCKING
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_MEDIASESSION_SEND_BLOCKING
+uint16_t uniffi_vcsdk_checksum_method_mediasession_send_blocking(void
     
 );
 #endif

@@ -871,6 +871,10 @@ internal open class UniffiVTableCallbackInterfaceFrameListener(
 
 
 
+
+
+
+
 // For large crates we prevent `MethodTooLargeException` (see #2340)
 // N.B. the name of the extension is very misleading, since it is 
 // rather `InterfaceTooLargeException`, caused by too many methods 
@@ -944,9 +948,13 @@ fun uniffi_vcsdk_checksum_method_mediasession_add_frame_listener(
 ): Short
 fun uniffi_vcsdk_checksum_method_mediasession_receive(
 ): Short
+fun uniffi_vcsdk_checksum_method_mediasession_receive_blocking(
+): Short
 fun uniffi_vcsdk_checksum_method_mediasession_rekey(
 ): Short
 fun uniffi_vcsdk_checksum_method_mediasession_send(
+): Short
+fun uniffi_vcsdk_checksum_method_mediasession_send_blocking(
 ): Short
 fun uniffi_vcsdk_checksum_method_mediasession_stats(
 ): Short
@@ -1083,10 +1091,14 @@ fun uniffi_vcsdk_fn_method_mediasession_add_frame_listener(`ptr`: Pointer,`liste
 ): Pointer
 fun uniffi_vcsdk_fn_method_mediasession_receive(`ptr`: Pointer,`timeoutMs`: Int,
 ): Long
+fun uniffi_vcsdk_fn_method_mediasession_receive_blocking(`ptr`: Pointer,`timeoutMs`: Int,uniffi_out_err: UniffiRustCallStatus, 
+): RustBuffer.ByValue
 fun uniffi_vcsdk_fn_method_mediasession_rekey(`ptr`: Pointer,
 ): Long
 fun uniffi_vcsdk_fn_method_mediasession_send(`ptr`: Pointer,`stream`: RustBuffer.ByValue,`data`: RustBuffer.ByValue,
 ): Long
+fun uniffi_vcsdk_fn_method_mediasession_send_blocking(`ptr`: Pointer,`stream`: RustBuffer.ByValue,`data`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+): Unit
 fun uniffi_vcsdk_fn_method_mediasession_stats(`ptr`: Pointer,uniffi_out_err: UniffiRustCallStatus, 
 ): RustBuffer.ByValue
 fun uniffi_vcsdk_fn_method_mediasession_stop(`ptr`: Pointer,uniffi_out_err: UniffiRustCallStatus, 
@@ -1318,10 +1330,16 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if (lib.uniffi_vcsdk_checksum_method_mediasession_receive() != 47302.toShort()) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if (lib.uniffi_vcsdk_checksum_method_mediasession_receive_blocking() != 62042.toShort()) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if (lib.uniffi_vcsdk_checksum_method_mediasession_rekey() != 55208.toShort()) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if (lib.uniffi_vcsdk_checksum_method_mediasession_send() != 39846.toShort()) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if (lib.uniffi_vcsdk_checksum_method_mediasession_send_blocking() != 36476.toShort()) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if (lib.uniffi_vcsdk_checksum_method_mediasession_stats() != 40844.toShort()) {
@@ -3475,6 +3493,11 @@ public interface MediaSessionInterface {
     suspend fun `receive`(`timeoutMs`: kotlin.UInt): MediaFrame?
     
     /**
+     * Like `receive`, but blocks the calling thread (see `send_blocking`).
+     */
+    fun `receiveBlocking`(`timeoutMs`: kotlin.UInt): MediaFrame?
+    
+    /**
      * Starts a new sending key epoch now; returns its number.
      */
     suspend fun `rekey`(): kotlin.UInt
@@ -3483,6 +3506,13 @@ public interface MediaSessionInterface {
      * Encrypts `data` as one frame of `stream` and sends it.
      */
     suspend fun `send`(`stream`: Stream, `data`: kotlin.ByteArray)
+    
+    /**
+     * Like `send`, but blocks the calling thread instead of suspending: for media threads that
+     * produce frames in a loop, where it costs less per frame than an awaited call. Not for use
+     * on an event loop's thread.
+     */
+    fun `sendBlocking`(`stream`: Stream, `data`: kotlin.ByteArray)
     
     /**
      * What the session did so far.
@@ -3627,6 +3657,22 @@ open class MediaSession: Disposable, AutoCloseable, MediaSessionInterface
 
     
     /**
+     * Like `receive`, but blocks the calling thread (see `send_blocking`).
+     */
+    @Throws(VcException::class)override fun `receiveBlocking`(`timeoutMs`: kotlin.UInt): MediaFrame? {
+            return FfiConverterOptionalTypeMediaFrame.lift(
+    callWithPointer {
+    uniffiRustCallWithError(VcException) { _status ->
+    UniffiLib.INSTANCE.uniffi_vcsdk_fn_method_mediasession_receive_blocking(
+        it, FfiConverterUInt.lower(`timeoutMs`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
      * Starts a new sending key epoch now; returns its number.
      */
     @Throws(VcException::class)
@@ -3673,6 +3719,23 @@ open class MediaSession: Disposable, AutoCloseable, MediaSessionInterface
         VcException.ErrorHandler,
     )
     }
+
+    
+    /**
+     * Like `send`, but blocks the calling thread instead of suspending: for media threads that
+     * produce frames in a loop, where it costs less per frame than an awaited call. Not for use
+     * on an event loop's thread.
+     */
+    @Throws(VcException::class)override fun `sendBlocking`(`stream`: Stream, `data`: kotlin.ByteArray)
+        = 
+    callWithPointer {
+    uniffiRustCallWithError(VcException) { _status ->
+    UniffiLib.INSTANCE.uniffi_vcsdk_fn_method_mediasession_send_blocking(
+        it, FfiConverterTypeStream.lower(`stream`),FfiConverterByteArray.lower(`data`),_status)
+}
+    }
+    
+    
 
     
     /**
