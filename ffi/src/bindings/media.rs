@@ -238,10 +238,11 @@ impl MediaSession {
     pub fn receive_blocking(&self, timeout_ms: u32) -> Result<Option<MediaFrame>, VcError> {
         let session = self.session.clone();
         let wait = Duration::from_millis(timeout_ms.into());
-        let frame = crate::runtime::block_on(async move {
-            tokio::time::timeout(wait, session.recv()).await
-        })
-        .map_err(VcError::from_result_code)?;
+        let frame =
+            crate::runtime::block_on(
+                async move { tokio::time::timeout(wait, session.recv()).await },
+            )
+            .map_err(VcError::from_result_code)?;
         match frame {
             Ok(Some(frame)) => Ok(Some(MediaFrame {
                 stream: frame.stream.into(),

@@ -20,7 +20,8 @@ async fn main() {
     let ca = TestCa::start(&[]);
     let server = TestServer::start(&ca, &["rate_per_minute = 0"]);
     let home = tempfile::tempdir().expect("tempdir");
-    let (alice, _alice_events) = online(&server, &ca, &enroll(&ca, home.path(), "alice").await).await;
+    let (alice, _alice_events) =
+        online(&server, &ca, &enroll(&ca, home.path(), "alice").await).await;
     let (bob, mut bob_events) = online(&server, &ca, &enroll(&ca, home.path(), "bob").await).await;
     let call_id = alice.call("bob").await.expect("call");
     loop {
