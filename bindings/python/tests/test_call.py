@@ -54,6 +54,19 @@ class Recorder(vcsdk.ClientListener):
                 return event
 
 
+class Throwing(vcsdk.ClientListener):
+    """Raises from every method: the library must go on delivering (to it and to others)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def _fail(self, *args):
+        self.calls += 1
+        raise RuntimeError("a listener that fails")
+
+    on_incoming_call = on_call_state = on_presence = on_low_balance = on_connection = _fail
+
+
 class Frames(vcsdk.FrameListener):
     def __init__(self):
         self.frames = queue.Queue()
@@ -93,6 +106,8 @@ async def call_scenario(bed):
     alice = await vcsdk.connect(alice_id, bed["server"], None)
     bob = await vcsdk.connect(bob_id, bed["server"], None)
     alice_events, bob_events = Recorder(), Recorder()
+    throwing = Throwing()
+    throwing_sub = alice.add_listener(throwing)
     alice_sub = alice.add_listener(alice_events)
     bob_sub = bob.add_listener(bob_events)
     await alice.register(None)
@@ -159,6 +174,9 @@ async def call_scenario(bed):
     assert account.last_call is not None and account.last_call.call_id == call_id
     assert account.balance == 1000 - account.last_call.cost
 
+    # A listener that raised on every event neither stopped delivery nor the process.
+    assert throwing.calls >= 3
+    throwing_sub.cancel()
     # Events came on library threads, not on the test's thread.
     assert threading.get_ident() not in alice_events.threads | bob_events.threads
     # A cancelled subscription hears nothing more.

@@ -216,7 +216,11 @@ fn start_pump(
                 }
                 for event in pending.drain(..).chain(event) {
                     for listener in &current {
-                        deliver(listener.as_ref(), &event);
+                        // A listener that throws is reported by UniFFI as a panic here; it must
+                        // not end delivery to it or to the others.
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            deliver(listener.as_ref(), &event)
+                        }));
                     }
                 }
             }

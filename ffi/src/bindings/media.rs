@@ -289,13 +289,19 @@ impl MediaSession {
                         frame = session.recv() => Some(frame),
                     }
                 });
+                // A listener that throws is reported by UniFFI as a panic; delivery goes on.
+                let call = |f: &dyn Fn()| {
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+                };
                 match next {
-                    Ok(Some(Some(frame))) => listener.on_frame(MediaFrame {
-                        stream: frame.stream.into(),
-                        data: frame.data,
+                    Ok(Some(Some(frame))) => call(&|| {
+                        listener.on_frame(MediaFrame {
+                            stream: frame.stream.into(),
+                            data: frame.data.clone(),
+                        })
                     }),
                     Ok(Some(None)) => {
-                        listener.on_closed();
+                        call(&|| listener.on_closed());
                         break;
                     }
                     _ => break,
