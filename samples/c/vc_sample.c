@@ -521,14 +521,15 @@ static int call_and_send(vc_client *c, app_state *s, const char *user, const cha
   char call_id[VC_ID_CAPACITY];
   vc_result r;
   char code[64] = "";
-  /* The callee may still be starting: retry while they are offline. */
+  /* The callee may still be starting: retry while they are offline or not yet registered. */
   time_t give_up = time(NULL) + wait_online;
   printf("calling %s\n", user);
   fflush(stdout);
   for (;;) {
     r = vc_client_call(c, user, call_id, sizeof call_id, NULL);
     vc_last_error_code(code, sizeof code);
-    if (r != VC_RESULT_REFUSED || strcmp(code, "user_offline") != 0 || time(NULL) >= give_up) break;
+    int not_there_yet = strcmp(code, "user_offline") == 0 || strcmp(code, "unknown_user") == 0;
+    if (r != VC_RESULT_REFUSED || !not_there_yet || time(NULL) >= give_up) break;
     printf("%s is not online yet; waiting\n", user);
     fflush(stdout);
     struct timespec pause = {0, 500 * 1000 * 1000};
@@ -607,7 +608,7 @@ static void usage(void) {
           "                 [--wait-online SECS]\n"
           "listen answers every call and saves the files streamed to it (until --calls calls were\n"
           "taken, or no call came for --timeout seconds); call streams FILE to USER (retrying for\n"
-          "--wait-online seconds, default 60, while USER is offline).\n"
+          "--wait-online seconds, default 60, while USER is offline or not registered yet).\n"
           "The identity in DIR is enrolled with the CA on first use (--ca-url, --ca-root, --token,\n"
           "--id) and loaded afterwards.\n");
 }
