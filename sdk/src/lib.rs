@@ -8,6 +8,7 @@
 //! - [`ca_client`]: the client side of the certification authority's HTTPS+JSON API;
 //! - [`client`]: the client of the conferencing server (registration, presence, calls);
 //! - [`billing`]: tariffs, call records and signed call receipts;
+//! - [`conference`]: multi-party conferences: signed control messages, group keys, policies;
 //! - [`media`]: SFrame (RFC 9605) frame encryption;
 //! - [`proto`]: wire types shared by clients and servers;
 //! - [`https`]: the small HTTPS client those use.
@@ -16,6 +17,7 @@
 pub mod billing;
 pub mod ca_client;
 pub mod client;
+pub mod conference;
 pub mod error;
 pub mod https;
 pub mod id;

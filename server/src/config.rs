@@ -59,6 +59,9 @@ pub struct BillingConfig {
     pub default_account_type: String,
     /// How far below zero a new postpaid account may go, minor units.
     pub default_credit_limit: i64,
+    /// Who pays for a member's time in a conference: `participant` (each member pays for its
+    /// own time) or `creator` (the member who created the conference pays for everyone's).
+    pub conference_payer: String,
 }
 
 impl Default for BillingConfig {
@@ -69,6 +72,7 @@ impl Default for BillingConfig {
             low_balance_warning_secs: 60,
             default_account_type: "prepaid".into(),
             default_credit_limit: 0,
+            conference_payer: "participant".into(),
         }
     }
 }
@@ -144,6 +148,14 @@ impl ServerConfig {
             return Err(format!(
                 "{CONFIG_FILE}: [billing] default_credit_limit must be between 0 and {}",
                 vcsdk::billing::MAX_AMOUNT
+            ));
+        }
+        if !matches!(
+            self.billing.conference_payer.as_str(),
+            "participant" | "creator"
+        ) {
+            return Err(format!(
+                "{CONFIG_FILE}: [billing] conference_payer must be participant or creator"
             ));
         }
         if !self.media_advertise.is_empty()

@@ -14,8 +14,8 @@ use tokio_rustls::server::TlsStream;
 use vcsdk::pki::CertificateInfo;
 use vcsdk::proto::frame::{self, read_frame, write_frame, FrameError};
 use vcsdk::proto::signal::{
-    ClientMessage, Request, Response, ServerMessage, MAX_RECORDS_PAGE, MAX_SESSION_PAYLOAD,
-    MAX_USERS_PAGE, PROTOCOL_VERSION,
+    ClientMessage, Request, Response, ServerMessage, MAX_CONF_SIGNAL, MAX_RECORDS_PAGE,
+    MAX_SESSION_PAYLOAD, MAX_USERS_PAGE, PROTOCOL_VERSION,
 };
 use vcsdk::util::unix_now;
 
@@ -164,7 +164,7 @@ pub async fn serve(server: Arc<Server>, tls: TlsStream<TcpStream>, addr: SocketA
 
     let reason = read_loop(&server, &user, &peer_cert, &mut reader, &out, &mut killed).await;
     pinger.abort();
-    hub.detach(&user, conn_id);
+    hub.detach(&user, conn_id, &reason);
     if let Some(f) = encode(&ServerMessage::Event {
         event: vcsdk::proto::signal::Event::Disconnect {
             reason: reason.clone(),
@@ -395,23 +395,7 @@ async fn handle(
                 ));
             }
             // The payer (the caller) must afford the connect fee and the first increment.
-            let needed = hub.config.billing.tariff.cost(1);
-            let account = read_store(hub, {
-                let user = user.to_owned();
-                move |store| store.user(&user)
-            })
-            .await?
-            .ok_or_else(|| Refusal::new("not_registered", "no account"))?;
-            if account.available() < needed {
-                return Err(Refusal::new(
-                    "insufficient_credit",
-                    format!(
-                        "the call needs {needed} {} (connect fee and first increment); you have {} available",
-                        hub.config.billing.tariff.currency,
-                        account.available()
-                    ),
-                ));
-            }
+            affordable(hub, user, "the call").await?;
             match hub.request_call(user, &dst) {
                 Ok(call_id) => Ok(Response::CallPlaced { call_id }),
                 Err(r) if r.code == "user_offline" => {
@@ -477,7 +461,65 @@ async fn handle(
         Request::UpdateCert => Ok(Response::RenewAt {
             ca_url: server.ca_url.clone(),
         }),
+        Request::ConfPost { conf, entry } => {
+            let pays = match entry.open().map(|o| o.content.body) {
+                Ok(vcsdk::conference::Body::Create { .. }) => true,
+                Ok(vcsdk::conference::Body::Join { .. }) => {
+                    hub.config.billing.conference_payer == "participant"
+                }
+                _ => false,
+            };
+            if pays {
+                affordable(hub, user, "joining the conference").await?;
+            }
+            let seq = hub.conf_post(user, &conf, entry)?;
+            Ok(Response::ConfPosted { conf, seq })
+        }
+        Request::ConfWraps { conf, epoch, wraps } => hub
+            .conf_wraps(user, &conf, epoch, wraps)
+            .map(|_| Response::Ok),
+        Request::ConfLog { conf, after } => {
+            let (entries, next) = hub.conf_log(user, &conf, after)?;
+            Ok(Response::ConfLog {
+                conf,
+                entries,
+                next,
+            })
+        }
+        Request::ConfSignal { conf, to, payload } => {
+            if payload.len() > MAX_CONF_SIGNAL {
+                return Err(Refusal::new(
+                    "payload_too_large",
+                    format!("payload exceeds {MAX_CONF_SIGNAL} bytes"),
+                ));
+            }
+            hub.conf_signal(user, &conf, to, payload)
+                .map(|_| Response::Ok)
+        }
     }
+}
+
+/// Refuses with `insufficient_credit` unless `user` can afford the connect fee and the first
+/// increment (for `what`).
+async fn affordable(hub: &Hub, user: &str, what: &str) -> Result<(), Refusal> {
+    let needed = hub.config.billing.tariff.cost(1);
+    let account = read_store(hub, {
+        let user = user.to_owned();
+        move |store| store.user(&user)
+    })
+    .await?
+    .ok_or_else(|| Refusal::new("not_registered", "no account"))?;
+    if account.available() < needed {
+        return Err(Refusal::new(
+            "insufficient_credit",
+            format!(
+                "{what} needs {needed} {} (connect fee and first increment); you have {} available",
+                hub.config.billing.tariff.currency,
+                account.available()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The account, tariff and recent calls of `user`.

@@ -3,20 +3,22 @@
 //! to their bounded outbound queues (a client whose queue is full is disconnected as too slow, so it
 //! never holds the others up).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use rustls_pki_types::{CertificateDer, UnixTime};
 use tokio::sync::{mpsc, watch};
 use vcsdk::billing::{receipt_statement, ReceiptKind};
+use vcsdk::identity::Identity;
 use vcsdk::pki::{CertificateCheck, CertificateError, Usage};
 use vcsdk::proto::frame;
 use vcsdk::proto::signal::{Answer, CallState, Event, ServerMessage, UserPresence};
 use vcsdk::util::unix_now;
 
+use crate::conference::Conf;
 use crate::config::ServerConfig;
 use crate::relay::Relay;
 use crate::store::{DebitOutcome, Disposition, Store};
@@ -74,13 +76,42 @@ struct Call {
     warned: bool,
 }
 
+/// Everything the hub's lock guards.
 #[derive(Default)]
-struct State {
-    peers: HashMap<String, Peer>,
+pub(crate) struct State {
+    pub(crate) peers: HashMap<String, Peer>,
     calls: HashMap<String, Call>,
     call_of: HashMap<String, String>,
     shutting_down: bool,
-    media_relay: Option<Arc<Relay>>,
+    pub(crate) media_relay: Option<Arc<Relay>>,
+    /// Conferences by id.
+    pub(crate) conferences: HashMap<String, Conf>,
+    /// The conferences each user is in.
+    pub(crate) conf_of: HashMap<String, BTreeSet<String>>,
+    /// Conference participations whose payer was warned of a low balance.
+    pub(crate) warned: HashSet<String>,
+}
+
+/// What a running debit pays for.
+#[derive(Debug, Clone)]
+pub(crate) enum Billed {
+    /// A two-party call (its record id is the call id).
+    Call,
+    /// A member's time in a conference.
+    Participation {
+        /// The conference.
+        conf: String,
+        /// The member.
+        member: String,
+    },
+}
+
+/// The server's own identity and certificate check, for the conference entries it checks and
+/// signs.
+#[derive(Default)]
+struct Authority {
+    identity: Option<Arc<Identity>>,
+    check: Option<vcsdk::tls::SharedCheck>,
 }
 
 /// The shared state of a running server.
@@ -91,16 +122,18 @@ pub struct Hub {
     /// Settings.
     pub config: Arc<ServerConfig>,
     next_conn: AtomicU64,
+    authority: RwLock<Authority>,
+    me: Weak<Hub>,
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
 
-fn new_call_id() -> String {
+pub(crate) fn new_call_id() -> String {
     let mut b = [0u8; 16];
     let _ = aws_lc_rs::rand::fill(&mut b);
     vcsdk::util::hex(&b)
@@ -109,12 +142,55 @@ fn new_call_id() -> String {
 impl Hub {
     /// A hub over `store` with `config`.
     pub fn new(store: Arc<Store>, config: Arc<ServerConfig>) -> Arc<Self> {
-        Arc::new(Hub {
+        Arc::new_cyclic(|me| Hub {
             state: Mutex::new(State::default()),
             store,
             config,
             next_conn: AtomicU64::new(1),
+            authority: RwLock::new(Authority::default()),
+            me: me.clone(),
         })
+    }
+
+    /// The server's identity (it signs conference entries with it) and the certificate check it
+    /// admits clients with (it checks conference entries with it).
+    pub fn set_authority(&self, identity: Arc<Identity>, check: vcsdk::tls::SharedCheck) {
+        let mut a = self.authority.write().unwrap_or_else(|p| p.into_inner());
+        a.identity = Some(identity);
+        a.check = Some(check);
+    }
+
+    /// Installs a renewed server identity.
+    pub fn set_identity(&self, identity: Arc<Identity>) {
+        self.authority
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .identity = Some(identity);
+    }
+
+    pub(crate) fn server_identity(&self) -> Option<Arc<Identity>> {
+        self.authority
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .identity
+            .clone()
+    }
+
+    /// The server's name, as clients check it in the entries it signs.
+    pub(crate) fn server_name(&self) -> Option<String> {
+        self.server_identity().map(|i| i.id().to_owned())
+    }
+
+    /// The current certificate check (pinned root and CRL), once serving.
+    pub(crate) fn certificate_check(&self) -> Option<vcsdk::pki::CertificateCheck> {
+        let a = self.authority.read().unwrap_or_else(|p| p.into_inner());
+        a.check
+            .as_ref()
+            .map(|c| c.read().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+
+    pub(crate) fn weak(&self) -> Weak<Hub> {
+        self.me.clone()
     }
 
     /// Offers `relay` to the members of every call answered from now on.
@@ -122,7 +198,7 @@ impl Hub {
         self.lock().media_relay = Some(relay);
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -152,6 +228,7 @@ impl Hub {
                 user,
                 &format!("{user} reconnected"),
             );
+            self.conf_depart_all_locked(&mut state, user, "replaced by a new connection");
         }
         state.peers.insert(user.to_owned(), peer);
         if registered {
@@ -160,9 +237,9 @@ impl Hub {
         Ok(())
     }
 
-    /// Forgets connection `conn_id` of `user` (if it is still the current one): its calls end and
-    /// its presence goes offline.
-    pub fn detach(&self, user: &str, conn_id: u64) {
+    /// Forgets connection `conn_id` of `user` (if it is still the current one) that closed for
+    /// `reason`: its calls end, it leaves its conferences, and its presence goes offline.
+    pub fn detach(&self, user: &str, conn_id: u64, reason: &str) {
         let mut state = self.lock();
         if state.peers.get(user).is_none_or(|p| p.conn_id != conn_id) {
             return;
@@ -174,6 +251,7 @@ impl Hub {
             user,
             &format!("{user} disconnected"),
         );
+        self.conf_depart_all_locked(&mut state, user, &format!("disconnected: {reason}"));
         if peer.is_some_and(|p| p.registered) {
             broadcast_presence_locked(&mut state, user, false);
         }
@@ -257,6 +335,7 @@ impl Hub {
             user,
             &format!("{user} unregistered"),
         );
+        self.conf_depart_all_locked(&mut state, user, "unregistered");
         if let Some(peer) = state.peers.get_mut(user) {
             if peer.registered {
                 peer.registered = false;
@@ -432,6 +511,7 @@ impl Hub {
                     Arc::downgrade(self),
                     call_id.to_owned(),
                     caller.clone(),
+                    Billed::Call,
                 )));
                 let accepted = call_state(call_id, CallState::Accepted, None);
                 send_locked(&mut state, &caller, &accepted);
@@ -525,16 +605,18 @@ impl Hub {
         );
     }
 
-    /// Warns the payer once per call that the balance will soon not cover it.
+    /// Warns the payer once per call (or participation) that the balance will soon not cover it.
     fn warn_low_balance(&self, payer: &str, call_id: &str, balance: i64, seconds_left: i64) {
         let mut state = self.lock();
-        let Some(call) = state.calls.get_mut(call_id) else {
-            return;
-        };
-        if call.warned {
-            return;
+        match state.calls.get_mut(call_id) {
+            Some(call) if call.warned => return,
+            Some(call) => call.warned = true,
+            None => {
+                if !state.warned.insert(call_id.to_owned()) {
+                    return;
+                }
+            }
         }
-        call.warned = true;
         send_locked(
             &mut state,
             payer,
@@ -569,6 +651,7 @@ impl Hub {
                 "server shutdown",
             );
         }
+        self.conf_shutdown_locked(&mut state);
         for peer in state.peers.values() {
             let _ = peer.kill.send(Some("server shutting down".into()));
         }
@@ -610,9 +693,10 @@ impl Hub {
     }
 }
 
-/// Debits the payer while the call runs: at once (the connect fee and the first interval), then
-/// every debit interval, each paying one interval ahead. Ends the call when the payer cannot pay.
-async fn bill_call(hub: std::sync::Weak<Hub>, call_id: String, payer: String) {
+/// Debits the payer while the call (or participation) runs: at once (the connect fee and the
+/// first interval), then every debit interval, each paying one interval ahead. Ends the call —
+/// or the member's participation — when the payer cannot pay.
+pub(crate) async fn bill_call(hub: Weak<Hub>, call_id: String, payer: String, what: Billed) {
     let Some(strong) = hub.upgrade() else { return };
     let interval = i64::from(strong.config.billing.debit_interval_secs);
     let warn_below = i64::from(strong.config.billing.low_balance_warning_secs);
@@ -634,8 +718,16 @@ async fn bill_call(hub: std::sync::Weak<Hub>, call_id: String, payer: String) {
                 }
             }
             Ok(DebitOutcome::Insufficient) => {
-                tracing::info!(%call_id, %payer, "ending call: insufficient credit");
-                hub.end_call(&call_id, "insufficient credit");
+                match &what {
+                    Billed::Call => {
+                        tracing::info!(%call_id, %payer, "ending call: insufficient credit");
+                        hub.end_call(&call_id, "insufficient credit");
+                    }
+                    Billed::Participation { conf, member } => {
+                        tracing::info!(%conf, %member, %payer, "ending participation: insufficient credit");
+                        hub.conf_departed(conf, member, "insufficient credit");
+                    }
+                }
                 return;
             }
             Ok(DebitOutcome::Closed) => return,
@@ -646,7 +738,7 @@ async fn bill_call(hub: std::sync::Weak<Hub>, call_id: String, payer: String) {
     }
 }
 
-fn receipt_request(
+pub(crate) fn receipt_request(
     kind: ReceiptKind,
     call_id: &str,
     caller: &str,
@@ -777,7 +869,7 @@ fn end_calls_locked(state: &mut State, store: &Store, user: &str, reason: &str) 
 }
 
 /// Queues `message` for `user`; a full queue disconnects that user (too slow), never blocks.
-fn send_locked(state: &mut State, user: &str, message: &ServerMessage) {
+pub(crate) fn send_locked(state: &mut State, user: &str, message: &ServerMessage) {
     let Some(peer) = state.peers.get(user) else {
         return;
     };

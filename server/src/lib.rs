@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cdr;
+pub mod conference;
 pub mod config;
 pub mod connection;
 pub mod hub;
@@ -182,9 +183,11 @@ pub async fn serve(
 
     // The server's own certificate renews itself; new handshakes present the new one.
     let renewal = AutoRenewal::spawn(identity_store.clone(), identity);
+    hub.set_authority(renewal.current(), shared.clone());
     let mut renewed = renewal.subscribe();
     let renewer = {
         let server = server.clone();
+        let hub = hub.clone();
         tokio::spawn(async move {
             while renewed.changed().await.is_ok() {
                 let identity = renewed.borrow().clone();
@@ -192,6 +195,7 @@ pub async fn serve(
                     tracing::error!(error = %e, "renewed certificate not installed");
                     continue;
                 }
+                hub.set_identity(identity.clone());
                 *server
                     .certificate_pem
                     .write()

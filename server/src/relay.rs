@@ -21,9 +21,17 @@ const SOCKET_BUFFER: usize = 8 << 20;
 /// Largest datagram the relay reads.
 const MAX_DATAGRAM: usize = 65_536;
 
+/// Where a leg's packets go.
+enum Target {
+    /// The other member of a two-party call.
+    Call(RelayToken),
+    /// A conference: the datagram names the member by index.
+    Group(String),
+}
+
 struct Leg {
     call_id: String,
-    peer: RelayToken,
+    peer: Target,
     secret: RelaySecret,
     /// The counter of the last accepted bind.
     bind_counter: u64,
@@ -63,6 +71,8 @@ pub struct Relay {
     advertised: SocketAddr,
     legs: Mutex<HashMap<RelayToken, Leg>>,
     calls: Mutex<HashMap<String, [RelayToken; 2]>>,
+    /// Conferences: member index → (member, token).
+    groups: Mutex<HashMap<String, HashMap<u16, (String, RelayToken)>>>,
     /// Bytes per second one member may send through the relay.
     rate: f64,
     /// Counters.
@@ -82,6 +92,7 @@ impl Relay {
             advertised,
             legs: Mutex::new(HashMap::new()),
             calls: Mutex::new(HashMap::new()),
+            groups: Mutex::new(HashMap::new()),
             rate: max_kbit_per_sec as f64 * 1000.0 / 8.0,
             counters: RelayCounters::default(),
         }
@@ -115,7 +126,7 @@ impl Relay {
                 *token,
                 Leg {
                     call_id: call_id.to_owned(),
-                    peer: tokens[1 - i],
+                    peer: Target::Call(tokens[1 - i]),
                     secret: *secret,
                     bind_counter: 0,
                     address: None,
@@ -149,6 +160,65 @@ impl Relay {
         }
     }
 
+    fn groups(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<u16, (String, RelayToken)>>> {
+        self.groups.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Opens a leg for `member` (index `index`) of conference `conf`: a fresh token and secret.
+    pub fn open_member(&self, conf: &str, member: &str, index: u16) -> (RelayToken, RelaySecret) {
+        let (token, secret) = (RelayToken::random(), RelaySecret::random());
+        self.legs().insert(
+            token,
+            Leg {
+                call_id: conf.to_owned(),
+                peer: Target::Group(conf.to_owned()),
+                secret,
+                bind_counter: 0,
+                address: None,
+                allowance: self.rate,
+                refilled: Instant::now(),
+            },
+        );
+        let old = self
+            .groups()
+            .entry(conf.to_owned())
+            .or_default()
+            .insert(index, (member.to_owned(), token));
+        if let Some((_, old)) = old {
+            self.legs().remove(&old);
+        }
+        (token, secret)
+    }
+
+    /// Closes `member`'s leg of `conf`: its token stops working at once.
+    pub fn close_member(&self, conf: &str, member: &str) {
+        let token = {
+            let mut groups = self.groups();
+            let Some(group) = groups.get_mut(conf) else {
+                return;
+            };
+            let index = group
+                .iter()
+                .find(|(_, (m, _))| m == member)
+                .map(|(i, _)| *i);
+            index.and_then(|i| group.remove(&i)).map(|(_, t)| t)
+        };
+        if let Some(t) = token {
+            self.legs().remove(&t);
+        }
+    }
+
+    /// Closes every leg of `conf`.
+    pub fn close_group(&self, conf: &str) {
+        let group = self.groups().remove(conf);
+        let mut legs = self.legs();
+        for (_, (_, t)) in group.into_iter().flatten() {
+            legs.remove(&t);
+        }
+    }
+
     /// Calls with an open relay now.
     pub fn open_calls(&self) -> usize {
         self.calls.lock().unwrap_or_else(|p| p.into_inner()).len()
@@ -177,8 +247,11 @@ impl Relay {
     /// Decides what to send for one received datagram, and where.
     fn route<'a>(&self, datagram: &'a [u8], from: SocketAddr) -> Option<(&'a [u8], SocketAddr)> {
         let c = &self.counters;
-        let (token, inner) = match Datagram::parse(datagram) {
-            Some(Datagram::Relay { token, inner }) if !inner.is_empty() => (token, inner),
+        let (token, inner, to_member) = match Datagram::parse(datagram) {
+            Some(Datagram::Relay { token, inner }) if !inner.is_empty() => (token, inner, None),
+            Some(Datagram::GroupRelay { token, to, inner }) if !inner.is_empty() => {
+                (token, inner, Some(to))
+            }
             Some(Datagram::Bind {
                 token,
                 counter,
@@ -210,8 +283,22 @@ impl Relay {
             return None;
         }
         leg.allowance -= inner.len() as f64;
-        let peer = leg.peer;
-        let to = legs.get(&peer).and_then(|p| p.address);
+        let peer = match (&leg.peer, to_member) {
+            (Target::Call(peer), None) => Some(*peer),
+            (Target::Group(conf), Some(index)) => self
+                .groups()
+                .get(conf)
+                .and_then(|g| g.get(&index))
+                .map(|(_, t)| *t)
+                .filter(|t| *t != token),
+            _ => {
+                c.malformed.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+        };
+        let to = peer
+            .and_then(|peer| legs.get(&peer))
+            .and_then(|p| p.address);
         let Some(to) = to else {
             c.no_peer.fetch_add(1, Ordering::Relaxed);
             return None;
@@ -330,6 +417,51 @@ mod tests {
         assert_eq!(get(&c.malformed), 4);
         assert_eq!(get(&c.no_peer), 1);
         assert_eq!(relay.open_calls(), 0);
+    }
+
+    fn group_wrap(token: &RelayToken, to: u16, inner: &[u8]) -> Vec<u8> {
+        let mut d = vec![0u8; relay::GROUP_RELAY_OVERHEAD];
+        relay::write_group_relay_prefix(token, to, &mut d);
+        d.extend_from_slice(inner);
+        d
+    }
+
+    #[tokio::test]
+    async fn conference_legs_forward_to_the_named_member_only() {
+        let relay = relay(1000).await;
+        let (a, sa) = relay.open_member("conf", "alice", 0);
+        let (b, sb) = relay.open_member("conf", "bob", 1);
+        let (c, sc) = relay.open_member("conf", "carol", 2);
+        let (x, sx) = relay.open_member("other", "xavier", 0);
+        let (pa, pb, pc, px) = (addr(1000), addr(2000), addr(3000), addr(4000));
+        for (t, s, p) in [(a, sa, pa), (b, sb, pb), (c, sc, pc), (x, sx, px)] {
+            assert!(relay.route(&s.bind(&t, 1), p).is_none());
+        }
+        assert_eq!(
+            relay.route(&group_wrap(&a, 1, &PACKET), pa),
+            Some((&PACKET[..], pb))
+        );
+        assert_eq!(
+            relay.route(&group_wrap(&a, 2, &PACKET), pa),
+            Some((&PACKET[..], pc))
+        );
+        // Not to ourselves, not to an index of another conference, not with the call format,
+        // not from another address.
+        assert!(relay.route(&group_wrap(&a, 0, &PACKET), pa).is_none());
+        assert!(relay.route(&group_wrap(&x, 1, &PACKET), px).is_none());
+        assert!(relay.route(&wrap(&a, &PACKET), pa).is_none());
+        assert!(relay.route(&group_wrap(&a, 1, &PACKET), px).is_none());
+        // A member that left: its token is dead, and nothing reaches it.
+        relay.close_member("conf", "bob");
+        assert!(relay.route(&group_wrap(&b, 0, &PACKET), pb).is_none());
+        assert!(relay.route(&group_wrap(&a, 1, &PACKET), pa).is_none());
+        assert_eq!(
+            relay.route(&group_wrap(&c, 0, &PACKET), pc),
+            Some((&PACKET[..], pa))
+        );
+        relay.close_group("conf");
+        assert!(relay.route(&group_wrap(&c, 0, &PACKET), pc).is_none());
+        assert!(relay.route(&sx.bind(&x, 2), px).is_none());
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_rustls::client::TlsStream;
 
+use super::conference::{ConferenceRouter, Routed};
 use super::media::CallRouter;
 use super::{ClientEvent, ClientOptions};
 use crate::proto::frame::{self, read_frame, write_frame};
@@ -71,6 +72,7 @@ impl Connection {
         options: &ClientOptions,
         events: mpsc::Sender<ClientEvent>,
         router: Arc<CallRouter>,
+        conferences: Arc<ConferenceRouter>,
     ) -> Result<(Arc<Self>, Welcome)> {
         let target = options.server.clone();
         let fail = |message: String| Error::Connection {
@@ -167,7 +169,7 @@ impl Connection {
             reader,
             connection.clone(),
             events,
-            router,
+            (router, conferences),
             idle,
             options.identity.clone(),
         ));
@@ -333,7 +335,7 @@ async fn read_loop(
     mut reader: ReadHalf<TlsStream<TcpStream>>,
     connection: Arc<Connection>,
     events: mpsc::Sender<ClientEvent>,
-    router: Arc<CallRouter>,
+    (router, conferences): (Arc<CallRouter>, Arc<ConferenceRouter>),
     idle: Duration,
     identity: Arc<crate::identity::Identity>,
 ) {
@@ -414,6 +416,16 @@ async fn read_loop(
                     }
                     _ => {}
                 }
+                let event = match conferences.route(event) {
+                    Routed::Pass(event) => event,
+                    Routed::Taken => continue,
+                    Routed::Client(event) => {
+                        if events.try_send(event).is_err() {
+                            tracing::warn!("event queue full or closed; event dropped");
+                        }
+                        continue;
+                    }
+                };
                 let Some(event) = router.intercept(event) else {
                     continue;
                 };

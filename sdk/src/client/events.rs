@@ -46,6 +46,17 @@ pub enum ClientEvent {
         /// About how many more seconds it pays for.
         seconds_left: i64,
     },
+    /// An invitation to a conference that passed the checks: the inviter's certificate and
+    /// signature, that the inviter checked our certificate, and our access list. Join with
+    /// [`super::Client::join_conference`] or decline with [`super::Client::decline_conference`].
+    ConferenceInvitation {
+        /// The conference.
+        conf: String,
+        /// Who invites.
+        from: String,
+        /// Until when it is open, Unix ms.
+        expires_at_ms: i64,
+    },
     /// The connection was lost; the client reconnects unless the reason is final.
     Disconnected {
         /// Why.
@@ -89,9 +100,15 @@ impl From<Event> for Option<ClientEvent> {
             },
             // Reported by the connection when it closes; receipts are signed by the connection.
             // The relay offer is taken by the call's media (see `Client::media`).
-            Event::Disconnect { .. } | Event::ReceiptRequest { .. } | Event::MediaRelay { .. } => {
-                return None
-            }
+            // Conference traffic goes to its conference (see `Client::join_conference`).
+            Event::Disconnect { .. }
+            | Event::ReceiptRequest { .. }
+            | Event::MediaRelay { .. }
+            | Event::ConfInvitation { .. }
+            | Event::ConfEntries { .. }
+            | Event::ConfWrap { .. }
+            | Event::ConfSignal { .. }
+            | Event::ConfRelay { .. } => return None,
         })
     }
 }

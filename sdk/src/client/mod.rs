@@ -2,6 +2,7 @@
 //! event stream for incoming calls, presence and call state, and automatic reconnection with
 //! backoff after a lost connection.
 
+mod conference;
 mod connection;
 mod events;
 mod media;
@@ -18,6 +19,10 @@ use crate::pki::{self, CertificateCheck, Usage, VerifiedCertificate};
 use crate::proto::signal::{AccountInfo, Answer, Request, Response, UserPresence};
 use crate::{Error, Result};
 
+pub use conference::{
+    Conference, ConferenceEvent, ConferenceOptions, ConferenceTimings, RosterMember,
+    DEFAULT_INVITE_TTL,
+};
 pub use connection::Welcome;
 pub use events::ClientEvent;
 
@@ -77,6 +82,8 @@ struct Inner {
     welcome: Mutex<Welcome>,
     supervisor: Mutex<Option<tokio::task::JoinHandle<()>>>,
     router: Arc<media::CallRouter>,
+    conferences: Arc<conference::ConferenceRouter>,
+    decliner: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Client {
@@ -86,8 +93,20 @@ impl Client {
     pub async fn connect(options: ClientOptions) -> Result<(Client, mpsc::Receiver<ClientEvent>)> {
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let router = Arc::new(media::CallRouter::default());
-        let (connection, welcome) =
-            Connection::open(&options, events_tx.clone(), router.clone()).await?;
+        let (declines_tx, declines_rx) = mpsc::unbounded_channel();
+        let conferences = Arc::new(conference::ConferenceRouter::new(
+            options.identity.clone(),
+            options.check.clone(),
+            connection::server_name(&options),
+            declines_tx,
+        ));
+        let (connection, welcome) = Connection::open(
+            &options,
+            events_tx.clone(),
+            router.clone(),
+            conferences.clone(),
+        )
+        .await?;
         let (current, _) = watch::channel(Some(connection.clone()));
         let inner = Arc::new(Inner {
             options,
@@ -98,9 +117,16 @@ impl Client {
             welcome: Mutex::new(welcome),
             supervisor: Mutex::new(None),
             router,
+            conferences,
+            decliner: Mutex::new(None),
         });
         let supervisor = tokio::spawn(supervise(Arc::downgrade(&inner), connection));
         *inner.supervisor.lock().unwrap_or_else(|p| p.into_inner()) = Some(supervisor);
+        let decliner = tokio::spawn(conference::decline_refused(
+            Arc::downgrade(&inner),
+            declines_rx,
+        ));
+        *inner.decliner.lock().unwrap_or_else(|p| p.into_inner()) = Some(decliner);
         Ok((Client { inner }, events_rx))
     }
 
@@ -216,6 +242,17 @@ impl Client {
     /// getPeerCert: `user`'s certificate, verified against the pinned root and the CRL, and
     /// checked to name `user`.
     pub async fn peer_certificate(&self, user: &str) -> Result<VerifiedCertificate> {
+        self.checked_peer_certificate(user).await.map(|(v, _)| v)
+    }
+
+    /// `user`'s certificate (DER), after the same check as [`Client::peer_certificate`].
+    pub(crate) async fn verified_peer_certificate_der(&self, user: &str) -> Result<Vec<u8>> {
+        self.checked_peer_certificate(user)
+            .await
+            .map(|(_, der)| der)
+    }
+
+    async fn checked_peer_certificate(&self, user: &str) -> Result<(VerifiedCertificate, Vec<u8>)> {
         match self
             .request(Request::GetPeerCert {
                 user: user.to_owned(),
@@ -226,12 +263,13 @@ impl Client {
                 certificate_pem, ..
             } => {
                 let cert = pki::pem::certificate(certificate_pem.as_bytes(), "peer certificate")?;
-                Ok(self.inner.options.check.verify(
-                    &[cert],
+                let verified = self.inner.options.check.verify(
+                    std::slice::from_ref(&cert),
                     Usage::Client,
                     Some(user),
                     UnixTime::now(),
-                )?)
+                )?;
+                Ok((verified, cert.to_vec()))
             }
             other => Err(unexpected(other)),
         }
@@ -376,13 +414,10 @@ impl Client {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Some(task) = self
-            .supervisor
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
-            task.abort();
+        for slot in [&self.supervisor, &self.decliner] {
+            if let Some(task) = slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                task.abort();
+            }
         }
         if let Some(c) = self.current.borrow().clone() {
             c.shutdown();
@@ -403,6 +438,7 @@ async fn supervise(inner: std::sync::Weak<Inner>, mut connection: Arc<Connection
             return;
         };
         strong.current.send_replace(None);
+        strong.conferences.lost(&reason);
         let _ = strong.events.try_send(ClientEvent::Disconnected {
             reason: reason.clone(),
         });
@@ -423,6 +459,7 @@ async fn supervise(inner: std::sync::Weak<Inner>, mut connection: Arc<Connection
                 &strong.options,
                 strong.events.clone(),
                 strong.router.clone(),
+                strong.conferences.clone(),
             )
             .await
             {

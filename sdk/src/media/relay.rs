@@ -29,6 +29,8 @@ pub const KIND_RELAY: u8 = 2;
 pub const KIND_RELAY_BOUND: u8 = 3;
 /// First byte of a bind.
 pub const KIND_BIND: u8 = 4;
+/// First byte of a conference datagram for the relay: `5 ‖ token ‖ member (2) ‖ packet`.
+pub const KIND_GROUP_RELAY: u8 = 5;
 /// Length of a relay secret.
 pub const RELAY_SECRET_LEN: usize = 32;
 /// Length of a bind datagram.
@@ -37,6 +39,8 @@ pub const BIND_LEN: usize = 1 + RELAY_TOKEN_LEN + 8 + 16;
 pub const RELAY_TOKEN_LEN: usize = 16;
 /// Bytes the relay wrapping adds to a packet.
 pub const RELAY_OVERHEAD: usize = 1 + RELAY_TOKEN_LEN;
+/// Bytes the conference relay wrapping adds to a packet.
+pub const GROUP_RELAY_OVERHEAD: usize = RELAY_OVERHEAD + 2;
 
 /// A member's ticket to the relay for one call. Not printed by `Debug`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -165,6 +169,15 @@ pub enum Datagram<'a> {
         /// What to forward.
         inner: &'a [u8],
     },
+    /// For the relay (conferences): forward `inner` to the member with index `to`.
+    GroupRelay {
+        /// The sender's token.
+        token: RelayToken,
+        /// The recipient's member index.
+        to: u16,
+        /// What to forward.
+        inner: &'a [u8],
+    },
     /// For the relay: the sender is at this address.
     Bind {
         /// The sender's token.
@@ -190,6 +203,16 @@ impl<'a> Datagram<'a> {
                 token: token(datagram)?,
                 inner: &datagram[RELAY_OVERHEAD..],
             }),
+            KIND_GROUP_RELAY if datagram.len() >= GROUP_RELAY_OVERHEAD => {
+                Some(Datagram::GroupRelay {
+                    token: token(datagram)?,
+                    to: u16::from_be_bytes([
+                        datagram[RELAY_OVERHEAD],
+                        datagram[RELAY_OVERHEAD + 1],
+                    ]),
+                    inner: &datagram[GROUP_RELAY_OVERHEAD..],
+                })
+            }
             KIND_RELAY_BOUND if datagram.len() == RELAY_OVERHEAD => {
                 Some(Datagram::Bound(token(datagram)?))
             }
@@ -211,6 +234,13 @@ impl<'a> Datagram<'a> {
 pub fn write_relay_prefix(token: &RelayToken, out: &mut [u8]) {
     out[0] = KIND_RELAY;
     out[1..RELAY_OVERHEAD].copy_from_slice(&token.0);
+}
+
+/// Writes `5 ‖ token ‖ to` into the first [`GROUP_RELAY_OVERHEAD`] bytes of `out`.
+pub fn write_group_relay_prefix(token: &RelayToken, to: u16, out: &mut [u8]) {
+    out[0] = KIND_GROUP_RELAY;
+    out[1..RELAY_OVERHEAD].copy_from_slice(&token.0);
+    out[RELAY_OVERHEAD..GROUP_RELAY_OVERHEAD].copy_from_slice(&to.to_be_bytes());
 }
 
 /// The relay's answer to a bind.
@@ -243,6 +273,18 @@ mod tests {
             Some(Datagram::Bound(token))
         );
         assert_eq!(Datagram::parse(&[1, 9]), Some(Datagram::Packet(&[1, 9])));
+        let mut g = vec![0u8; GROUP_RELAY_OVERHEAD];
+        write_group_relay_prefix(&token, 258, &mut g);
+        g.push(1);
+        assert_eq!(
+            Datagram::parse(&g),
+            Some(Datagram::GroupRelay {
+                token,
+                to: 258,
+                inner: &[1]
+            })
+        );
+        assert_eq!(Datagram::parse(&g[..GROUP_RELAY_OVERHEAD - 1]), None);
         for junk in [&[][..], &[2, 1, 2], &[3, 0], &[7, 0, 0], &[0]] {
             assert_eq!(Datagram::parse(junk), None, "{junk:?}");
         }

@@ -108,6 +108,12 @@ impl CertificateCheck {
         Ok(())
     }
 
+    /// Removes the CRL: revocation is no longer checked (for signatures judged at their own time,
+    /// such as a conference's log before one joined).
+    pub fn clear_crl(&mut self) {
+        self.crl = None;
+    }
+
     /// Whether a CRL is installed (without one, revocation is not checked).
     pub fn has_crl(&self) -> bool {
         self.crl.is_some()

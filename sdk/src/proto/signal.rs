@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::billing::{CallRecord, ReceiptKind, Tariff};
+use crate::conference::entry::{Entry, Sequenced};
 
 /// The protocol version this SDK speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -130,7 +131,60 @@ pub enum Request {
         #[serde(default)]
         limit: Option<u32>,
     },
+    /// A signed conference control message for the server to sequence (a `create` entry makes
+    /// the conference).
+    ConfPost {
+        /// The conference.
+        conf: String,
+        /// The entry.
+        entry: Entry,
+    },
+    /// The distributor's wraps of the next epoch, sent before its bundle (in several requests
+    /// when they do not fit one frame); each is delivered to its member only.
+    ConfWraps {
+        /// The conference.
+        conf: String,
+        /// The epoch the wraps are for.
+        epoch: u32,
+        /// Wraps by member index.
+        wraps: Vec<WrapDelivery>,
+    },
+    /// A page of a conference's log (members only).
+    ConfLog {
+        /// The conference.
+        conf: String,
+        /// Entries after this sequence number (from the first when absent).
+        #[serde(default)]
+        after: Option<u64>,
+    },
+    /// An opaque message to one member, or to every other member (sealed media addresses).
+    ConfSignal {
+        /// The conference.
+        conf: String,
+        /// The recipient; absent: everyone else.
+        #[serde(default)]
+        to: Option<String>,
+        /// Opaque, at most [`MAX_CONF_SIGNAL`] bytes.
+        payload: String,
+    },
 }
+
+/// One member's wrapped epoch secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WrapDelivery {
+    /// The member's index.
+    pub member: u16,
+    /// The wrap, hex.
+    pub wrap: String,
+}
+
+/// Longest `conf_signal` payload, bytes.
+pub const MAX_CONF_SIGNAL: usize = 4096;
+/// Most bytes of entries in one `conf_log` page or `conf_entries` event (more follow).
+pub const MAX_CONF_PAGE_BYTES: usize = 40 * 1024;
+/// Longest wrap in a `conf_wraps` request (hex of an ML-KEM ciphertext and a sealed secret).
+pub const MAX_WRAP_HEX: usize = 2 * (1088 + 48);
 
 /// Most call records in one `call_records` page.
 pub const MAX_RECORDS_PAGE: u32 = 10;
@@ -255,6 +309,23 @@ pub enum Response {
         #[serde(default)]
         next: Option<String>,
     },
+    /// The entry was sequenced.
+    ConfPosted {
+        /// The conference.
+        conf: String,
+        /// Its sequence number.
+        seq: u64,
+    },
+    /// A page of a conference's log.
+    ConfLog {
+        /// The conference.
+        conf: String,
+        /// In order.
+        entries: Vec<Sequenced>,
+        /// When more follow: the `after` for the next page.
+        #[serde(default)]
+        next: Option<u64>,
+    },
 }
 
 /// A user who is online.
@@ -356,6 +427,50 @@ pub enum Event {
         /// This member's relay token, hex.
         token: String,
         /// This member's secret for authenticating binds to the relay, hex.
+        secret: String,
+    },
+    /// You are invited to a conference (the signed invite entry; check it before showing it).
+    ConfInvitation {
+        /// The conference.
+        conf: String,
+        /// The sequenced invite.
+        invite: Sequenced,
+    },
+    /// Sequenced control messages of a conference you are in, in order (on joining: the whole
+    /// log, in several events).
+    ConfEntries {
+        /// The conference.
+        conf: String,
+        /// In order.
+        entries: Vec<Sequenced>,
+    },
+    /// Your wrap of the next epoch (its bundle follows).
+    ConfWrap {
+        /// The conference.
+        conf: String,
+        /// The epoch.
+        epoch: u32,
+        /// The wrap, hex.
+        wrap: String,
+    },
+    /// An opaque message from another member.
+    ConfSignal {
+        /// The conference.
+        conf: String,
+        /// The sender.
+        from: String,
+        /// Opaque.
+        payload: String,
+    },
+    /// The server relays this conference's media: where, and your token and bind secret.
+    ConfRelay {
+        /// The conference.
+        conf: String,
+        /// The relay's UDP address, `host:port`.
+        address: String,
+        /// Your relay token, hex.
+        token: String,
+        /// Your bind secret, hex.
         secret: String,
     },
     /// The server is closing this connection.

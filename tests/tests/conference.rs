@@ -1,0 +1,380 @@
+//! Conferences between SDK clients through the real `vc-ca` and `vc-server`: invitations checked
+//! against the invitee's access list, group keys renewed on every join and leave (the newcomer
+//! cannot open what was sent before it joined, the removed member what is sent after), the
+//! full-mesh media, per-stream protection, moderation and voting, forged and replayed control
+//! messages refused, and each participant billed for its own time.
+
+use std::time::Duration;
+
+use vcsdk::client::{Client, ClientEvent, Conference, ConferenceEvent, ConferenceOptions};
+use vcsdk::conference::{AccessList, AclDefault, Mode, Policy, Protection};
+use vcsdk::media::Stream;
+use vcsdk_tests::{enroll, online, Connected, TestCa, TestServer};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+struct World {
+    ca: TestCa,
+    server: TestServer,
+    home: tempfile::TempDir,
+}
+
+impl World {
+    fn new(settings: &[&str]) -> World {
+        let ca = TestCa::start(&[]);
+        let mut all = vec!["rate_per_minute = 0", "connect_fee = 0"];
+        all.extend_from_slice(settings);
+        let server = TestServer::start(&ca, &all);
+        World {
+            ca,
+            server,
+            home: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    async fn user(&self, id: &str) -> Connected {
+        online(
+            &self.server,
+            &self.ca,
+            &enroll(&self.ca, self.home.path(), id).await,
+        )
+        .await
+    }
+}
+
+/// The next invitation event (other events are skipped).
+async fn invitation(events: &mut tokio::sync::mpsc::Receiver<ClientEvent>) -> (String, String) {
+    let wait = async {
+        loop {
+            match events.recv().await {
+                Some(ClientEvent::ConferenceInvitation { conf, from, .. }) => return (conf, from),
+                Some(_) => {}
+                None => panic!("event stream closed"),
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, wait)
+        .await
+        .expect("an invitation within the bound")
+}
+
+/// The next conference event matching `pick`.
+async fn until<T>(conf: &Conference, mut pick: impl FnMut(&ConferenceEvent) -> Option<T>) -> T {
+    let wait = async {
+        loop {
+            let e = conf.next_event().await.expect("conference events");
+            if let Some(t) = pick(&e) {
+                return t;
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, wait)
+        .await
+        .expect("the conference event within the bound")
+}
+
+/// Invites `who` into `conf` and has it join.
+async fn bring_in(conf: &Conference, who: &mut Connected, name: &str) -> Conference {
+    conf.invite(name).await.expect("invite");
+    let (id, from) = invitation(&mut who.1).await;
+    assert_eq!((id.as_str(), from.as_str()), (conf.id(), conf.me()));
+    who.0
+        .join_conference(&id, ConferenceOptions::default())
+        .await
+        .expect("join")
+}
+
+/// Waits until every member is at epoch `epoch` or later.
+async fn all_at(members: &[&Conference], epoch: u32) {
+    for m in members {
+        m.wait_for_epoch(epoch, WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("{} at epoch {epoch}: {e}", m.me()));
+    }
+}
+
+/// Receives frames at `at` until one from `from` with `data` arrives.
+async fn receive_from(at: &Conference, from: &str, data: &[u8]) {
+    let wait = async {
+        loop {
+            let f = at.recv().await.expect("frames");
+            if &*f.member == from && f.data == data {
+                return f;
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, wait)
+        .await
+        .unwrap_or_else(|_| panic!("{} did not get {from}'s frame", at.me()));
+}
+
+/// Sends `data` from `from` until `to` has it (the first frames of a new path may be lost while
+/// the path is chosen).
+async fn deliver(from: &Conference, to: &Conference, data: &[u8]) {
+    let wait = async {
+        loop {
+            from.send(Stream::Audio, data).await.expect("send");
+            let got = tokio::time::timeout(Duration::from_millis(300), async {
+                loop {
+                    match to.recv().await {
+                        Some(f) if &*f.member == from.me() && f.data == data => return true,
+                        Some(_) => {}
+                        None => return false,
+                    }
+                }
+            })
+            .await;
+            if got == Ok(true) {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, wait)
+        .await
+        .unwrap_or_else(|_| panic!("{}'s frame never reached {}", from.me(), to.me()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn joins_and_leaves_rekey_and_only_members_can_read() {
+    let w = World::new(&[]);
+    let alice = w.user("alice").await;
+    let mut bob = w.user("bob").await;
+    let mut carol = w.user("carol").await;
+
+    let a = alice
+        .0
+        .create_conference(ConferenceOptions::default())
+        .await
+        .expect("create");
+    assert_eq!(a.moderator().as_deref(), Some("alice"));
+    a.wait_for_epoch(1, WAIT).await.expect("the first epoch");
+
+    let b = bring_in(&a, &mut bob, "bob").await;
+    all_at(&[&a, &b], 2).await;
+    deliver(&a, &b, b"hello bob").await;
+    deliver(&b, &a, b"hello alice").await;
+    // Sent before carol joins: she must not be able to read it.
+    let before_carol = a.protect(Stream::Video, b"before carol").await.unwrap();
+    assert!(
+        b.open_frame(&before_carol).await.is_ok(),
+        "bob reads epoch 2"
+    );
+
+    let c = bring_in(&a, &mut carol, "carol").await;
+    all_at(&[&a, &b, &c], 3).await;
+    let roster: Vec<String> = c.roster().into_iter().map(|m| m.id).collect();
+    assert_eq!(roster, ["alice", "bob", "carol"]);
+    assert_eq!(a.snapshot().roster_hash(), c.snapshot().roster_hash());
+    assert!(
+        c.open_frame(&before_carol).await.is_err(),
+        "backward secrecy: the newcomer cannot read an earlier epoch"
+    );
+    for (x, y) in [(&a, &c), (&c, &b), (&b, &c), (&c, &a)] {
+        deliver(x, y, format!("{} to {}", x.me(), y.me()).as_bytes()).await;
+    }
+    let at_three = a.protect(Stream::Audio, b"epoch three").await.unwrap();
+    assert!(b.open_frame(&at_three).await.is_ok());
+
+    // The moderator removes bob: a fresh secret only alice and carol get.
+    a.remove("bob").await.expect("remove");
+    let why = until(&b, |e| match e {
+        ConferenceEvent::Ended { reason } => Some(reason.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(why.contains("removed by alice"), "{why}");
+    all_at(&[&a, &c], 4).await;
+    let after_bob = a.protect(Stream::Audio, b"after bob").await.unwrap();
+    assert!(
+        b.open_frame(&after_bob).await.is_err(),
+        "forward secrecy: the removed member cannot read the new epoch"
+    );
+    assert!(c.open_frame(&after_bob).await.is_ok());
+    deliver(&c, &a, b"still here").await;
+    assert!(b.send(Stream::Audio, b"x").await.is_ok() || b.ended().is_some());
+    assert_eq!(
+        a.roster().into_iter().map(|m| m.id).collect::<Vec<_>>(),
+        ["alice", "carol"]
+    );
+
+    // Carol leaves; alice is alone and rekeys once more.
+    c.leave().await.expect("leave");
+    a.wait_for_epoch(5, WAIT)
+        .await
+        .expect("epoch after the leave");
+    let stats = a.stats();
+    assert!(stats.frames_received >= 3, "{stats:?}");
+    assert_eq!(stats.auth_failures, 0, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_access_list_decides_before_the_user_sees_an_invitation() {
+    let w = World::new(&[]);
+    let mallory = w.user("mallory").await;
+    let alice = w.user("alice").await;
+    let mut bob = w.user("bob").await;
+    let mut acl = AccessList::default();
+    acl.deny.insert("mallory".into());
+    acl.default = AclDefault::Contacts;
+    acl.contacts.insert("alice".into());
+    bob.0.set_access_list(acl);
+
+    // Mallory's invitation never reaches bob's application: it is declined for him.
+    let m = mallory
+        .0
+        .create_conference(ConferenceOptions::default())
+        .await
+        .unwrap();
+    m.invite("bob").await.unwrap();
+    let declined = until(&m, |e| match e {
+        ConferenceEvent::Declined { invitee } => Some(invitee.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(declined, "bob");
+    assert!(bob.0.conference_invitations().is_empty());
+    assert!(bob
+        .0
+        .join_conference(m.id(), ConferenceOptions::default())
+        .await
+        .is_err());
+
+    // Alice, a contact, gets through.
+    let a = alice
+        .0
+        .create_conference(ConferenceOptions::default())
+        .await
+        .unwrap();
+    a.invite("bob").await.unwrap();
+    let (conf, from) = invitation(&mut bob.1).await;
+    assert_eq!((conf.as_str(), from.as_str()), (a.id(), "alice"));
+    // Nothing from mallory was shown before it.
+    while let Ok(e) = bob.1.try_recv() {
+        assert!(
+            !matches!(e, ClientEvent::ConferenceInvitation { ref from, .. } if from == "mallory")
+        );
+    }
+    bob.0.decline_conference(&conf).await.unwrap();
+    until(&a, |e| {
+        matches!(e, ConferenceEvent::Declined { .. }).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn per_stream_protection_and_a_policy_change_at_one_epoch_for_all() {
+    let w = World::new(&[]);
+    let alice = w.user("alice").await;
+    let mut bob = w.user("bob").await;
+    let mut policy = Policy::for_level(2, Mode::Moderation);
+    policy.streams.video = Protection::Plain;
+    let a = alice
+        .0
+        .create_conference(ConferenceOptions {
+            policy,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let b = bring_in(&a, &mut bob, "bob").await;
+    all_at(&[&a, &b], 2).await;
+    deliver(&a, &b, b"warm up").await;
+    a.send(Stream::Video, b"open video").await.unwrap();
+    a.send(Stream::Audio, b"secret audio").await.unwrap();
+    let mut seen = (false, false);
+    while !(seen.0 && seen.1) {
+        let f = tokio::time::timeout(WAIT, b.recv()).await.unwrap().unwrap();
+        match f.stream {
+            Stream::Video if f.data == b"open video" => {
+                assert!(f.plain, "video is plain under this policy");
+                seen.0 = true;
+            }
+            Stream::Audio if f.data == b"secret audio" => {
+                assert!(!f.plain);
+                seen.1 = true;
+            }
+            _ => {}
+        }
+    }
+
+    // The moderator moves to level 3: it takes effect for both at the same epoch.
+    let level3 = Policy::for_level(3, Mode::Moderation);
+    a.set_policy(level3).await.unwrap();
+    let epochs: Vec<u32> = {
+        let mut v = Vec::new();
+        for m in [&a, &b] {
+            v.push(
+                until(m, |e| match e {
+                    ConferenceEvent::Epoch { epoch, policy, .. } if policy.level == 3 => {
+                        Some(*epoch)
+                    }
+                    _ => None,
+                })
+                .await,
+            );
+        }
+        v
+    };
+    assert_eq!(epochs[0], epochs[1]);
+    assert_eq!(a.policy(), level3);
+    assert_eq!(b.policy(), level3);
+    // Bob's plain video is now refused: the policy encrypts it.
+    deliver(&a, &b, b"level three").await;
+    assert!(a.timings().last_bundle_bytes > 1088, "{:?}", a.timings());
+    // A bob who is not the moderator may not set the policy.
+    assert!(b
+        .set_policy(Policy::for_level(2, Mode::Moderation))
+        .await
+        .is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conflicting_proposals_end_with_one_policy_everywhere() {
+    let w = World::new(&[]);
+    let alice = w.user("alice").await;
+    let mut bob = w.user("bob").await;
+    let mut carol = w.user("carol").await;
+    let a = alice
+        .0
+        .create_conference(ConferenceOptions {
+            policy: Policy::for_level(2, Mode::Voting),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let b = bring_in(&a, &mut bob, "bob").await;
+    let c = bring_in(&a, &mut carol, "carol").await;
+    all_at(&[&a, &b, &c], 3).await;
+
+    let p1 = Policy::for_level(3, Mode::Voting);
+    let mut p2 = Policy::for_level(2, Mode::Voting);
+    p2.streams.video = Protection::Plain;
+    // Both propose at once: the server orders them; the second finds a proposal open.
+    let (r1, r2) = tokio::join!(
+        a.propose(p1, Duration::from_secs(30)),
+        b.propose(p2, Duration::from_secs(30))
+    );
+    assert!(
+        r1.is_ok() != r2.is_ok(),
+        "exactly one proposal opens: {r1:?} {r2:?}"
+    );
+    let (open_id, winner) = match (r1, r2) {
+        (Ok(id), _) => (id, p1),
+        (_, Ok(id)) => (id, p2),
+        _ => unreachable!(),
+    };
+    for m in [&a, &b, &c] {
+        assert_eq!(m.proposal().map(|p| p.0), Some(open_id));
+    }
+    c.vote(open_id, true).await.unwrap();
+    for m in [&a, &b, &c] {
+        until(m, |e| match e {
+            ConferenceEvent::Epoch { policy, .. } if *policy == winner => Some(()),
+            _ => None,
+        })
+        .await;
+        assert_eq!(m.policy(), winner);
+    }
+    assert_eq!(a.epoch(), b.epoch());
+    assert_eq!(b.epoch(), c.epoch());
+}
