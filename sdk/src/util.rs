@@ -4,7 +4,8 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Parses a duration such as `90s`, `30m`, `24h`, `7d` or `2w` (a bare number means seconds).
+/// Parses a duration such as `250ms`, `90s`, `30m`, `24h`, `7d` or `2w` (a bare number means
+/// seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -12,8 +13,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let n: u64 = number.parse().map_err(|_| {
-        format!("duration {text:?} must be a whole number followed by s, m, h, d or w")
+        format!("duration {text:?} must be a whole number followed by ms, s, m, h, d or w")
     })?;
+    if unit == "ms" {
+        return Ok(Duration::from_millis(n));
+    }
     let unit_secs = match unit {
         "" | "s" => 1,
         "m" => 60,
@@ -22,7 +26,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "w" => 604_800,
         _ => {
             return Err(format!(
-                "duration {text:?} has unknown unit {unit:?}; use s, m, h, d or w"
+                "duration {text:?} has unknown unit {unit:?}; use ms, s, m, h, d or w"
             ))
         }
     };
@@ -131,6 +135,7 @@ mod tests {
     #[test]
     fn durations() {
         assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1800));
         assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86_400));
         assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(604_800));

@@ -60,6 +60,16 @@ pub struct Process {
 impl Process {
     /// Starts `name` with `args` and waits for its `listening on` line.
     pub fn start(name: &str, args: &[&str], env: &[(&str, &str)]) -> Process {
+        Self::launch(name, args, env, true)
+    }
+
+    /// Starts `name` with `args` without waiting for anything (a client such as `vc`); its
+    /// `addr` is unspecified.
+    pub fn spawn(name: &str, args: &[&str], env: &[(&str, &str)]) -> Process {
+        Self::launch(name, args, env, false)
+    }
+
+    fn launch(name: &str, args: &[&str], env: &[(&str, &str)], listens: bool) -> Process {
         let mut command = Command::new(binary(name));
         command
             .args(args)
@@ -89,6 +99,13 @@ impl Process {
                     log.push('\n');
                 }
             });
+        }
+        if !listens {
+            return Process {
+                child,
+                addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+                log,
+            };
         }
         let started = Instant::now();
         let addr = loop {
@@ -138,6 +155,18 @@ impl Process {
         let _ = Command::new("kill")
             .args([&format!("-{name}"), &self.child.id().to_string()])
             .status();
+    }
+
+    /// Waits (at most `timeout`) for the process to exit; its status, if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 
     /// Kills the process at once (SIGKILL) and waits for it.

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use vcsdk::client::{Client, ClientEvent, Conference, ConferenceEvent, ConferenceOptions};
+use vcsdk::client::{ClientEvent, Conference, ConferenceEvent, ConferenceOptions};
 use vcsdk::conference::{AccessList, AclDefault, Mode, Policy, Protection};
 use vcsdk::media::Stream;
 use vcsdk_tests::{enroll, online, Connected, TestCa, TestServer};
@@ -91,21 +91,6 @@ async fn all_at(members: &[&Conference], epoch: u32) {
             .await
             .unwrap_or_else(|e| panic!("{} at epoch {epoch}: {e}", m.me()));
     }
-}
-
-/// Receives frames at `at` until one from `from` with `data` arrives.
-async fn receive_from(at: &Conference, from: &str, data: &[u8]) {
-    let wait = async {
-        loop {
-            let f = at.recv().await.expect("frames");
-            if &*f.member == from && f.data == data {
-                return f;
-            }
-        }
-    };
-    tokio::time::timeout(WAIT, wait)
-        .await
-        .unwrap_or_else(|_| panic!("{} did not get {from}'s frame", at.me()));
 }
 
 /// Sends `data` from `from` until `to` has it (the first frames of a new path may be lost while
@@ -377,4 +362,258 @@ async fn conflicting_proposals_end_with_one_policy_everywhere() {
     }
     assert_eq!(a.epoch(), b.epoch());
     assert_eq!(b.epoch(), c.epoch());
+}
+
+/// Expects a server refusal with `code`.
+fn refused(result: vcsdk::Result<u64>, code: &str, what: &str) {
+    match result {
+        Err(vcsdk::Error::ServerRefused { code: c, .. }) if c == code => {}
+        other => panic!("{what}: expected {code}, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_server_refuses_forged_replayed_and_stale_posts_and_members_see_none() {
+    use vcsdk::conference::entry::{Body, Entry};
+    let w = World::new(&[]);
+    let alice = w.user("alice").await;
+    let mut bob = w.user("bob").await;
+    let mut mallory = w.user("mallory").await;
+    let a = alice
+        .0
+        .create_conference(ConferenceOptions::default())
+        .await
+        .unwrap();
+    let b = bring_in(&a, &mut bob, "bob").await;
+    let m = bring_in(&a, &mut mallory, "mallory").await;
+    all_at(&[&a, &b, &m], 3).await;
+    let identity = |id: &str| {
+        vcsdk::identity::IdentityStore::new(w.home.path().join(id))
+            .load()
+            .unwrap()
+    };
+    let (mallory_id, alice_id) = (identity("mallory"), identity("alice"));
+    let before = a.snapshot().next_seq();
+    let state = m.snapshot();
+    let post = |entry: Entry| mallory.0.post_conference_entry(a.id(), entry);
+
+    // Signed as alice with alice's key — but posted by mallory: not hers to post.
+    let as_alice = Entry::sign(&alice_id, &state.content("alice", Body::Leave)).unwrap();
+    refused(
+        post(as_alice).await,
+        "forbidden_src",
+        "posting alice's entry",
+    );
+    // Claiming to be alice with mallory's key.
+    let mut c = state.content("mallory", Body::Leave);
+    c.author = "alice".into();
+    refused(
+        post(Entry::sign(&mallory_id, &c).unwrap()).await,
+        "forbidden_src",
+        "author alice",
+    );
+    // Mallory's own entry with a broken signature.
+    let mut e = Entry::sign(&mallory_id, &state.content("mallory", Body::Leave)).unwrap();
+    e.signature = "3044".to_string() + &"00".repeat(68);
+    refused(post(e).await, "conf_signature", "bad signature");
+    // A counter that is not above her last (a replay).
+    let mut c = state.content("mallory", Body::Leave);
+    c.counter = state.counter_of("mallory");
+    refused(
+        post(Entry::sign(&mallory_id, &c).unwrap()).await,
+        "conf_replay",
+        "replayed counter",
+    );
+    // Stale epoch and a wrong roster hash.
+    let mut c = state.content("mallory", Body::Leave);
+    c.counter += 1_000_000_000_000;
+    c.epoch -= 1;
+    refused(
+        post(Entry::sign(&mallory_id, &c).unwrap()).await,
+        "conf_stale",
+        "stale epoch",
+    );
+    let mut c = state.content("mallory", Body::Leave);
+    c.counter += 1_000_000_000_000;
+    c.roster = "11".repeat(32);
+    refused(
+        post(Entry::sign(&mallory_id, &c).unwrap()).await,
+        "conf_stale",
+        "wrong roster",
+    );
+    // Actions she may not take.
+    let mut c = state.content(
+        "mallory",
+        Body::Remove {
+            member: "alice".into(),
+        },
+    );
+    c.counter += 1_000_000_000_000;
+    refused(
+        post(Entry::sign(&mallory_id, &c).unwrap()).await,
+        "conf_forbidden",
+        "remove",
+    );
+    let mut c = state.content(
+        "mallory",
+        Body::Departed {
+            member: "bob".into(),
+            reason: "gone".into(),
+        },
+    );
+    c.counter += 1_000_000_000_000;
+    refused(
+        post(Entry::sign(&mallory_id, &c).unwrap()).await,
+        "conf_forbidden",
+        "departure",
+    );
+
+    // Nobody saw any of it: every member is where it was.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for x in [&a, &b, &m] {
+        assert_eq!(x.snapshot().next_seq(), before, "{}", x.me());
+        while let Some(e) = x.try_event() {
+            assert!(!matches!(e, ConferenceEvent::Rejected { .. }), "{e:?}");
+        }
+    }
+    deliver(&b, &a, b"business as usual").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn relay_only_members_meet_through_the_servers_relay() {
+    let w = World::new(&[]);
+    let alice = w.user("alice").await;
+    let mut bob = w.user("bob").await;
+    let mut carol = w.user("carol").await;
+    let relay_only = || ConferenceOptions {
+        media: vcsdk::conference::ConferenceMediaConfig {
+            direct: false,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let a = alice.0.create_conference(relay_only()).await.unwrap();
+    a.invite("bob").await.unwrap();
+    let (id, _) = invitation(&mut bob.1).await;
+    let b = bob.0.join_conference(&id, relay_only()).await.unwrap();
+    a.invite("carol").await.unwrap();
+    let (id, _) = invitation(&mut carol.1).await;
+    let c = carol.0.join_conference(&id, relay_only()).await.unwrap();
+    all_at(&[&a, &b, &c], 3).await;
+    for (x, y) in [(&a, &b), (&b, &c), (&c, &a)] {
+        deliver(x, y, format!("{} via the relay", x.me()).as_bytes()).await;
+    }
+    for x in [&a, &b, &c] {
+        for p in x.stats().peers {
+            assert!(
+                matches!(p.path, Some(vcsdk::media::MediaPath::Relay(_))),
+                "{} to {}: {:?}",
+                x.me(),
+                p.member,
+                p.path
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_participant_pays_for_its_own_time_with_signed_receipts() {
+    for payer in ["participant", "creator"] {
+        let setting = format!("conference_payer = \"{payer}\"");
+        let ca = TestCa::start(&[]);
+        let server = TestServer::start(
+            &ca,
+            &[
+                "connect_fee = 5",
+                "rate_per_minute = 60",
+                "first_increment_secs = 1",
+                "debit_interval_secs = 1",
+                &setting,
+            ],
+        );
+        let home = tempfile::tempdir().unwrap();
+        let alice = online(&server, &ca, &enroll(&ca, home.path(), "alice").await).await;
+        let mut bob = online(&server, &ca, &enroll(&ca, home.path(), "bob").await).await;
+        for user in ["alice", "bob"] {
+            server.cli(&["credit", "add", "--user", user, "--amount", "1000"]);
+        }
+        let a = alice
+            .0
+            .create_conference(ConferenceOptions::default())
+            .await
+            .unwrap();
+        let b = bring_in(&a, &mut bob, "bob").await;
+        all_at(&[&a, &b], 2).await;
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        b.leave().await.unwrap();
+        a.wait_for_epoch(3, WAIT).await.unwrap();
+        a.leave().await.unwrap();
+        // Receipts are signed as the participations end; give them a moment.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let json = server.cli(&["cdr", "list", "--format", "json"]);
+        let records: Vec<vcsdk::billing::CallRecord> = json
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let conf_records: Vec<_> = records
+            .iter()
+            .filter(|r| r.callee.starts_with(&format!("conf:{}", a.id())))
+            .collect();
+        assert_eq!(conf_records.len(), 2, "{payer}: {conf_records:#?}");
+        let bobs = conf_records
+            .iter()
+            .find(|r| r.callee.ends_with(":bob") || r.caller == "bob")
+            .expect("bob's participation");
+        let expected_payer = if payer == "participant" {
+            "bob"
+        } else {
+            "alice"
+        };
+        assert_eq!(bobs.payer, expected_payer, "{payer}");
+        assert_eq!(bobs.caller, expected_payer, "{payer}");
+        assert_eq!(bobs.disposition.as_deref(), Some("answered"));
+        assert!(
+            (2..=4).contains(&bobs.billable_secs),
+            "{payer}: {}",
+            bobs.billable_secs
+        );
+        assert_eq!(
+            bobs.cost,
+            5 + bobs.billable_secs,
+            "{payer}: connect fee + 1 per second"
+        );
+        assert!(!bobs.end_receipt_missing, "{payer}: {bobs:#?}");
+        // Balances are the credits less each payer's own records.
+        let accounts = server.cli(&["accounts"]);
+        assert!(!accounts.contains("MISMATCH"), "{accounts}");
+        let spent: i64 = conf_records
+            .iter()
+            .filter(|r| r.payer == "alice")
+            .map(|r| r.cost)
+            .sum();
+        let info = alice.0.account_info().await.unwrap();
+        assert_eq!(info.balance, 1000 - spent, "{payer}");
+        // The payer's receipts verify offline.
+        let who = if payer == "participant" {
+            &bob.0
+        } else {
+            &alice.0
+        };
+        let mine = who.call_records().await.unwrap();
+        let file = home.path().join("receipts.json");
+        std::fs::write(&file, serde_json::to_vec(&mine).unwrap()).unwrap();
+        let dir = home.path().join(expected_payer);
+        let out = vcsdk_tests::run_ok(
+            "vc",
+            &[
+                "receipts",
+                "verify",
+                file.to_str().unwrap(),
+                "--identity-dir",
+                dir.to_str().unwrap(),
+            ],
+        );
+        assert!(out.contains(" 0 failed"), "{out}");
+    }
 }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod calls;
+mod conference;
 mod transfer;
 use vcsdk::identity::{Identity, IdentityStore};
 use vcsdk::pki::CsrSubject;
@@ -180,6 +181,12 @@ enum Command {
         #[command(subcommand)]
         command: ReceiptsCommand,
     },
+    /// Conferences of several members: create or join one (a session that runs until you leave),
+    /// and steer the running session: invite, remove, policy, vote, leave, status.
+    Conf {
+        #[command(subcommand)]
+        command: ConfCommand,
+    },
     /// Show the identity: id, serial (keyID), validity, renewal time.
     Whoami {
         #[command(flatten)]
@@ -191,6 +198,145 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// What a conference session does besides following the conference.
+#[derive(Args, Clone)]
+struct SessionArgs {
+    /// Send a small frame to every member this often (e.g. 200ms; 0: send nothing).
+    #[arg(long, default_value = "200ms")]
+    frame_interval: String,
+    /// Leave after this long (e.g. 30s); otherwise on Ctrl-C or `vc conf leave`.
+    #[arg(long)]
+    duration: Option<String>,
+    /// Never send media directly to other members (and never reveal our address): use the
+    /// server's relay.
+    #[arg(long)]
+    relay_only: bool,
+}
+
+/// A policy on the command line.
+#[derive(Args, Clone)]
+struct PolicyArgs {
+    /// Security level 0-3: 0 and 1 plain, 2 encrypted (AES-128-GCM), 3 AES-256-GCM with
+    /// post-quantum key wraps.
+    #[arg(long, default_value_t = 2)]
+    level: u8,
+    /// moderation (the moderator decides) or voting (a majority decides).
+    #[arg(long, default_value = "moderation")]
+    mode: String,
+    /// Streams to leave plain at level 2 (audio, video, data; comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    plain: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum ConfCommand {
+    /// Create a conference, invite users, and run the session (prints members, epochs, votes).
+    Create {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        policy: PolicyArgs,
+        /// Users to invite at once (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        invite: Vec<String>,
+        #[command(flatten)]
+        session: SessionArgs,
+    },
+    /// Wait for an invitation the access list (IDENTITY_DIR/acl.toml) admits, join, and run the
+    /// session.
+    Join {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Only an invitation from this user.
+        #[arg(long)]
+        from: Option<String>,
+        /// Only an invitation to this conference.
+        #[arg(long)]
+        conf: Option<String>,
+        /// Give up after this long without an invitation.
+        #[arg(long, default_value = "10m")]
+        wait: String,
+        #[command(flatten)]
+        session: SessionArgs,
+    },
+    /// Invite a user into the running session's conference.
+    Invite {
+        /// Who.
+        user: String,
+        #[command(flatten)]
+        dir: IdentityDir,
+    },
+    /// Leave the running session's conference.
+    Leave {
+        #[command(flatten)]
+        dir: IdentityDir,
+    },
+    /// Remove a member (moderator).
+    Remove {
+        /// Who.
+        member: String,
+        #[command(flatten)]
+        dir: IdentityDir,
+    },
+    /// Set the policy (moderator), or propose it in voting mode; it takes effect at the next
+    /// epoch for everyone.
+    Policy {
+        #[command(flatten)]
+        policy: PolicyArgs,
+        /// Voting mode: votes count this long.
+        #[arg(long, default_value = "60s")]
+        deadline: String,
+        #[command(flatten)]
+        dir: IdentityDir,
+    },
+    /// Vote on the open proposal.
+    Vote {
+        /// The proposal's number (printed when it was opened).
+        proposal: u64,
+        /// yes or no.
+        choice: String,
+        #[command(flatten)]
+        dir: IdentityDir,
+    },
+    /// Hand the moderator role to another member.
+    HandOver {
+        /// The new moderator.
+        to: String,
+        #[command(flatten)]
+        dir: IdentityDir,
+    },
+    /// Show the running session's conference: epoch, policy, members, open proposal.
+    Status {
+        #[command(flatten)]
+        dir: IdentityDir,
+    },
+}
+
+impl SessionArgs {
+    fn session(&self, dir: &std::path::Path) -> Result<conference::Session, String> {
+        let parse = |what: &str, v: &str| {
+            vcsdk::util::parse_duration(v).map_err(|e| format!("--{what}: {e}"))
+        };
+        let interval = parse("frame-interval", &self.frame_interval)?;
+        Ok(conference::Session {
+            dir: dir.to_owned(),
+            frame_interval: (!interval.is_zero()).then_some(interval),
+            duration: self
+                .duration
+                .as_deref()
+                .map(|d| parse("duration", d))
+                .transpose()?,
+            options: vcsdk::client::ConferenceOptions {
+                media: vcsdk::conference::ConferenceMediaConfig {
+                    direct: !self.relay_only,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -465,6 +611,7 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Receipts {
             command: ReceiptsCommand::Verify { file, identity_dir },
         } => verify_receipts(&file, &identity_dir),
+        Command::Conf { command } => conf(command).await,
         Command::Whoami { dir, check, json } => {
             let store = IdentityStore::new(&dir.identity_dir);
             let identity = store.load().map_err(text)?;
@@ -508,6 +655,74 @@ async fn run(command: Command) -> Result<(), String> {
             }
             Ok(())
         }
+    }
+}
+
+/// `vc conf …`.
+async fn conf(command: ConfCommand) -> Result<(), String> {
+    use conference::ControlRequest as R;
+    match command {
+        ConfCommand::Create {
+            server,
+            policy,
+            invite,
+            session,
+        } => {
+            let policy = conference::policy(policy.level, &policy.mode, &policy.plain)?;
+            let session = session.session(&server.dir.identity_dir)?;
+            conference::create(connect(&server).await?, policy, invite, session).await
+        }
+        ConfCommand::Join {
+            server,
+            from,
+            conf,
+            wait,
+            session,
+        } => {
+            let wait = vcsdk::util::parse_duration(&wait).map_err(|e| format!("--wait: {e}"))?;
+            let session = session.session(&server.dir.identity_dir)?;
+            conference::join(connect(&server).await?, from, conf, wait, session).await
+        }
+        ConfCommand::Invite { user, dir } => {
+            conference::control(&dir.identity_dir, R::Invite { user }).await
+        }
+        ConfCommand::Leave { dir } => conference::control(&dir.identity_dir, R::Leave).await,
+        ConfCommand::Remove { member, dir } => {
+            conference::control(&dir.identity_dir, R::Remove { member }).await
+        }
+        ConfCommand::Policy {
+            policy,
+            deadline,
+            dir,
+        } => {
+            let policy = conference::policy(policy.level, &policy.mode, &policy.plain)?;
+            let deadline =
+                vcsdk::util::parse_duration(&deadline).map_err(|e| format!("--deadline: {e}"))?;
+            conference::control(
+                &dir.identity_dir,
+                R::Policy {
+                    policy,
+                    deadline_secs: deadline.as_secs(),
+                },
+            )
+            .await
+        }
+        ConfCommand::Vote {
+            proposal,
+            choice,
+            dir,
+        } => {
+            let approve = match choice.as_str() {
+                "yes" | "y" => true,
+                "no" | "n" => false,
+                other => return Err(format!("vote yes or no, not {other:?}")),
+            };
+            conference::control(&dir.identity_dir, R::Vote { proposal, approve }).await
+        }
+        ConfCommand::HandOver { to, dir } => {
+            conference::control(&dir.identity_dir, R::HandOver { to }).await
+        }
+        ConfCommand::Status { dir } => conference::control(&dir.identity_dir, R::Status).await,
     }
 }
 

@@ -603,6 +603,12 @@ impl Client {
         self.post_entry(conf, entry).await
     }
 
+    /// Posts a signed conference entry exactly as given (for tools; [`Conference`] builds and
+    /// signs its own). Returns its sequence number, or the server's refusal.
+    pub async fn post_conference_entry(&self, conf: &str, entry: Entry) -> Result<u64> {
+        self.post_entry(conf, entry).await
+    }
+
     async fn post_entry(&self, conf: &str, entry: Entry) -> Result<u64> {
         match self
             .request(Request::ConfPost {
