@@ -110,6 +110,10 @@ typedef enum {
   VC_EVENT_DISCONNECTED = 5,
   // The connection is back.
   VC_EVENT_RECONNECTED = 6,
+  // An invitation to a conference passed its checks (the inviter's certificate and
+  // signature, our access list): `conference`, `user` (the inviter), `seconds_left` (until
+  // it lapses). Join with vc_conference_join() or decline with vc_client_decline_conference().
+  VC_EVENT_CONFERENCE_INVITATION = 7,
 } vc_event_kind;
 
 // The state of a call.
@@ -127,6 +131,55 @@ typedef enum {
   // The call ended; `reason` says why (final).
   VC_CALL_STATE_ENDED = 5,
 } vc_call_state;
+
+// Who decides a conference's policy.
+typedef enum {
+  // The moderator (who also distributes the keys and may remove members).
+  VC_CONFERENCE_MODE_MODERATION = 0,
+  // A majority of the members, by vote; the longest-present member distributes the keys.
+  VC_CONFERENCE_MODE_VOTING = 1,
+} vc_conference_mode;
+
+// How one stream of a conference is protected.
+typedef enum {
+  // In the clear (levels 0 and 1, or a stream a level-2 policy leaves open).
+  VC_PROTECTION_PLAIN = 0,
+  // SFrame with AES-128-GCM.
+  VC_PROTECTION_AES128GCM = 1,
+  // SFrame with AES-256-GCM (every stream at level 3).
+  VC_PROTECTION_AES256GCM = 2,
+} vc_protection;
+
+// What happened in a conference (the fields of vc_conference_event that apply are listed).
+typedef enum {
+  // `member` joined (it gets keys with the next epoch).
+  VC_CONFERENCE_EVENT_JOINED = 0,
+  // `member` is gone: `reason`.
+  VC_CONFERENCE_EVENT_LEFT = 1,
+  // `member` was invited by `other`.
+  VC_CONFERENCE_EVENT_INVITED = 2,
+  // `member` declined its invitation.
+  VC_CONFERENCE_EVENT_DECLINED = 3,
+  // A new `epoch` is in force, with `policy`, distributed by `member`; its keys are installed.
+  VC_CONFERENCE_EVENT_EPOCH = 4,
+  // `policy` was agreed; it takes effect at the next epoch.
+  VC_CONFERENCE_EVENT_POLICY_PENDING = 5,
+  // `member` is the moderator now (NULL: none, voting mode).
+  VC_CONFERENCE_EVENT_MODERATOR = 6,
+  // `member` proposes `policy` as `proposal` (voting mode).
+  VC_CONFERENCE_EVENT_PROPOSAL = 7,
+  // `member` voted `approve` on `proposal`.
+  VC_CONFERENCE_EVENT_VOTE = 8,
+  // `proposal` was decided: `adopted`, `reason`.
+  VC_CONFERENCE_EVENT_DECIDED = 9,
+  // A control message every member refuses reached us and was ignored: `member` (its
+  // author), `code`, `reason`.
+  VC_CONFERENCE_EVENT_REJECTED = 10,
+  // The key of `epoch` could not be opened: `reason`.
+  VC_CONFERENCE_EVENT_KEY_UNAVAILABLE = 11,
+  // We are no longer a member: `reason`. No event follows.
+  VC_CONFERENCE_EVENT_ENDED = 12,
+} vc_conference_event_kind;
 
 // The path media takes.
 typedef enum {
@@ -163,6 +216,10 @@ typedef enum {
 // A connected client. Safe to use from several threads at once.
 typedef struct vc_client vc_client;
 
+// A conference this client is in. Safe to use from several threads at once. Freeing it does
+// not leave: call vc_conference_leave() first to tell the others.
+typedef struct vc_conference vc_conference;
+
 // A client identity: its directory, key and certificate. Safe to use from several threads.
 typedef struct vc_identity vc_identity;
 
@@ -195,6 +252,8 @@ typedef struct {
   int64_t seconds_left;
   // The message (VC_EVENT_SESSION_MESSAGE only), or NULL.
   const char *payload;
+  // The conference (VC_EVENT_CONFERENCE_INVITATION only), or NULL.
+  const char *conference;
 } vc_event;
 
 // Where a client's events go.
@@ -241,6 +300,97 @@ typedef struct {
   // The most recent call's billed seconds.
   int64_t last_call_billable_secs;
 } vc_account;
+
+// A conference's security policy. Start from vc_conference_policy_default().
+typedef struct {
+  // Security level 0–3: 0 and 1 plain, 2 encrypted, 3 AES-256-GCM with post-quantum key wraps.
+  uint8_t level;
+  // Moderation or voting.
+  vc_conference_mode mode;
+  // Audio.
+  vc_protection audio;
+  // Video.
+  vc_protection video;
+  // Data (whiteboard).
+  vc_protection data;
+  // Signalling between members.
+  vc_protection signalling;
+  // The distributor starts a new epoch this often, seconds (0: only on changes).
+  uint32_t rekey_interval_secs;
+} vc_conference_policy;
+
+// One conference event. Every pointer is NULL or a NUL-terminated string that lives only until
+// the callback returns: copy what you keep.
+typedef struct {
+  // What happened; says which fields apply.
+  vc_conference_event_kind kind;
+  // The member concerned, or NULL.
+  const char *member;
+  // A second member (the inviter), or NULL.
+  const char *other;
+  // Why, or NULL.
+  const char *reason;
+  // A stable code (VC_CONFERENCE_EVENT_REJECTED), or NULL.
+  const char *code;
+  // The epoch (EPOCH, KEY_UNAVAILABLE).
+  uint32_t epoch;
+  // The policy (EPOCH, POLICY_PENDING, PROPOSAL).
+  vc_conference_policy policy;
+  // The proposal (PROPOSAL, VOTE, DECIDED).
+  uint64_t proposal;
+  // The ballot (VOTE).
+  bool approve;
+  // The decision (DECIDED).
+  bool adopted;
+} vc_conference_event;
+
+// Where a conference's events go. Threading as for vc_client_listener: one event thread per
+// conference, callbacks one at a time in order, never on a thread that called a vc_* function;
+// a callback may call any vc_* function (vc_conference_free() of its own conference included)
+// and must return promptly.
+typedef struct {
+  // Passed back to every function below.
+  void *ctx;
+  // Called for each event; NULL to ignore events.
+  void (*on_event)(void *ctx, const vc_conference_event *event);
+  // Called exactly once when no callback will follow (on the event thread, or — when the
+  // conference could not be created or joined — on the calling thread); NULL if not needed.
+  void (*destroy)(void *ctx);
+} vc_conference_listener;
+
+// Statistics of a conference's media and keys.
+typedef struct {
+  // The epoch whose keys we send with.
+  uint32_t epoch;
+  // Other members.
+  uint32_t peers;
+  // Of them, reached directly.
+  uint32_t peers_direct;
+  // Of them, reached through the server's relay.
+  uint32_t peers_relayed;
+  // Frames sent (each once, whatever the number of members).
+  uint64_t frames_sent;
+  // Frames received and delivered.
+  uint64_t frames_received;
+  // Payload bytes received.
+  uint64_t bytes_received;
+  // Frames that never completed.
+  uint64_t frames_lost;
+  // Replayed frames refused.
+  uint64_t replays_refused;
+  // Frames that failed authentication.
+  uint64_t auth_failures;
+  // Frames for keys we do not hold.
+  uint64_t unknown_key;
+  // Packets from addresses or senders that are not members.
+  uint64_t foreign_packets;
+  // Plain frames refused on streams the policy encrypts.
+  uint64_t plain_refused;
+  // Microseconds the last bundle we distributed took to make.
+  uint64_t last_bundle_micros;
+  // Bytes of that bundle.
+  uint64_t last_bundle_bytes;
+} vc_conference_stats;
 
 // What a certificate says, for display and renewal planning.
 typedef struct {
@@ -404,6 +554,165 @@ vc_result vc_client_account(const vc_client *client, vc_account *out);
 // # Safety
 // `client` live or NULL; `voucher` NUL-terminated or NULL; `out` NULL or writable.
 vc_result vc_client_redeem_voucher(const vc_client *client, const char *voucher, vc_account *out);
+
+// Fills `*out` with the usual policy of `level` (0–3) in `mode` (a vc_conference_mode).
+//
+// # Safety
+// `out` writable or NULL.
+vc_result vc_conference_policy_default(uint8_t level, uint32_t mode, vc_conference_policy *out);
+
+// Creates a conference with `policy` (NULL: level 2, moderation); we are its first member and,
+// in moderation mode, its moderator. `direct` false sends media only through the server's relay
+// (never revealing our address). Events go to `listener` (NULL: none), which the library owns
+// from this call on whatever it returns. Blocks until the conference exists. Free with
+// vc_conference_free().
+//
+// # Safety
+// `client` live or NULL; `policy` NULL or readable; `listener` NULL or readable; `out`
+// writable or NULL.
+vc_result vc_conference_create(const vc_client *client,
+                               const vc_conference_policy *policy,
+                               bool direct,
+                               const vc_conference_listener *listener,
+                               vc_conference **out);
+
+// Joins conference `conf_id`, to which an invitation was shown (VC_EVENT_CONFERENCE_INVITATION).
+// `direct` and `listener` as for vc_conference_create(). Blocks until we are a member.
+//
+// # Safety
+// `client` live or NULL; `conf_id` NUL-terminated or NULL; `listener` NULL or readable; `out`
+// writable or NULL.
+vc_result vc_conference_join(const vc_client *client,
+                             const char *conf_id,
+                             bool direct,
+                             const vc_conference_listener *listener,
+                             vc_conference **out);
+
+// Declines the invitation to `conf_id`.
+//
+// # Safety
+// `client` live or NULL; `conf_id` NUL-terminated or NULL.
+vc_result vc_client_decline_conference(const vc_client *client, const char *conf_id);
+
+// Sets who may invite this client, as TOML text: `allow = [ids]`, `deny = [ids]`,
+// `contacts = [ids]`, `default = "anyone" | "contacts" | "nobody"` (deny wins, then allow, then
+// the default). An invitation the list refuses is declined and never reaches the listener.
+//
+// # Safety
+// `client` live or NULL; `acl_toml` NUL-terminated or NULL.
+vc_result vc_client_set_access_list(const vc_client *client, const char *acl_toml);
+
+// Frees the conference handle (without leaving; see vc_conference_leave()). Its listener's
+// `destroy` runs. NULL is ignored.
+//
+// # Safety
+// `conference` NULL or from vc_conference_create()/vc_conference_join(), not freed before and
+// not in use by another thread.
+void vc_conference_free(vc_conference *conference);
+
+// Writes the conference's id (32 hex digits, NUL-terminated) into `buf` (capacity `cap`;
+// VC_ID_CAPACITY suffices); its length goes into `*out_len` (if not NULL).
+//
+// # Safety
+// `conference` live or NULL; `buf` valid for `cap` bytes; `out_len` NULL or writable.
+vc_result vc_conference_id(const vc_conference *conference, char *buf, size_t cap, size_t *out_len);
+
+// Invites `user`: its certificate is fetched and checked first (pinned root, CRL, names it).
+//
+// # Safety
+// `conference` live or NULL; `user` NUL-terminated or NULL.
+vc_result vc_conference_invite(const vc_conference *conference, const char *user);
+
+// Removes `member` (moderator only; VC_RESULT_REFUSED with code `conf_forbidden` otherwise).
+//
+// # Safety
+// `conference` live or NULL; `member` NUL-terminated or NULL.
+vc_result vc_conference_remove(const vc_conference *conference, const char *member);
+
+// Hands the moderator role to `member` (moderator only).
+//
+// # Safety
+// `conference` live or NULL; `member` NUL-terminated or NULL.
+vc_result vc_conference_hand_over(const vc_conference *conference, const char *member);
+
+// Leaves the conference: the others rekey without us (VC_CONFERENCE_EVENT_ENDED follows).
+//
+// # Safety
+// `conference` live or NULL.
+vc_result vc_conference_leave(const vc_conference *conference);
+
+// Sets the policy (moderator only); it takes effect for everyone at the next epoch.
+//
+// # Safety
+// `conference` live or NULL; `policy` NULL or readable.
+vc_result vc_conference_set_policy(const vc_conference *conference,
+                                   const vc_conference_policy *policy);
+
+// Proposes `policy` (voting mode), votes counting for `deadline_secs`; the proposal's number
+// goes into `*out_proposal` (if not NULL). Refused while another proposal is open.
+//
+// # Safety
+// `conference` live or NULL; `policy` NULL or readable; `out_proposal` NULL or writable.
+vc_result vc_conference_propose(const vc_conference *conference,
+                                const vc_conference_policy *policy,
+                                uint32_t deadline_secs,
+                                uint64_t *out_proposal);
+
+// Votes on the open proposal `proposal`.
+//
+// # Safety
+// `conference` live or NULL.
+vc_result vc_conference_vote(const vc_conference *conference, uint64_t proposal, bool approve);
+
+// Fills `*out` with the policy in force.
+//
+// # Safety
+// `conference` live or NULL; `out` writable or NULL.
+vc_result vc_conference_get_policy(const vc_conference *conference, vc_conference_policy *out);
+
+// Writes the roster (member ids in join order, separated by '\n', NUL-terminated) into `buf`
+// (capacity `cap`); `*out_len` gets its length (the length needed with
+// VC_RESULT_BUFFER_TOO_SMALL).
+//
+// # Safety
+// `conference` live or NULL; `buf` valid for `cap` bytes; `out_len` NULL or writable.
+vc_result vc_conference_roster(const vc_conference *conference,
+                               char *buf,
+                               size_t cap,
+                               size_t *out_len);
+
+// Sends `data` (`len` bytes) as one frame of `stream_id` (a vc_stream) to every other member,
+// protected as the policy says. VC_RESULT_CONNECTION before the first epoch's keys arrived.
+//
+// # Safety
+// `conference` live or NULL; `data` valid for `len` bytes (NULL allowed when `len` is 0).
+vc_result vc_conference_send(const vc_conference *conference,
+                             uint32_t stream_id,
+                             const uint8_t *data,
+                             size_t len);
+
+// Receives the next frame from another member into `buf` (capacity `cap`): its length goes
+// into `*out_len`, its stream into `*out_stream` and its sender's member index into
+// `*out_sender` (each if not NULL). Waits up to `timeout_ms` (0: only a frame already waiting),
+// then VC_RESULT_TIMEOUT. A frame larger than `cap` is kept for the next call and
+// VC_RESULT_BUFFER_TOO_SMALL puts its length in `*out_len`.
+//
+// # Safety
+// `conference` live or NULL; `buf` valid for `cap` writable bytes; `out_len` writable or NULL;
+// `out_stream`, `out_sender` NULL or writable.
+vc_result vc_conference_receive(const vc_conference *conference,
+                                uint32_t timeout_ms,
+                                uint8_t *buf,
+                                size_t cap,
+                                size_t *out_len,
+                                uint32_t *out_stream,
+                                uint16_t *out_sender);
+
+// Fills `*out` with the conference's statistics.
+//
+// # Safety
+// `conference` live or NULL; `out` writable or NULL.
+vc_result vc_conference_get_stats(const vc_conference *conference, vc_conference_stats *out);
 
 // Enrolls a new client identity: makes a key, asks the CA at `ca_url` (`https://HOST:PORT`, whose
 // root certificate is the PEM `root_pem`, `root_pem_len` bytes) for a certificate for `client_id`

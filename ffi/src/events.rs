@@ -26,6 +26,10 @@ pub enum vc_event_kind {
     VC_EVENT_DISCONNECTED = 5,
     /// The connection is back.
     VC_EVENT_RECONNECTED = 6,
+    /// An invitation to a conference passed its checks (the inviter's certificate and
+    /// signature, our access list): `conference`, `user` (the inviter), `seconds_left` (until
+    /// it lapses). Join with vc_conference_join() or decline with vc_client_decline_conference().
+    VC_EVENT_CONFERENCE_INVITATION = 7,
 }
 
 /// The state of a call.
@@ -82,6 +86,8 @@ pub struct vc_event {
     pub seconds_left: i64,
     /// The message (VC_EVENT_SESSION_MESSAGE only), or NULL.
     pub payload: *const c_char,
+    /// The conference (VC_EVENT_CONFERENCE_INVITATION only), or NULL.
+    pub conference: *const c_char,
 }
 
 /// Where a client's events go.
@@ -119,7 +125,15 @@ impl OwnedListener {
             destroy: None,
         }))
     }
+}
 
+/// Something that takes a thread's events one at a time (and is dropped on that thread).
+pub(crate) trait Deliver<T>: Send {
+    /// Hands over one event.
+    fn deliver(&self, event: &T);
+}
+
+impl Deliver<ClientEvent> for OwnedListener {
     fn deliver(&self, event: &ClientEvent) {
         let Some(on_event) = self.0.on_event else {
             return;
@@ -147,10 +161,11 @@ struct EventStrings {
     user: Option<CString>,
     reason: Option<CString>,
     payload: Option<CString>,
+    conference: Option<CString>,
 }
 
 /// A C string of `s`; interior NULs (never sent by a well-behaved server) are cut off there.
-fn c_string(s: &str) -> CString {
+pub(crate) fn c_string(s: &str) -> CString {
     let end = s.find('\0').unwrap_or(s.len());
     CString::new(&s[..end]).unwrap_or_default()
 }
@@ -162,6 +177,7 @@ impl EventStrings {
             user: None,
             reason: None,
             payload: None,
+            conference: None,
         };
         match event {
             ClientEvent::IncomingCall { call_id, from } => {
@@ -187,6 +203,10 @@ impl EventStrings {
             ClientEvent::LowBalance { call_id, .. } => s.call_id = Some(c_string(call_id)),
             ClientEvent::Disconnected { reason } => s.reason = Some(c_string(reason)),
             ClientEvent::Reconnected => {}
+            ClientEvent::ConferenceInvitation { conf, from, .. } => {
+                s.conference = Some(c_string(conf));
+                s.user = Some(c_string(from));
+            }
         }
         s
     }
@@ -203,6 +223,7 @@ impl EventStrings {
             balance: 0,
             seconds_left: 0,
             payload: ptr(&self.payload),
+            conference: ptr(&self.conference),
         };
         e.kind = match event {
             ClientEvent::IncomingCall { .. } => vc_event_kind::VC_EVENT_INCOMING_CALL,
@@ -226,12 +247,16 @@ impl EventStrings {
             }
             ClientEvent::Disconnected { .. } => vc_event_kind::VC_EVENT_DISCONNECTED,
             ClientEvent::Reconnected => vc_event_kind::VC_EVENT_RECONNECTED,
+            ClientEvent::ConferenceInvitation { expires_at_ms, .. } => {
+                e.seconds_left = ((expires_at_ms - vcsdk::util::unix_now() * 1000) / 1000).max(0);
+                vc_event_kind::VC_EVENT_CONFERENCE_INVITATION
+            }
         };
         e
     }
 }
 
-/// The thread delivering one client's events.
+/// The thread delivering one client's (or conference's) events.
 pub(crate) struct Dispatcher {
     stop: watch::Sender<bool>,
     thread: Option<JoinHandle<()>>,
@@ -240,9 +265,9 @@ pub(crate) struct Dispatcher {
 
 impl Dispatcher {
     /// Starts delivering `events` to `listener` on a new thread.
-    pub(crate) fn start(
-        listener: OwnedListener,
-        mut events: mpsc::Receiver<ClientEvent>,
+    pub(crate) fn start<T: Send + 'static, L: Deliver<T> + 'static>(
+        listener: L,
+        mut events: mpsc::Receiver<T>,
     ) -> std::io::Result<Dispatcher> {
         let (stop, mut stopped) = watch::channel(false);
         let thread = std::thread::Builder::new()
@@ -326,7 +351,7 @@ mod tests {
             on_event: None,
             destroy: Some(count_destroy),
         }));
-        let (tx, rx) = mpsc::channel(4);
+        let (tx, rx) = mpsc::channel::<ClientEvent>(4);
         let dispatcher = Dispatcher::start(listener, rx).unwrap();
         tx.try_send(ClientEvent::Reconnected).unwrap();
         drop(dispatcher);

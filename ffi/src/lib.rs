@@ -9,6 +9,7 @@
 
 pub mod bindings;
 mod client;
+mod conference;
 mod events;
 mod identity;
 mod media;
@@ -17,6 +18,7 @@ mod runtime;
 mod sframe;
 
 pub use client::*;
+pub use conference::*;
 pub use events::*;
 pub use identity::*;
 pub use media::*;

@@ -42,6 +42,9 @@ class Events(vcsdk.ClientListener):
     def on_connection(self, connected, reason):
         print("reconnected" if connected else f"disconnected ({reason}); reconnecting", flush=True)
 
+    def on_conference_invitation(self, conf, from_):
+        print(f"invited to conference {conf} by {from_} (not taken by this sample)", flush=True)
+
 
 async def identity(args):
     try:

@@ -29,6 +29,9 @@ enum Target {
     Group(String),
 }
 
+/// A conference's legs: member index → (member, token).
+type Group = HashMap<u16, (String, RelayToken)>;
+
 struct Leg {
     call_id: String,
     peer: Target,
@@ -72,7 +75,7 @@ pub struct Relay {
     legs: Mutex<HashMap<RelayToken, Leg>>,
     calls: Mutex<HashMap<String, [RelayToken; 2]>>,
     /// Conferences: member index → (member, token).
-    groups: Mutex<HashMap<String, HashMap<u16, (String, RelayToken)>>>,
+    groups: Mutex<HashMap<String, Group>>,
     /// Bytes per second one member may send through the relay.
     rate: f64,
     /// Counters.
@@ -160,9 +163,7 @@ impl Relay {
         }
     }
 
-    fn groups(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<u16, (String, RelayToken)>>> {
+    fn groups(&self) -> std::sync::MutexGuard<'_, HashMap<String, Group>> {
         self.groups.lock().unwrap_or_else(|p| p.into_inner())
     }
 

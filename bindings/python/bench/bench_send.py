@@ -31,6 +31,7 @@ async def measure(bed, frames, rounds):
         def on_presence(self, *a): pass
         def on_low_balance(self, *a): pass
         def on_connection(self, *a): pass
+        def on_conference_invitation(self, *a): pass
 
     answerer = Answerer(asyncio.get_running_loop())
     subscription = bob.add_listener(answerer)

@@ -11,7 +11,7 @@ def testbed():
     """Starts vc-ca and vc-server on 127.0.0.1; yields their description; stops them after."""
     binary = os.environ.get("VCSDK_TESTBED", "target/debug/vc-testbed")
     process = subprocess.Popen(
-        [binary, "--users", "alice,bob,carol", "--vouchers", "2"],
+        [binary, "--users", "alice,bob,carol", "--vouchers", "4"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

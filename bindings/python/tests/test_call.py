@@ -38,6 +38,9 @@ class Recorder(vcsdk.ClientListener):
     def on_connection(self, connected, reason):
         self._put("connection", connected, reason)
 
+    def on_conference_invitation(self, conf, from_):
+        self._put("invitation", conf, from_)
+
     async def expect(self, kind, predicate=lambda e: True, timeout=30):
         """The next event of `kind` that `predicate` accepts, waiting at most `timeout` s."""
         deadline = time.monotonic() + timeout
@@ -65,6 +68,7 @@ class Throwing(vcsdk.ClientListener):
         raise RuntimeError("a listener that fails")
 
     on_incoming_call = on_call_state = on_presence = on_low_balance = on_connection = _fail
+    on_conference_invitation = _fail
 
 
 class Frames(vcsdk.FrameListener):

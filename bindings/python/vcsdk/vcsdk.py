@@ -462,6 +462,8 @@ def _uniffi_check_contract_api_version(lib):
 def _uniffi_check_api_checksums(lib):
     if lib.uniffi_vcsdk_checksum_func_connect() != 41213:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_vcsdk_checksum_func_default_conference_policy() != 7713:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_vcsdk_checksum_func_default_media_options() != 48693:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_vcsdk_checksum_func_enroll() != 3952:
@@ -478,17 +480,25 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_vcsdk_checksum_method_client_call() != 52467:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_vcsdk_checksum_method_client_create_conference() != 37934:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_vcsdk_checksum_method_client_decline_conference() != 49955:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_vcsdk_checksum_method_client_disconnect() != 16860:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_vcsdk_checksum_method_client_hangup() != 59029:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_vcsdk_checksum_method_client_is_registered() != 33197:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_vcsdk_checksum_method_client_join_conference() != 18459:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_vcsdk_checksum_method_client_open_media() != 35465:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_vcsdk_checksum_method_client_redeem_voucher() != 56565:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_vcsdk_checksum_method_client_register() != 21998:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_vcsdk_checksum_method_client_set_access_list() != 52289:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_vcsdk_checksum_method_client_subscribe_presence() != 10517:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -503,6 +513,42 @@ def _uniffi_check_api_checksums(lib):
     if lib.uniffi_vcsdk_checksum_method_clientlistener_on_low_balance() != 23344:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_vcsdk_checksum_method_clientlistener_on_connection() != 43807:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_vcsdk_checksum_method_clientlistener_on_conference_invitation() != 34614:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_vcsdk_checksum_method_conference_add_listener() != 5778:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_vcsdk_checksum_method_conference_ended() != 17528:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_vcsdk_checksum_method_conference_epoch() != 9527:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_vcsdk_checksum_method_conference_hand_over() != 41326:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_vcsdk_checksum_method_conference_id() != 20588:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_vcsdk_checksum_method_conference_invite() != 54389:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_vcsdk_checksum_method_conference_leave() != 51032:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_vcsdk_checksum_method_conference_policy() != 56198:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_vcsdk_checksum_method_conference_propose() != 6420:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_vcsdk_checksum_method_conference_receive() != 45486:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_vcsdk_checksum_method_conference_remove() != 40492:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_vcsdk_checksum_method_conference_roster() != 38695:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_vcsdk_checksum_method_conference_send() != 26608:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_vcsdk_checksum_method_conference_set_policy() != 2476:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_vcsdk_checksum_method_conference_stats() != 37512:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_vcsdk_checksum_method_conference_vote() != 27221:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_vcsdk_checksum_method_conferencelistener_on_event() != 35135:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_vcsdk_checksum_method_framelistener_on_frame() != 48100:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -655,6 +701,12 @@ _UNIFFI_CALLBACK_INTERFACE_CLIENT_LISTENER_METHOD3 = ctypes.CFUNCTYPE(None,ctype
 _UNIFFI_CALLBACK_INTERFACE_CLIENT_LISTENER_METHOD4 = ctypes.CFUNCTYPE(None,ctypes.c_uint64,ctypes.c_int8,_UniffiRustBuffer,ctypes.c_void_p,
     ctypes.POINTER(_UniffiRustCallStatus),
 )
+_UNIFFI_CALLBACK_INTERFACE_CLIENT_LISTENER_METHOD5 = ctypes.CFUNCTYPE(None,ctypes.c_uint64,_UniffiRustBuffer,_UniffiRustBuffer,ctypes.c_void_p,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UNIFFI_CALLBACK_INTERFACE_CONFERENCE_LISTENER_METHOD0 = ctypes.CFUNCTYPE(None,ctypes.c_uint64,_UniffiRustBuffer,ctypes.c_void_p,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
 _UNIFFI_CALLBACK_INTERFACE_FRAME_LISTENER_METHOD0 = ctypes.CFUNCTYPE(None,ctypes.c_uint64,_UniffiRustBuffer,ctypes.c_void_p,
     ctypes.POINTER(_UniffiRustCallStatus),
 )
@@ -668,6 +720,12 @@ class _UniffiVTableCallbackInterfaceClientListener(ctypes.Structure):
         ("on_presence", _UNIFFI_CALLBACK_INTERFACE_CLIENT_LISTENER_METHOD2),
         ("on_low_balance", _UNIFFI_CALLBACK_INTERFACE_CLIENT_LISTENER_METHOD3),
         ("on_connection", _UNIFFI_CALLBACK_INTERFACE_CLIENT_LISTENER_METHOD4),
+        ("on_conference_invitation", _UNIFFI_CALLBACK_INTERFACE_CLIENT_LISTENER_METHOD5),
+        ("uniffi_free", _UNIFFI_CALLBACK_INTERFACE_FREE),
+    ]
+class _UniffiVTableCallbackInterfaceConferenceListener(ctypes.Structure):
+    _fields_ = [
+        ("on_event", _UNIFFI_CALLBACK_INTERFACE_CONFERENCE_LISTENER_METHOD0),
         ("uniffi_free", _UNIFFI_CALLBACK_INTERFACE_FREE),
     ]
 class _UniffiVTableCallbackInterfaceFrameListener(ctypes.Structure):
@@ -711,6 +769,17 @@ _UniffiLib.uniffi_vcsdk_fn_method_client_call.argtypes = (
     _UniffiRustBuffer,
 )
 _UniffiLib.uniffi_vcsdk_fn_method_client_call.restype = ctypes.c_uint64
+_UniffiLib.uniffi_vcsdk_fn_method_client_create_conference.argtypes = (
+    ctypes.c_void_p,
+    _UniffiRustBuffer,
+    ctypes.c_int8,
+)
+_UniffiLib.uniffi_vcsdk_fn_method_client_create_conference.restype = ctypes.c_uint64
+_UniffiLib.uniffi_vcsdk_fn_method_client_decline_conference.argtypes = (
+    ctypes.c_void_p,
+    _UniffiRustBuffer,
+)
+_UniffiLib.uniffi_vcsdk_fn_method_client_decline_conference.restype = ctypes.c_uint64
 _UniffiLib.uniffi_vcsdk_fn_method_client_disconnect.argtypes = (
     ctypes.c_void_p,
 )
@@ -725,6 +794,12 @@ _UniffiLib.uniffi_vcsdk_fn_method_client_is_registered.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_vcsdk_fn_method_client_is_registered.restype = ctypes.c_int8
+_UniffiLib.uniffi_vcsdk_fn_method_client_join_conference.argtypes = (
+    ctypes.c_void_p,
+    _UniffiRustBuffer,
+    ctypes.c_int8,
+)
+_UniffiLib.uniffi_vcsdk_fn_method_client_join_conference.restype = ctypes.c_uint64
 _UniffiLib.uniffi_vcsdk_fn_method_client_open_media.argtypes = (
     ctypes.c_void_p,
     _UniffiRustBuffer,
@@ -741,6 +816,12 @@ _UniffiLib.uniffi_vcsdk_fn_method_client_register.argtypes = (
     _UniffiRustBuffer,
 )
 _UniffiLib.uniffi_vcsdk_fn_method_client_register.restype = ctypes.c_uint64
+_UniffiLib.uniffi_vcsdk_fn_method_client_set_access_list.argtypes = (
+    ctypes.c_void_p,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_vcsdk_fn_method_client_set_access_list.restype = None
 _UniffiLib.uniffi_vcsdk_fn_method_client_subscribe_presence.argtypes = (
     ctypes.c_void_p,
 )
@@ -801,6 +882,126 @@ _UniffiLib.uniffi_vcsdk_fn_method_clientlistener_on_connection.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
 _UniffiLib.uniffi_vcsdk_fn_method_clientlistener_on_connection.restype = None
+_UniffiLib.uniffi_vcsdk_fn_method_clientlistener_on_conference_invitation.argtypes = (
+    ctypes.c_void_p,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_vcsdk_fn_method_clientlistener_on_conference_invitation.restype = None
+_UniffiLib.uniffi_vcsdk_fn_clone_conference.argtypes = (
+    ctypes.c_void_p,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_vcsdk_fn_clone_conference.restype = ctypes.c_void_p
+_UniffiLib.uniffi_vcsdk_fn_free_conference.argtypes = (
+    ctypes.c_void_p,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_vcsdk_fn_free_conference.restype = None
+_UniffiLib.uniffi_vcsdk_fn_method_conference_add_listener.argtypes = (
+    ctypes.c_void_p,
+    ctypes.c_void_p,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_vcsdk_fn_method_conference_add_listener.restype = ctypes.c_void_p
+_UniffiLib.uniffi_vcsdk_fn_method_conference_ended.argtypes = (
+    ctypes.c_void_p,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_vcsdk_fn_method_conference_ended.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_vcsdk_fn_method_conference_epoch.argtypes = (
+    ctypes.c_void_p,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_vcsdk_fn_method_conference_epoch.restype = ctypes.c_uint32
+_UniffiLib.uniffi_vcsdk_fn_method_conference_hand_over.argtypes = (
+    ctypes.c_void_p,
+    _UniffiRustBuffer,
+)
+_UniffiLib.uniffi_vcsdk_fn_method_conference_hand_over.restype = ctypes.c_uint64
+_UniffiLib.uniffi_vcsdk_fn_method_conference_id.argtypes = (
+    ctypes.c_void_p,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_vcsdk_fn_method_conference_id.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_vcsdk_fn_method_conference_invite.argtypes = (
+    ctypes.c_void_p,
+    _UniffiRustBuffer,
+)
+_UniffiLib.uniffi_vcsdk_fn_method_conference_invite.restype = ctypes.c_uint64
+_UniffiLib.uniffi_vcsdk_fn_method_conference_leave.argtypes = (
+    ctypes.c_void_p,
+)
+_UniffiLib.uniffi_vcsdk_fn_method_conference_leave.restype = ctypes.c_uint64
+_UniffiLib.uniffi_vcsdk_fn_method_conference_policy.argtypes = (
+    ctypes.c_void_p,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_vcsdk_fn_method_conference_policy.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_vcsdk_fn_method_conference_propose.argtypes = (
+    ctypes.c_void_p,
+    _UniffiRustBuffer,
+    ctypes.c_uint32,
+)
+_UniffiLib.uniffi_vcsdk_fn_method_conference_propose.restype = ctypes.c_uint64
+_UniffiLib.uniffi_vcsdk_fn_method_conference_receive.argtypes = (
+    ctypes.c_void_p,
+    ctypes.c_uint32,
+)
+_UniffiLib.uniffi_vcsdk_fn_method_conference_receive.restype = ctypes.c_uint64
+_UniffiLib.uniffi_vcsdk_fn_method_conference_remove.argtypes = (
+    ctypes.c_void_p,
+    _UniffiRustBuffer,
+)
+_UniffiLib.uniffi_vcsdk_fn_method_conference_remove.restype = ctypes.c_uint64
+_UniffiLib.uniffi_vcsdk_fn_method_conference_roster.argtypes = (
+    ctypes.c_void_p,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_vcsdk_fn_method_conference_roster.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_vcsdk_fn_method_conference_send.argtypes = (
+    ctypes.c_void_p,
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+)
+_UniffiLib.uniffi_vcsdk_fn_method_conference_send.restype = ctypes.c_uint64
+_UniffiLib.uniffi_vcsdk_fn_method_conference_set_policy.argtypes = (
+    ctypes.c_void_p,
+    _UniffiRustBuffer,
+)
+_UniffiLib.uniffi_vcsdk_fn_method_conference_set_policy.restype = ctypes.c_uint64
+_UniffiLib.uniffi_vcsdk_fn_method_conference_stats.argtypes = (
+    ctypes.c_void_p,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_vcsdk_fn_method_conference_stats.restype = _UniffiRustBuffer
+_UniffiLib.uniffi_vcsdk_fn_method_conference_vote.argtypes = (
+    ctypes.c_void_p,
+    ctypes.c_uint64,
+    ctypes.c_int8,
+)
+_UniffiLib.uniffi_vcsdk_fn_method_conference_vote.restype = ctypes.c_uint64
+_UniffiLib.uniffi_vcsdk_fn_clone_conferencelistener.argtypes = (
+    ctypes.c_void_p,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_vcsdk_fn_clone_conferencelistener.restype = ctypes.c_void_p
+_UniffiLib.uniffi_vcsdk_fn_free_conferencelistener.argtypes = (
+    ctypes.c_void_p,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_vcsdk_fn_free_conferencelistener.restype = None
+_UniffiLib.uniffi_vcsdk_fn_init_callback_vtable_conferencelistener.argtypes = (
+    ctypes.POINTER(_UniffiVTableCallbackInterfaceConferenceListener),
+)
+_UniffiLib.uniffi_vcsdk_fn_init_callback_vtable_conferencelistener.restype = None
+_UniffiLib.uniffi_vcsdk_fn_method_conferencelistener_on_event.argtypes = (
+    ctypes.c_void_p,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_vcsdk_fn_method_conferencelistener_on_event.restype = None
 _UniffiLib.uniffi_vcsdk_fn_clone_framelistener.argtypes = (
     ctypes.c_void_p,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -930,6 +1131,12 @@ _UniffiLib.uniffi_vcsdk_fn_func_connect.argtypes = (
     _UniffiRustBuffer,
 )
 _UniffiLib.uniffi_vcsdk_fn_func_connect.restype = ctypes.c_uint64
+_UniffiLib.uniffi_vcsdk_fn_func_default_conference_policy.argtypes = (
+    _UniffiRustBuffer,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_vcsdk_fn_func_default_conference_policy.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_vcsdk_fn_func_default_media_options.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
@@ -1217,6 +1424,9 @@ _UniffiLib.ffi_vcsdk_rust_future_complete_void.restype = None
 _UniffiLib.uniffi_vcsdk_checksum_func_connect.argtypes = (
 )
 _UniffiLib.uniffi_vcsdk_checksum_func_connect.restype = ctypes.c_uint16
+_UniffiLib.uniffi_vcsdk_checksum_func_default_conference_policy.argtypes = (
+)
+_UniffiLib.uniffi_vcsdk_checksum_func_default_conference_policy.restype = ctypes.c_uint16
 _UniffiLib.uniffi_vcsdk_checksum_func_default_media_options.argtypes = (
 )
 _UniffiLib.uniffi_vcsdk_checksum_func_default_media_options.restype = ctypes.c_uint16
@@ -1241,6 +1451,12 @@ _UniffiLib.uniffi_vcsdk_checksum_method_client_answer.restype = ctypes.c_uint16
 _UniffiLib.uniffi_vcsdk_checksum_method_client_call.argtypes = (
 )
 _UniffiLib.uniffi_vcsdk_checksum_method_client_call.restype = ctypes.c_uint16
+_UniffiLib.uniffi_vcsdk_checksum_method_client_create_conference.argtypes = (
+)
+_UniffiLib.uniffi_vcsdk_checksum_method_client_create_conference.restype = ctypes.c_uint16
+_UniffiLib.uniffi_vcsdk_checksum_method_client_decline_conference.argtypes = (
+)
+_UniffiLib.uniffi_vcsdk_checksum_method_client_decline_conference.restype = ctypes.c_uint16
 _UniffiLib.uniffi_vcsdk_checksum_method_client_disconnect.argtypes = (
 )
 _UniffiLib.uniffi_vcsdk_checksum_method_client_disconnect.restype = ctypes.c_uint16
@@ -1250,6 +1466,9 @@ _UniffiLib.uniffi_vcsdk_checksum_method_client_hangup.restype = ctypes.c_uint16
 _UniffiLib.uniffi_vcsdk_checksum_method_client_is_registered.argtypes = (
 )
 _UniffiLib.uniffi_vcsdk_checksum_method_client_is_registered.restype = ctypes.c_uint16
+_UniffiLib.uniffi_vcsdk_checksum_method_client_join_conference.argtypes = (
+)
+_UniffiLib.uniffi_vcsdk_checksum_method_client_join_conference.restype = ctypes.c_uint16
 _UniffiLib.uniffi_vcsdk_checksum_method_client_open_media.argtypes = (
 )
 _UniffiLib.uniffi_vcsdk_checksum_method_client_open_media.restype = ctypes.c_uint16
@@ -1259,6 +1478,9 @@ _UniffiLib.uniffi_vcsdk_checksum_method_client_redeem_voucher.restype = ctypes.c
 _UniffiLib.uniffi_vcsdk_checksum_method_client_register.argtypes = (
 )
 _UniffiLib.uniffi_vcsdk_checksum_method_client_register.restype = ctypes.c_uint16
+_UniffiLib.uniffi_vcsdk_checksum_method_client_set_access_list.argtypes = (
+)
+_UniffiLib.uniffi_vcsdk_checksum_method_client_set_access_list.restype = ctypes.c_uint16
 _UniffiLib.uniffi_vcsdk_checksum_method_client_subscribe_presence.argtypes = (
 )
 _UniffiLib.uniffi_vcsdk_checksum_method_client_subscribe_presence.restype = ctypes.c_uint16
@@ -1280,6 +1502,60 @@ _UniffiLib.uniffi_vcsdk_checksum_method_clientlistener_on_low_balance.restype = 
 _UniffiLib.uniffi_vcsdk_checksum_method_clientlistener_on_connection.argtypes = (
 )
 _UniffiLib.uniffi_vcsdk_checksum_method_clientlistener_on_connection.restype = ctypes.c_uint16
+_UniffiLib.uniffi_vcsdk_checksum_method_clientlistener_on_conference_invitation.argtypes = (
+)
+_UniffiLib.uniffi_vcsdk_checksum_method_clientlistener_on_conference_invitation.restype = ctypes.c_uint16
+_UniffiLib.uniffi_vcsdk_checksum_method_conference_add_listener.argtypes = (
+)
+_UniffiLib.uniffi_vcsdk_checksum_method_conference_add_listener.restype = ctypes.c_uint16
+_UniffiLib.uniffi_vcsdk_checksum_method_conference_ended.argtypes = (
+)
+_UniffiLib.uniffi_vcsdk_checksum_method_conference_ended.restype = ctypes.c_uint16
+_UniffiLib.uniffi_vcsdk_checksum_method_conference_epoch.argtypes = (
+)
+_UniffiLib.uniffi_vcsdk_checksum_method_conference_epoch.restype = ctypes.c_uint16
+_UniffiLib.uniffi_vcsdk_checksum_method_conference_hand_over.argtypes = (
+)
+_UniffiLib.uniffi_vcsdk_checksum_method_conference_hand_over.restype = ctypes.c_uint16
+_UniffiLib.uniffi_vcsdk_checksum_method_conference_id.argtypes = (
+)
+_UniffiLib.uniffi_vcsdk_checksum_method_conference_id.restype = ctypes.c_uint16
+_UniffiLib.uniffi_vcsdk_checksum_method_conference_invite.argtypes = (
+)
+_UniffiLib.uniffi_vcsdk_checksum_method_conference_invite.restype = ctypes.c_uint16
+_UniffiLib.uniffi_vcsdk_checksum_method_conference_leave.argtypes = (
+)
+_UniffiLib.uniffi_vcsdk_checksum_method_conference_leave.restype = ctypes.c_uint16
+_UniffiLib.uniffi_vcsdk_checksum_method_conference_policy.argtypes = (
+)
+_UniffiLib.uniffi_vcsdk_checksum_method_conference_policy.restype = ctypes.c_uint16
+_UniffiLib.uniffi_vcsdk_checksum_method_conference_propose.argtypes = (
+)
+_UniffiLib.uniffi_vcsdk_checksum_method_conference_propose.restype = ctypes.c_uint16
+_UniffiLib.uniffi_vcsdk_checksum_method_conference_receive.argtypes = (
+)
+_UniffiLib.uniffi_vcsdk_checksum_method_conference_receive.restype = ctypes.c_uint16
+_UniffiLib.uniffi_vcsdk_checksum_method_conference_remove.argtypes = (
+)
+_UniffiLib.uniffi_vcsdk_checksum_method_conference_remove.restype = ctypes.c_uint16
+_UniffiLib.uniffi_vcsdk_checksum_method_conference_roster.argtypes = (
+)
+_UniffiLib.uniffi_vcsdk_checksum_method_conference_roster.restype = ctypes.c_uint16
+_UniffiLib.uniffi_vcsdk_checksum_method_conference_send.argtypes = (
+)
+_UniffiLib.uniffi_vcsdk_checksum_method_conference_send.restype = ctypes.c_uint16
+_UniffiLib.uniffi_vcsdk_checksum_method_conference_set_policy.argtypes = (
+)
+_UniffiLib.uniffi_vcsdk_checksum_method_conference_set_policy.restype = ctypes.c_uint16
+_UniffiLib.uniffi_vcsdk_checksum_method_conference_stats.argtypes = (
+)
+_UniffiLib.uniffi_vcsdk_checksum_method_conference_stats.restype = ctypes.c_uint16
+_UniffiLib.uniffi_vcsdk_checksum_method_conference_vote.argtypes = (
+)
+_UniffiLib.uniffi_vcsdk_checksum_method_conference_vote.restype = ctypes.c_uint16
+_UniffiLib.uniffi_vcsdk_checksum_method_conferencelistener_on_event.argtypes = (
+)
+_UniffiLib.uniffi_vcsdk_checksum_method_conferencelistener_on_event.restype = ctypes.c_uint16
 _UniffiLib.uniffi_vcsdk_checksum_method_framelistener_on_frame.argtypes = (
 )
 _UniffiLib.uniffi_vcsdk_checksum_method_framelistener_on_frame.restype = ctypes.c_uint16
@@ -1365,6 +1641,19 @@ class _UniffiCallbackInterfaceFfiConverter:
     @classmethod
     def write(cls, cb, buf):
         buf.write_u64(cls.lower(cb))
+
+class _UniffiConverterUInt16(_UniffiConverterPrimitiveInt):
+    CLASS_NAME = "u16"
+    VALUE_MIN = 0
+    VALUE_MAX = 2**16
+
+    @staticmethod
+    def read(buf):
+        return buf.read_u16()
+
+    @staticmethod
+    def write(value, buf):
+        buf.write_u16(value)
 
 class _UniffiConverterUInt32(_UniffiConverterPrimitiveInt):
     CLASS_NAME = "u32"
@@ -1489,6 +1778,80 @@ class _UniffiConverterBytes(_UniffiConverterRustBuffer):
 
 
 
+
+
+
+
+
+
+class AccessList:
+    """
+    Who may invite this client: the deny list wins, then the allow list, then the default.
+    """
+
+    allow: "typing.List[str]"
+    """
+    Always admitted (unless denied).
+    """
+
+    deny: "typing.List[str]"
+    """
+    Never admitted.
+    """
+
+    contacts: "typing.List[str]"
+    """
+    Admitted when `default` is `Contacts`.
+    """
+
+    default: "AccessDefault"
+    """
+    Everyone else.
+    """
+
+    def __init__(self, *, allow: "typing.List[str]", deny: "typing.List[str]", contacts: "typing.List[str]", default: "AccessDefault"):
+        self.allow = allow
+        self.deny = deny
+        self.contacts = contacts
+        self.default = default
+
+    def __str__(self):
+        return "AccessList(allow={}, deny={}, contacts={}, default={})".format(self.allow, self.deny, self.contacts, self.default)
+
+    def __eq__(self, other):
+        if self.allow != other.allow:
+            return False
+        if self.deny != other.deny:
+            return False
+        if self.contacts != other.contacts:
+            return False
+        if self.default != other.default:
+            return False
+        return True
+
+class _UniffiConverterTypeAccessList(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return AccessList(
+            allow=_UniffiConverterSequenceString.read(buf),
+            deny=_UniffiConverterSequenceString.read(buf),
+            contacts=_UniffiConverterSequenceString.read(buf),
+            default=_UniffiConverterTypeAccessDefault.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiConverterSequenceString.check_lower(value.allow)
+        _UniffiConverterSequenceString.check_lower(value.deny)
+        _UniffiConverterSequenceString.check_lower(value.contacts)
+        _UniffiConverterTypeAccessDefault.check_lower(value.default)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiConverterSequenceString.write(value.allow, buf)
+        _UniffiConverterSequenceString.write(value.deny, buf)
+        _UniffiConverterSequenceString.write(value.contacts, buf)
+        _UniffiConverterTypeAccessDefault.write(value.default, buf)
 
 
 class Account:
@@ -1695,6 +2058,315 @@ class _UniffiConverterTypeCallCharge(_UniffiConverterRustBuffer):
         _UniffiConverterString.write(value.call_id, buf)
         _UniffiConverterInt64.write(value.billable_secs, buf)
         _UniffiConverterInt64.write(value.cost, buf)
+
+
+class ConferenceFrame:
+    """
+    A frame from another member.
+    """
+
+    stream: "Stream"
+    """
+    Its stream.
+    """
+
+    member: "str"
+    """
+    Who sent it.
+    """
+
+    epoch: "int"
+    """
+    The epoch it was protected in.
+    """
+
+    plain: "bool"
+    """
+    Whether it came in the clear (a plain stream of the policy).
+    """
+
+    data: "bytes"
+    """
+    The payload.
+    """
+
+    def __init__(self, *, stream: "Stream", member: "str", epoch: "int", plain: "bool", data: "bytes"):
+        self.stream = stream
+        self.member = member
+        self.epoch = epoch
+        self.plain = plain
+        self.data = data
+
+    def __str__(self):
+        return "ConferenceFrame(stream={}, member={}, epoch={}, plain={}, data={})".format(self.stream, self.member, self.epoch, self.plain, self.data)
+
+    def __eq__(self, other):
+        if self.stream != other.stream:
+            return False
+        if self.member != other.member:
+            return False
+        if self.epoch != other.epoch:
+            return False
+        if self.plain != other.plain:
+            return False
+        if self.data != other.data:
+            return False
+        return True
+
+class _UniffiConverterTypeConferenceFrame(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return ConferenceFrame(
+            stream=_UniffiConverterTypeStream.read(buf),
+            member=_UniffiConverterString.read(buf),
+            epoch=_UniffiConverterUInt32.read(buf),
+            plain=_UniffiConverterBool.read(buf),
+            data=_UniffiConverterBytes.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiConverterTypeStream.check_lower(value.stream)
+        _UniffiConverterString.check_lower(value.member)
+        _UniffiConverterUInt32.check_lower(value.epoch)
+        _UniffiConverterBool.check_lower(value.plain)
+        _UniffiConverterBytes.check_lower(value.data)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiConverterTypeStream.write(value.stream, buf)
+        _UniffiConverterString.write(value.member, buf)
+        _UniffiConverterUInt32.write(value.epoch, buf)
+        _UniffiConverterBool.write(value.plain, buf)
+        _UniffiConverterBytes.write(value.data, buf)
+
+
+class ConferencePolicy:
+    """
+    A conference's security policy (`default_conference_policy` gives the usual one per level).
+    """
+
+    level: "SecurityLevel"
+    """
+    The security level.
+    """
+
+    mode: "ConferenceMode"
+    """
+    Moderation or voting.
+    """
+
+    audio: "StreamProtection"
+    """
+    Audio.
+    """
+
+    video: "StreamProtection"
+    """
+    Video.
+    """
+
+    data: "StreamProtection"
+    """
+    Data (whiteboard).
+    """
+
+    signalling: "StreamProtection"
+    """
+    Signalling between members.
+    """
+
+    rekey_interval_secs: "int"
+    """
+    The distributor starts a new epoch this often, seconds (0: only on changes).
+    """
+
+    def __init__(self, *, level: "SecurityLevel", mode: "ConferenceMode", audio: "StreamProtection", video: "StreamProtection", data: "StreamProtection", signalling: "StreamProtection", rekey_interval_secs: "int"):
+        self.level = level
+        self.mode = mode
+        self.audio = audio
+        self.video = video
+        self.data = data
+        self.signalling = signalling
+        self.rekey_interval_secs = rekey_interval_secs
+
+    def __str__(self):
+        return "ConferencePolicy(level={}, mode={}, audio={}, video={}, data={}, signalling={}, rekey_interval_secs={})".format(self.level, self.mode, self.audio, self.video, self.data, self.signalling, self.rekey_interval_secs)
+
+    def __eq__(self, other):
+        if self.level != other.level:
+            return False
+        if self.mode != other.mode:
+            return False
+        if self.audio != other.audio:
+            return False
+        if self.video != other.video:
+            return False
+        if self.data != other.data:
+            return False
+        if self.signalling != other.signalling:
+            return False
+        if self.rekey_interval_secs != other.rekey_interval_secs:
+            return False
+        return True
+
+class _UniffiConverterTypeConferencePolicy(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return ConferencePolicy(
+            level=_UniffiConverterTypeSecurityLevel.read(buf),
+            mode=_UniffiConverterTypeConferenceMode.read(buf),
+            audio=_UniffiConverterTypeStreamProtection.read(buf),
+            video=_UniffiConverterTypeStreamProtection.read(buf),
+            data=_UniffiConverterTypeStreamProtection.read(buf),
+            signalling=_UniffiConverterTypeStreamProtection.read(buf),
+            rekey_interval_secs=_UniffiConverterUInt32.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiConverterTypeSecurityLevel.check_lower(value.level)
+        _UniffiConverterTypeConferenceMode.check_lower(value.mode)
+        _UniffiConverterTypeStreamProtection.check_lower(value.audio)
+        _UniffiConverterTypeStreamProtection.check_lower(value.video)
+        _UniffiConverterTypeStreamProtection.check_lower(value.data)
+        _UniffiConverterTypeStreamProtection.check_lower(value.signalling)
+        _UniffiConverterUInt32.check_lower(value.rekey_interval_secs)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiConverterTypeSecurityLevel.write(value.level, buf)
+        _UniffiConverterTypeConferenceMode.write(value.mode, buf)
+        _UniffiConverterTypeStreamProtection.write(value.audio, buf)
+        _UniffiConverterTypeStreamProtection.write(value.video, buf)
+        _UniffiConverterTypeStreamProtection.write(value.data, buf)
+        _UniffiConverterTypeStreamProtection.write(value.signalling, buf)
+        _UniffiConverterUInt32.write(value.rekey_interval_secs, buf)
+
+
+class ConferenceStats:
+    """
+    Statistics of a conference's media and keys.
+    """
+
+    epoch: "int"
+    """
+    The epoch whose keys we send with.
+    """
+
+    peers: "typing.List[PeerPath]"
+    """
+    The path to each other member.
+    """
+
+    frames_sent: "int"
+    """
+    Frames sent.
+    """
+
+    frames_received: "int"
+    """
+    Frames received and delivered.
+    """
+
+    frames_lost: "int"
+    """
+    Frames that never completed.
+    """
+
+    replays_refused: "int"
+    """
+    Replayed frames refused.
+    """
+
+    auth_failures: "int"
+    """
+    Frames that failed authentication.
+    """
+
+    unknown_key: "int"
+    """
+    Frames for keys we do not hold.
+    """
+
+    foreign_packets: "int"
+    """
+    Packets from addresses or senders that are not members.
+    """
+
+    def __init__(self, *, epoch: "int", peers: "typing.List[PeerPath]", frames_sent: "int", frames_received: "int", frames_lost: "int", replays_refused: "int", auth_failures: "int", unknown_key: "int", foreign_packets: "int"):
+        self.epoch = epoch
+        self.peers = peers
+        self.frames_sent = frames_sent
+        self.frames_received = frames_received
+        self.frames_lost = frames_lost
+        self.replays_refused = replays_refused
+        self.auth_failures = auth_failures
+        self.unknown_key = unknown_key
+        self.foreign_packets = foreign_packets
+
+    def __str__(self):
+        return "ConferenceStats(epoch={}, peers={}, frames_sent={}, frames_received={}, frames_lost={}, replays_refused={}, auth_failures={}, unknown_key={}, foreign_packets={})".format(self.epoch, self.peers, self.frames_sent, self.frames_received, self.frames_lost, self.replays_refused, self.auth_failures, self.unknown_key, self.foreign_packets)
+
+    def __eq__(self, other):
+        if self.epoch != other.epoch:
+            return False
+        if self.peers != other.peers:
+            return False
+        if self.frames_sent != other.frames_sent:
+            return False
+        if self.frames_received != other.frames_received:
+            return False
+        if self.frames_lost != other.frames_lost:
+            return False
+        if self.replays_refused != other.replays_refused:
+            return False
+        if self.auth_failures != other.auth_failures:
+            return False
+        if self.unknown_key != other.unknown_key:
+            return False
+        if self.foreign_packets != other.foreign_packets:
+            return False
+        return True
+
+class _UniffiConverterTypeConferenceStats(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return ConferenceStats(
+            epoch=_UniffiConverterUInt32.read(buf),
+            peers=_UniffiConverterSequenceTypePeerPath.read(buf),
+            frames_sent=_UniffiConverterUInt64.read(buf),
+            frames_received=_UniffiConverterUInt64.read(buf),
+            frames_lost=_UniffiConverterUInt64.read(buf),
+            replays_refused=_UniffiConverterUInt64.read(buf),
+            auth_failures=_UniffiConverterUInt64.read(buf),
+            unknown_key=_UniffiConverterUInt64.read(buf),
+            foreign_packets=_UniffiConverterUInt64.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiConverterUInt32.check_lower(value.epoch)
+        _UniffiConverterSequenceTypePeerPath.check_lower(value.peers)
+        _UniffiConverterUInt64.check_lower(value.frames_sent)
+        _UniffiConverterUInt64.check_lower(value.frames_received)
+        _UniffiConverterUInt64.check_lower(value.frames_lost)
+        _UniffiConverterUInt64.check_lower(value.replays_refused)
+        _UniffiConverterUInt64.check_lower(value.auth_failures)
+        _UniffiConverterUInt64.check_lower(value.unknown_key)
+        _UniffiConverterUInt64.check_lower(value.foreign_packets)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiConverterUInt32.write(value.epoch, buf)
+        _UniffiConverterSequenceTypePeerPath.write(value.peers, buf)
+        _UniffiConverterUInt64.write(value.frames_sent, buf)
+        _UniffiConverterUInt64.write(value.frames_received, buf)
+        _UniffiConverterUInt64.write(value.frames_lost, buf)
+        _UniffiConverterUInt64.write(value.replays_refused, buf)
+        _UniffiConverterUInt64.write(value.auth_failures, buf)
+        _UniffiConverterUInt64.write(value.unknown_key, buf)
+        _UniffiConverterUInt64.write(value.foreign_packets, buf)
 
 
 class IdentityInfo:
@@ -2083,6 +2755,113 @@ class _UniffiConverterTypeMediaStats(_UniffiConverterRustBuffer):
         _UniffiConverterUInt64.write(value.malformed, buf)
 
 
+class PeerPath:
+    """
+    The path to one other member.
+    """
+
+    member: "str"
+    """
+    The member.
+    """
+
+    path: "PathKind"
+    """
+    Direct, relayed, or not yet known (`Closed`).
+    """
+
+    def __init__(self, *, member: "str", path: "PathKind"):
+        self.member = member
+        self.path = path
+
+    def __str__(self):
+        return "PeerPath(member={}, path={})".format(self.member, self.path)
+
+    def __eq__(self, other):
+        if self.member != other.member:
+            return False
+        if self.path != other.path:
+            return False
+        return True
+
+class _UniffiConverterTypePeerPath(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return PeerPath(
+            member=_UniffiConverterString.read(buf),
+            path=_UniffiConverterTypePathKind.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiConverterString.check_lower(value.member)
+        _UniffiConverterTypePathKind.check_lower(value.path)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiConverterString.write(value.member, buf)
+        _UniffiConverterTypePathKind.write(value.path, buf)
+
+
+class RosterMember:
+    """
+    A member of a conference's roster.
+    """
+
+    id: "str"
+    """
+    Its id.
+    """
+
+    index: "int"
+    """
+    Its index (the sender number of its frames).
+    """
+
+    moderator: "bool"
+    """
+    Whether it is the moderator.
+    """
+
+    def __init__(self, *, id: "str", index: "int", moderator: "bool"):
+        self.id = id
+        self.index = index
+        self.moderator = moderator
+
+    def __str__(self):
+        return "RosterMember(id={}, index={}, moderator={})".format(self.id, self.index, self.moderator)
+
+    def __eq__(self, other):
+        if self.id != other.id:
+            return False
+        if self.index != other.index:
+            return False
+        if self.moderator != other.moderator:
+            return False
+        return True
+
+class _UniffiConverterTypeRosterMember(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        return RosterMember(
+            id=_UniffiConverterString.read(buf),
+            index=_UniffiConverterUInt16.read(buf),
+            moderator=_UniffiConverterBool.read(buf),
+        )
+
+    @staticmethod
+    def check_lower(value):
+        _UniffiConverterString.check_lower(value.id)
+        _UniffiConverterUInt16.check_lower(value.index)
+        _UniffiConverterBool.check_lower(value.moderator)
+
+    @staticmethod
+    def write(value, buf):
+        _UniffiConverterString.write(value.id, buf)
+        _UniffiConverterUInt16.write(value.index, buf)
+        _UniffiConverterBool.write(value.moderator, buf)
+
+
 class UserPresence:
     """
     A registered user online now.
@@ -2129,6 +2908,68 @@ class _UniffiConverterTypeUserPresence(_UniffiConverterRustBuffer):
     def write(value, buf):
         _UniffiConverterString.write(value.user, buf)
         _UniffiConverterInt64.write(value.online_since, buf)
+
+
+
+
+
+class AccessDefault(enum.Enum):
+    """
+    Whom an access list admits by default.
+    """
+
+    ANYONE = 0
+    """
+    Anyone the CA certified.
+    """
+
+    
+    CONTACTS = 1
+    """
+    Only contacts.
+    """
+
+    
+    NOBODY = 2
+    """
+    Nobody (only the allow list).
+    """
+
+    
+
+
+class _UniffiConverterTypeAccessDefault(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        variant = buf.read_i32()
+        if variant == 1:
+            return AccessDefault.ANYONE
+        if variant == 2:
+            return AccessDefault.CONTACTS
+        if variant == 3:
+            return AccessDefault.NOBODY
+        raise InternalError("Raw enum value doesn't match any cases")
+
+    @staticmethod
+    def check_lower(value):
+        if value == AccessDefault.ANYONE:
+            return
+        if value == AccessDefault.CONTACTS:
+            return
+        if value == AccessDefault.NOBODY:
+            return
+        raise ValueError(value)
+
+    @staticmethod
+    def write(value, buf):
+        if value == AccessDefault.ANYONE:
+            buf.write_i32(1)
+        if value == AccessDefault.CONTACTS:
+            buf.write_i32(2)
+        if value == AccessDefault.NOBODY:
+            buf.write_i32(3)
+
+
 
 
 
@@ -2287,6 +3128,758 @@ class _UniffiConverterTypeCallState(_UniffiConverterRustBuffer):
             buf.write_i32(5)
         if value == CallState.ENDED:
             buf.write_i32(6)
+
+
+
+
+
+
+
+class ConferenceEvent:
+    """
+    What happened in a conference.
+    """
+
+    def __init__(self):
+        raise RuntimeError("ConferenceEvent cannot be instantiated directly")
+
+    # Each enum variant is a nested class of the enum itself.
+    class JOINED:
+        """
+        A member joined.
+        """
+
+        member: "str"
+        """
+        Who.
+        """
+
+
+        def __init__(self,member: "str"):
+            self.member = member
+
+        def __str__(self):
+            return "ConferenceEvent.JOINED(member={})".format(self.member)
+
+        def __eq__(self, other):
+            if not other.is_JOINED():
+                return False
+            if self.member != other.member:
+                return False
+            return True
+    
+    class LEFT:
+        """
+        A member is gone.
+        """
+
+        member: "str"
+        """
+        Who.
+        """
+
+        reason: "str"
+        """
+        Why.
+        """
+
+
+        def __init__(self,member: "str", reason: "str"):
+            self.member = member
+            self.reason = reason
+
+        def __str__(self):
+            return "ConferenceEvent.LEFT(member={}, reason={})".format(self.member, self.reason)
+
+        def __eq__(self, other):
+            if not other.is_LEFT():
+                return False
+            if self.member != other.member:
+                return False
+            if self.reason != other.reason:
+                return False
+            return True
+    
+    class INVITED:
+        """
+        Someone was invited.
+        """
+
+        invitee: "str"
+        """
+        Who.
+        """
+
+        inviter: "str"
+        """
+        By whom.
+        """
+
+
+        def __init__(self,invitee: "str", inviter: "str"):
+            self.invitee = invitee
+            self.inviter = inviter
+
+        def __str__(self):
+            return "ConferenceEvent.INVITED(invitee={}, inviter={})".format(self.invitee, self.inviter)
+
+        def __eq__(self, other):
+            if not other.is_INVITED():
+                return False
+            if self.invitee != other.invitee:
+                return False
+            if self.inviter != other.inviter:
+                return False
+            return True
+    
+    class DECLINED:
+        """
+        An invitee declined.
+        """
+
+        invitee: "str"
+        """
+        Who.
+        """
+
+
+        def __init__(self,invitee: "str"):
+            self.invitee = invitee
+
+        def __str__(self):
+            return "ConferenceEvent.DECLINED(invitee={})".format(self.invitee)
+
+        def __eq__(self, other):
+            if not other.is_DECLINED():
+                return False
+            if self.invitee != other.invitee:
+                return False
+            return True
+    
+    class EPOCH:
+        """
+        A new epoch is in force (its keys are installed).
+        """
+
+        epoch: "int"
+        """
+        The epoch.
+        """
+
+        policy: "ConferencePolicy"
+        """
+        The policy from now on.
+        """
+
+        distributor: "str"
+        """
+        Who distributed it.
+        """
+
+        roster: "typing.List[str]"
+        """
+        Its roster.
+        """
+
+
+        def __init__(self,epoch: "int", policy: "ConferencePolicy", distributor: "str", roster: "typing.List[str]"):
+            self.epoch = epoch
+            self.policy = policy
+            self.distributor = distributor
+            self.roster = roster
+
+        def __str__(self):
+            return "ConferenceEvent.EPOCH(epoch={}, policy={}, distributor={}, roster={})".format(self.epoch, self.policy, self.distributor, self.roster)
+
+        def __eq__(self, other):
+            if not other.is_EPOCH():
+                return False
+            if self.epoch != other.epoch:
+                return False
+            if self.policy != other.policy:
+                return False
+            if self.distributor != other.distributor:
+                return False
+            if self.roster != other.roster:
+                return False
+            return True
+    
+    class POLICY_PENDING:
+        """
+        A policy was agreed for the next epoch.
+        """
+
+        policy: "ConferencePolicy"
+        """
+        The policy.
+        """
+
+
+        def __init__(self,policy: "ConferencePolicy"):
+            self.policy = policy
+
+        def __str__(self):
+            return "ConferenceEvent.POLICY_PENDING(policy={})".format(self.policy)
+
+        def __eq__(self, other):
+            if not other.is_POLICY_PENDING():
+                return False
+            if self.policy != other.policy:
+                return False
+            return True
+    
+    class MODERATOR_CHANGED:
+        """
+        The moderator changed (none in voting mode).
+        """
+
+        moderator: "typing.Optional[str]"
+        """
+        The moderator.
+        """
+
+
+        def __init__(self,moderator: "typing.Optional[str]"):
+            self.moderator = moderator
+
+        def __str__(self):
+            return "ConferenceEvent.MODERATOR_CHANGED(moderator={})".format(self.moderator)
+
+        def __eq__(self, other):
+            if not other.is_MODERATOR_CHANGED():
+                return False
+            if self.moderator != other.moderator:
+                return False
+            return True
+    
+    class PROPOSAL_OPENED:
+        """
+        A member proposed a policy (voting mode).
+        """
+
+        proposal: "int"
+        """
+        Its number.
+        """
+
+        proposer: "str"
+        """
+        Who.
+        """
+
+        policy: "ConferencePolicy"
+        """
+        What.
+        """
+
+
+        def __init__(self,proposal: "int", proposer: "str", policy: "ConferencePolicy"):
+            self.proposal = proposal
+            self.proposer = proposer
+            self.policy = policy
+
+        def __str__(self):
+            return "ConferenceEvent.PROPOSAL_OPENED(proposal={}, proposer={}, policy={})".format(self.proposal, self.proposer, self.policy)
+
+        def __eq__(self, other):
+            if not other.is_PROPOSAL_OPENED():
+                return False
+            if self.proposal != other.proposal:
+                return False
+            if self.proposer != other.proposer:
+                return False
+            if self.policy != other.policy:
+                return False
+            return True
+    
+    class VOTED:
+        """
+        A ballot was cast.
+        """
+
+        proposal: "int"
+        """
+        The proposal.
+        """
+
+        voter: "str"
+        """
+        Who.
+        """
+
+        approve: "bool"
+        """
+        For or against.
+        """
+
+
+        def __init__(self,proposal: "int", voter: "str", approve: "bool"):
+            self.proposal = proposal
+            self.voter = voter
+            self.approve = approve
+
+        def __str__(self):
+            return "ConferenceEvent.VOTED(proposal={}, voter={}, approve={})".format(self.proposal, self.voter, self.approve)
+
+        def __eq__(self, other):
+            if not other.is_VOTED():
+                return False
+            if self.proposal != other.proposal:
+                return False
+            if self.voter != other.voter:
+                return False
+            if self.approve != other.approve:
+                return False
+            return True
+    
+    class PROPOSAL_DECIDED:
+        """
+        A proposal was decided.
+        """
+
+        proposal: "int"
+        """
+        The proposal.
+        """
+
+        adopted: "bool"
+        """
+        Adopted or not.
+        """
+
+        reason: "str"
+        """
+        Why.
+        """
+
+
+        def __init__(self,proposal: "int", adopted: "bool", reason: "str"):
+            self.proposal = proposal
+            self.adopted = adopted
+            self.reason = reason
+
+        def __str__(self):
+            return "ConferenceEvent.PROPOSAL_DECIDED(proposal={}, adopted={}, reason={})".format(self.proposal, self.adopted, self.reason)
+
+        def __eq__(self, other):
+            if not other.is_PROPOSAL_DECIDED():
+                return False
+            if self.proposal != other.proposal:
+                return False
+            if self.adopted != other.adopted:
+                return False
+            if self.reason != other.reason:
+                return False
+            return True
+    
+    class REJECTED:
+        """
+        A control message every member refuses reached us and was ignored.
+        """
+
+        author: "str"
+        """
+        Its author.
+        """
+
+        code: "str"
+        """
+        The rejection's code.
+        """
+
+        reason: "str"
+        """
+        Why.
+        """
+
+
+        def __init__(self,author: "str", code: "str", reason: "str"):
+            self.author = author
+            self.code = code
+            self.reason = reason
+
+        def __str__(self):
+            return "ConferenceEvent.REJECTED(author={}, code={}, reason={})".format(self.author, self.code, self.reason)
+
+        def __eq__(self, other):
+            if not other.is_REJECTED():
+                return False
+            if self.author != other.author:
+                return False
+            if self.code != other.code:
+                return False
+            if self.reason != other.reason:
+                return False
+            return True
+    
+    class KEY_UNAVAILABLE:
+        """
+        An epoch's key could not be opened.
+        """
+
+        epoch: "int"
+        """
+        The epoch.
+        """
+
+        reason: "str"
+        """
+        Why.
+        """
+
+
+        def __init__(self,epoch: "int", reason: "str"):
+            self.epoch = epoch
+            self.reason = reason
+
+        def __str__(self):
+            return "ConferenceEvent.KEY_UNAVAILABLE(epoch={}, reason={})".format(self.epoch, self.reason)
+
+        def __eq__(self, other):
+            if not other.is_KEY_UNAVAILABLE():
+                return False
+            if self.epoch != other.epoch:
+                return False
+            if self.reason != other.reason:
+                return False
+            return True
+    
+    class ENDED:
+        """
+        We are no longer a member.
+        """
+
+        reason: "str"
+        """
+        Why.
+        """
+
+
+        def __init__(self,reason: "str"):
+            self.reason = reason
+
+        def __str__(self):
+            return "ConferenceEvent.ENDED(reason={})".format(self.reason)
+
+        def __eq__(self, other):
+            if not other.is_ENDED():
+                return False
+            if self.reason != other.reason:
+                return False
+            return True
+    
+    
+
+    # For each variant, we have `is_NAME` and `is_name` methods for easily checking
+    # whether an instance is that variant.
+    def is_JOINED(self) -> bool:
+        return isinstance(self, ConferenceEvent.JOINED)
+    def is_joined(self) -> bool:
+        return isinstance(self, ConferenceEvent.JOINED)
+    def is_LEFT(self) -> bool:
+        return isinstance(self, ConferenceEvent.LEFT)
+    def is_left(self) -> bool:
+        return isinstance(self, ConferenceEvent.LEFT)
+    def is_INVITED(self) -> bool:
+        return isinstance(self, ConferenceEvent.INVITED)
+    def is_invited(self) -> bool:
+        return isinstance(self, ConferenceEvent.INVITED)
+    def is_DECLINED(self) -> bool:
+        return isinstance(self, ConferenceEvent.DECLINED)
+    def is_declined(self) -> bool:
+        return isinstance(self, ConferenceEvent.DECLINED)
+    def is_EPOCH(self) -> bool:
+        return isinstance(self, ConferenceEvent.EPOCH)
+    def is_epoch(self) -> bool:
+        return isinstance(self, ConferenceEvent.EPOCH)
+    def is_POLICY_PENDING(self) -> bool:
+        return isinstance(self, ConferenceEvent.POLICY_PENDING)
+    def is_policy_pending(self) -> bool:
+        return isinstance(self, ConferenceEvent.POLICY_PENDING)
+    def is_MODERATOR_CHANGED(self) -> bool:
+        return isinstance(self, ConferenceEvent.MODERATOR_CHANGED)
+    def is_moderator_changed(self) -> bool:
+        return isinstance(self, ConferenceEvent.MODERATOR_CHANGED)
+    def is_PROPOSAL_OPENED(self) -> bool:
+        return isinstance(self, ConferenceEvent.PROPOSAL_OPENED)
+    def is_proposal_opened(self) -> bool:
+        return isinstance(self, ConferenceEvent.PROPOSAL_OPENED)
+    def is_VOTED(self) -> bool:
+        return isinstance(self, ConferenceEvent.VOTED)
+    def is_voted(self) -> bool:
+        return isinstance(self, ConferenceEvent.VOTED)
+    def is_PROPOSAL_DECIDED(self) -> bool:
+        return isinstance(self, ConferenceEvent.PROPOSAL_DECIDED)
+    def is_proposal_decided(self) -> bool:
+        return isinstance(self, ConferenceEvent.PROPOSAL_DECIDED)
+    def is_REJECTED(self) -> bool:
+        return isinstance(self, ConferenceEvent.REJECTED)
+    def is_rejected(self) -> bool:
+        return isinstance(self, ConferenceEvent.REJECTED)
+    def is_KEY_UNAVAILABLE(self) -> bool:
+        return isinstance(self, ConferenceEvent.KEY_UNAVAILABLE)
+    def is_key_unavailable(self) -> bool:
+        return isinstance(self, ConferenceEvent.KEY_UNAVAILABLE)
+    def is_ENDED(self) -> bool:
+        return isinstance(self, ConferenceEvent.ENDED)
+    def is_ended(self) -> bool:
+        return isinstance(self, ConferenceEvent.ENDED)
+    
+
+# Now, a little trick - we make each nested variant class be a subclass of the main
+# enum class, so that method calls and instance checks etc will work intuitively.
+# We might be able to do this a little more neatly with a metaclass, but this'll do.
+ConferenceEvent.JOINED = type("ConferenceEvent.JOINED", (ConferenceEvent.JOINED, ConferenceEvent,), {})  # type: ignore
+ConferenceEvent.LEFT = type("ConferenceEvent.LEFT", (ConferenceEvent.LEFT, ConferenceEvent,), {})  # type: ignore
+ConferenceEvent.INVITED = type("ConferenceEvent.INVITED", (ConferenceEvent.INVITED, ConferenceEvent,), {})  # type: ignore
+ConferenceEvent.DECLINED = type("ConferenceEvent.DECLINED", (ConferenceEvent.DECLINED, ConferenceEvent,), {})  # type: ignore
+ConferenceEvent.EPOCH = type("ConferenceEvent.EPOCH", (ConferenceEvent.EPOCH, ConferenceEvent,), {})  # type: ignore
+ConferenceEvent.POLICY_PENDING = type("ConferenceEvent.POLICY_PENDING", (ConferenceEvent.POLICY_PENDING, ConferenceEvent,), {})  # type: ignore
+ConferenceEvent.MODERATOR_CHANGED = type("ConferenceEvent.MODERATOR_CHANGED", (ConferenceEvent.MODERATOR_CHANGED, ConferenceEvent,), {})  # type: ignore
+ConferenceEvent.PROPOSAL_OPENED = type("ConferenceEvent.PROPOSAL_OPENED", (ConferenceEvent.PROPOSAL_OPENED, ConferenceEvent,), {})  # type: ignore
+ConferenceEvent.VOTED = type("ConferenceEvent.VOTED", (ConferenceEvent.VOTED, ConferenceEvent,), {})  # type: ignore
+ConferenceEvent.PROPOSAL_DECIDED = type("ConferenceEvent.PROPOSAL_DECIDED", (ConferenceEvent.PROPOSAL_DECIDED, ConferenceEvent,), {})  # type: ignore
+ConferenceEvent.REJECTED = type("ConferenceEvent.REJECTED", (ConferenceEvent.REJECTED, ConferenceEvent,), {})  # type: ignore
+ConferenceEvent.KEY_UNAVAILABLE = type("ConferenceEvent.KEY_UNAVAILABLE", (ConferenceEvent.KEY_UNAVAILABLE, ConferenceEvent,), {})  # type: ignore
+ConferenceEvent.ENDED = type("ConferenceEvent.ENDED", (ConferenceEvent.ENDED, ConferenceEvent,), {})  # type: ignore
+
+
+
+
+class _UniffiConverterTypeConferenceEvent(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        variant = buf.read_i32()
+        if variant == 1:
+            return ConferenceEvent.JOINED(
+                _UniffiConverterString.read(buf),
+            )
+        if variant == 2:
+            return ConferenceEvent.LEFT(
+                _UniffiConverterString.read(buf),
+                _UniffiConverterString.read(buf),
+            )
+        if variant == 3:
+            return ConferenceEvent.INVITED(
+                _UniffiConverterString.read(buf),
+                _UniffiConverterString.read(buf),
+            )
+        if variant == 4:
+            return ConferenceEvent.DECLINED(
+                _UniffiConverterString.read(buf),
+            )
+        if variant == 5:
+            return ConferenceEvent.EPOCH(
+                _UniffiConverterUInt32.read(buf),
+                _UniffiConverterTypeConferencePolicy.read(buf),
+                _UniffiConverterString.read(buf),
+                _UniffiConverterSequenceString.read(buf),
+            )
+        if variant == 6:
+            return ConferenceEvent.POLICY_PENDING(
+                _UniffiConverterTypeConferencePolicy.read(buf),
+            )
+        if variant == 7:
+            return ConferenceEvent.MODERATOR_CHANGED(
+                _UniffiConverterOptionalString.read(buf),
+            )
+        if variant == 8:
+            return ConferenceEvent.PROPOSAL_OPENED(
+                _UniffiConverterUInt64.read(buf),
+                _UniffiConverterString.read(buf),
+                _UniffiConverterTypeConferencePolicy.read(buf),
+            )
+        if variant == 9:
+            return ConferenceEvent.VOTED(
+                _UniffiConverterUInt64.read(buf),
+                _UniffiConverterString.read(buf),
+                _UniffiConverterBool.read(buf),
+            )
+        if variant == 10:
+            return ConferenceEvent.PROPOSAL_DECIDED(
+                _UniffiConverterUInt64.read(buf),
+                _UniffiConverterBool.read(buf),
+                _UniffiConverterString.read(buf),
+            )
+        if variant == 11:
+            return ConferenceEvent.REJECTED(
+                _UniffiConverterString.read(buf),
+                _UniffiConverterString.read(buf),
+                _UniffiConverterString.read(buf),
+            )
+        if variant == 12:
+            return ConferenceEvent.KEY_UNAVAILABLE(
+                _UniffiConverterUInt32.read(buf),
+                _UniffiConverterString.read(buf),
+            )
+        if variant == 13:
+            return ConferenceEvent.ENDED(
+                _UniffiConverterString.read(buf),
+            )
+        raise InternalError("Raw enum value doesn't match any cases")
+
+    @staticmethod
+    def check_lower(value):
+        if value.is_JOINED():
+            _UniffiConverterString.check_lower(value.member)
+            return
+        if value.is_LEFT():
+            _UniffiConverterString.check_lower(value.member)
+            _UniffiConverterString.check_lower(value.reason)
+            return
+        if value.is_INVITED():
+            _UniffiConverterString.check_lower(value.invitee)
+            _UniffiConverterString.check_lower(value.inviter)
+            return
+        if value.is_DECLINED():
+            _UniffiConverterString.check_lower(value.invitee)
+            return
+        if value.is_EPOCH():
+            _UniffiConverterUInt32.check_lower(value.epoch)
+            _UniffiConverterTypeConferencePolicy.check_lower(value.policy)
+            _UniffiConverterString.check_lower(value.distributor)
+            _UniffiConverterSequenceString.check_lower(value.roster)
+            return
+        if value.is_POLICY_PENDING():
+            _UniffiConverterTypeConferencePolicy.check_lower(value.policy)
+            return
+        if value.is_MODERATOR_CHANGED():
+            _UniffiConverterOptionalString.check_lower(value.moderator)
+            return
+        if value.is_PROPOSAL_OPENED():
+            _UniffiConverterUInt64.check_lower(value.proposal)
+            _UniffiConverterString.check_lower(value.proposer)
+            _UniffiConverterTypeConferencePolicy.check_lower(value.policy)
+            return
+        if value.is_VOTED():
+            _UniffiConverterUInt64.check_lower(value.proposal)
+            _UniffiConverterString.check_lower(value.voter)
+            _UniffiConverterBool.check_lower(value.approve)
+            return
+        if value.is_PROPOSAL_DECIDED():
+            _UniffiConverterUInt64.check_lower(value.proposal)
+            _UniffiConverterBool.check_lower(value.adopted)
+            _UniffiConverterString.check_lower(value.reason)
+            return
+        if value.is_REJECTED():
+            _UniffiConverterString.check_lower(value.author)
+            _UniffiConverterString.check_lower(value.code)
+            _UniffiConverterString.check_lower(value.reason)
+            return
+        if value.is_KEY_UNAVAILABLE():
+            _UniffiConverterUInt32.check_lower(value.epoch)
+            _UniffiConverterString.check_lower(value.reason)
+            return
+        if value.is_ENDED():
+            _UniffiConverterString.check_lower(value.reason)
+            return
+        raise ValueError(value)
+
+    @staticmethod
+    def write(value, buf):
+        if value.is_JOINED():
+            buf.write_i32(1)
+            _UniffiConverterString.write(value.member, buf)
+        if value.is_LEFT():
+            buf.write_i32(2)
+            _UniffiConverterString.write(value.member, buf)
+            _UniffiConverterString.write(value.reason, buf)
+        if value.is_INVITED():
+            buf.write_i32(3)
+            _UniffiConverterString.write(value.invitee, buf)
+            _UniffiConverterString.write(value.inviter, buf)
+        if value.is_DECLINED():
+            buf.write_i32(4)
+            _UniffiConverterString.write(value.invitee, buf)
+        if value.is_EPOCH():
+            buf.write_i32(5)
+            _UniffiConverterUInt32.write(value.epoch, buf)
+            _UniffiConverterTypeConferencePolicy.write(value.policy, buf)
+            _UniffiConverterString.write(value.distributor, buf)
+            _UniffiConverterSequenceString.write(value.roster, buf)
+        if value.is_POLICY_PENDING():
+            buf.write_i32(6)
+            _UniffiConverterTypeConferencePolicy.write(value.policy, buf)
+        if value.is_MODERATOR_CHANGED():
+            buf.write_i32(7)
+            _UniffiConverterOptionalString.write(value.moderator, buf)
+        if value.is_PROPOSAL_OPENED():
+            buf.write_i32(8)
+            _UniffiConverterUInt64.write(value.proposal, buf)
+            _UniffiConverterString.write(value.proposer, buf)
+            _UniffiConverterTypeConferencePolicy.write(value.policy, buf)
+        if value.is_VOTED():
+            buf.write_i32(9)
+            _UniffiConverterUInt64.write(value.proposal, buf)
+            _UniffiConverterString.write(value.voter, buf)
+            _UniffiConverterBool.write(value.approve, buf)
+        if value.is_PROPOSAL_DECIDED():
+            buf.write_i32(10)
+            _UniffiConverterUInt64.write(value.proposal, buf)
+            _UniffiConverterBool.write(value.adopted, buf)
+            _UniffiConverterString.write(value.reason, buf)
+        if value.is_REJECTED():
+            buf.write_i32(11)
+            _UniffiConverterString.write(value.author, buf)
+            _UniffiConverterString.write(value.code, buf)
+            _UniffiConverterString.write(value.reason, buf)
+        if value.is_KEY_UNAVAILABLE():
+            buf.write_i32(12)
+            _UniffiConverterUInt32.write(value.epoch, buf)
+            _UniffiConverterString.write(value.reason, buf)
+        if value.is_ENDED():
+            buf.write_i32(13)
+            _UniffiConverterString.write(value.reason, buf)
+
+
+
+
+
+
+
+class ConferenceMode(enum.Enum):
+    """
+    Who decides a conference's policy.
+    """
+
+    MODERATION = 0
+    """
+    The moderator (who also distributes the keys and may remove members).
+    """
+
+    
+    VOTING = 1
+    """
+    A majority of the members, by vote.
+    """
+
+    
+
+
+class _UniffiConverterTypeConferenceMode(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        variant = buf.read_i32()
+        if variant == 1:
+            return ConferenceMode.MODERATION
+        if variant == 2:
+            return ConferenceMode.VOTING
+        raise InternalError("Raw enum value doesn't match any cases")
+
+    @staticmethod
+    def check_lower(value):
+        if value == ConferenceMode.MODERATION:
+            return
+        if value == ConferenceMode.VOTING:
+            return
+        raise ValueError(value)
+
+    @staticmethod
+    def write(value, buf):
+        if value == ConferenceMode.MODERATION:
+            buf.write_i32(1)
+        if value == ConferenceMode.VOTING:
+            buf.write_i32(2)
 
 
 
@@ -2498,6 +4091,68 @@ class _UniffiConverterTypeStream(_UniffiConverterRustBuffer):
             buf.write_i32(3)
         if value == Stream.SIGNALLING:
             buf.write_i32(4)
+
+
+
+
+
+
+
+class StreamProtection(enum.Enum):
+    """
+    How one stream is protected.
+    """
+
+    PLAIN = 0
+    """
+    In the clear.
+    """
+
+    
+    AES128_GCM = 1
+    """
+    SFrame with AES-128-GCM.
+    """
+
+    
+    AES256_GCM = 2
+    """
+    SFrame with AES-256-GCM.
+    """
+
+    
+
+
+class _UniffiConverterTypeStreamProtection(_UniffiConverterRustBuffer):
+    @staticmethod
+    def read(buf):
+        variant = buf.read_i32()
+        if variant == 1:
+            return StreamProtection.PLAIN
+        if variant == 2:
+            return StreamProtection.AES128_GCM
+        if variant == 3:
+            return StreamProtection.AES256_GCM
+        raise InternalError("Raw enum value doesn't match any cases")
+
+    @staticmethod
+    def check_lower(value):
+        if value == StreamProtection.PLAIN:
+            return
+        if value == StreamProtection.AES128_GCM:
+            return
+        if value == StreamProtection.AES256_GCM:
+            return
+        raise ValueError(value)
+
+    @staticmethod
+    def write(value, buf):
+        if value == StreamProtection.PLAIN:
+            buf.write_i32(1)
+        if value == StreamProtection.AES128_GCM:
+            buf.write_i32(2)
+        if value == StreamProtection.AES256_GCM:
+            buf.write_i32(3)
 
 
 
@@ -3117,6 +4772,60 @@ class _UniffiConverterOptionalTypeCallCharge(_UniffiConverterRustBuffer):
 
 
 
+class _UniffiConverterOptionalTypeConferenceFrame(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiConverterTypeConferenceFrame.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiConverterTypeConferenceFrame.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiConverterTypeConferenceFrame.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
+
+
+class _UniffiConverterOptionalTypeConferencePolicy(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        if value is not None:
+            _UniffiConverterTypeConferencePolicy.check_lower(value)
+
+    @classmethod
+    def write(cls, value, buf):
+        if value is None:
+            buf.write_u8(0)
+            return
+
+        buf.write_u8(1)
+        _UniffiConverterTypeConferencePolicy.write(value, buf)
+
+    @classmethod
+    def read(cls, buf):
+        flag = buf.read_u8()
+        if flag == 0:
+            return None
+        elif flag == 1:
+            return _UniffiConverterTypeConferencePolicy.read(buf)
+        else:
+            raise InternalError("Unexpected flag byte for optional type")
+
+
+
 class _UniffiConverterOptionalTypeMediaFrame(_UniffiConverterRustBuffer):
     @classmethod
     def check_lower(cls, value):
@@ -3141,6 +4850,81 @@ class _UniffiConverterOptionalTypeMediaFrame(_UniffiConverterRustBuffer):
             return _UniffiConverterTypeMediaFrame.read(buf)
         else:
             raise InternalError("Unexpected flag byte for optional type")
+
+
+
+class _UniffiConverterSequenceString(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        for item in value:
+            _UniffiConverterString.check_lower(item)
+
+    @classmethod
+    def write(cls, value, buf):
+        items = len(value)
+        buf.write_i32(items)
+        for item in value:
+            _UniffiConverterString.write(item, buf)
+
+    @classmethod
+    def read(cls, buf):
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative sequence length")
+
+        return [
+            _UniffiConverterString.read(buf) for i in range(count)
+        ]
+
+
+
+class _UniffiConverterSequenceTypePeerPath(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        for item in value:
+            _UniffiConverterTypePeerPath.check_lower(item)
+
+    @classmethod
+    def write(cls, value, buf):
+        items = len(value)
+        buf.write_i32(items)
+        for item in value:
+            _UniffiConverterTypePeerPath.write(item, buf)
+
+    @classmethod
+    def read(cls, buf):
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative sequence length")
+
+        return [
+            _UniffiConverterTypePeerPath.read(buf) for i in range(count)
+        ]
+
+
+
+class _UniffiConverterSequenceTypeRosterMember(_UniffiConverterRustBuffer):
+    @classmethod
+    def check_lower(cls, value):
+        for item in value:
+            _UniffiConverterTypeRosterMember.check_lower(item)
+
+    @classmethod
+    def write(cls, value, buf):
+        items = len(value)
+        buf.write_i32(items)
+        for item in value:
+            _UniffiConverterTypeRosterMember.write(item, buf)
+
+    @classmethod
+    def read(cls, buf):
+        count = buf.read_i32()
+        if count < 0:
+            raise InternalError("Unexpected negative sequence length")
+
+        return [
+            _UniffiConverterTypeRosterMember.read(buf) for i in range(count)
+        ]
 
 
 
@@ -3205,6 +4989,14 @@ class ClientListenerProtocol(typing.Protocol):
         """
 
         raise NotImplementedError
+    def on_conference_invitation(self, conf: "str",_from: "str"):
+        """
+        An invitation to conference `conf` from `from` passed its checks (the inviter's
+        certificate and signature, our access list); join with `Client.join_conference` or
+        decline with `Client.decline_conference`.
+        """
+
+        raise NotImplementedError
 # ClientListener is a foreign trait so treated like a callback interface, where the
 # primary use-case is the trait being implemented locally.
 # It is a base-class local implementations might subclass.
@@ -3244,6 +5036,14 @@ class ClientListener():
     def on_connection(self, connected: "bool",reason: "typing.Optional[str]"):
         """
         The connection to the server was lost (`connected` false, with the reason) or is back.
+        """
+
+        raise NotImplementedError
+    def on_conference_invitation(self, conf: "str",_from: "str"):
+        """
+        An invitation to conference `conf` from `from` passed its checks (the inviter's
+        certificate and signature, our access list); join with `Client.join_conference` or
+        decline with `Client.decline_conference`.
         """
 
         raise NotImplementedError
@@ -3375,6 +5175,26 @@ class ClientListenerImpl():
 
 
 
+    def on_conference_invitation(self, conf: "str",_from: "str") -> None:
+        """
+        An invitation to conference `conf` from `from` passed its checks (the inviter's
+        certificate and signature, our access list); join with `Client.join_conference` or
+        decline with `Client.decline_conference`.
+        """
+
+        _UniffiConverterString.check_lower(conf)
+        
+        _UniffiConverterString.check_lower(_from)
+        
+        _uniffi_rust_call(_UniffiLib.uniffi_vcsdk_fn_method_clientlistener_on_conference_invitation,self._uniffi_clone_pointer(),
+        _UniffiConverterString.lower(conf),
+        _UniffiConverterString.lower(_from))
+
+
+
+
+
+
 # Put all the bits inside a class to keep the top-level namespace clean
 class _UniffiTraitImplClientListener:
     # For each method, generate a callback function to pass to Rust
@@ -3491,6 +5311,28 @@ class _UniffiTraitImplClientListener:
                 write_return_value,
         )
 
+    @_UNIFFI_CALLBACK_INTERFACE_CLIENT_LISTENER_METHOD5
+    def on_conference_invitation(
+            uniffi_handle,
+            conf,
+            _from,
+            uniffi_out_return,
+            uniffi_call_status_ptr,
+        ):
+        uniffi_obj = _UniffiConverterTypeClientListener._handle_map.get(uniffi_handle)
+        def make_call():
+            args = (_UniffiConverterString.lift(conf), _UniffiConverterString.lift(_from), )
+            method = uniffi_obj.on_conference_invitation
+            return method(*args)
+
+        
+        write_return_value = lambda v: None
+        _uniffi_trait_interface_call(
+                uniffi_call_status_ptr.contents,
+                make_call,
+                write_return_value,
+        )
+
     @_UNIFFI_CALLBACK_INTERFACE_FREE
     def _uniffi_free(uniffi_handle):
         _UniffiConverterTypeClientListener._handle_map.remove(uniffi_handle)
@@ -3502,6 +5344,7 @@ class _UniffiTraitImplClientListener:
         on_presence,
         on_low_balance,
         on_connection,
+        on_conference_invitation,
         _uniffi_free
     )
     # Send Rust a pointer to the VTable.  Note: this means we need to keep the struct alive forever,
@@ -3534,6 +5377,146 @@ class _UniffiConverterTypeClientListener:
 
     @classmethod
     def write(cls, value: ClientListenerProtocol, buf: _UniffiRustBuffer):
+        buf.write_u64(cls.lower(value))
+class ConferenceListenerProtocol(typing.Protocol):
+    """
+    Receives a conference's events, on the conference's own event thread, one call at a time,
+    in order; it may call back into the SDK.
+    """
+
+    def on_event(self, event: "ConferenceEvent"):
+        """
+        Something happened.
+        """
+
+        raise NotImplementedError
+# ConferenceListener is a foreign trait so treated like a callback interface, where the
+# primary use-case is the trait being implemented locally.
+# It is a base-class local implementations might subclass.
+
+
+class ConferenceListener():
+    """
+    Receives a conference's events, on the conference's own event thread, one call at a time,
+    in order; it may call back into the SDK.
+    """
+
+    def on_event(self, event: "ConferenceEvent"):
+        """
+        Something happened.
+        """
+
+        raise NotImplementedError
+# `ConferenceListenerImpl` is the implementation for a Rust implemented version.
+class ConferenceListenerImpl():
+    """
+    Receives a conference's events, on the conference's own event thread, one call at a time,
+    in order; it may call back into the SDK.
+    """
+
+    _pointer: ctypes.c_void_p
+    
+    def __init__(self, *args, **kwargs):
+        raise ValueError("This class has no default constructor")
+
+    def __del__(self):
+        # In case of partial initialization of instances.
+        pointer = getattr(self, "_pointer", None)
+        if pointer is not None:
+            _uniffi_rust_call(_UniffiLib.uniffi_vcsdk_fn_free_conferencelistener, pointer)
+
+    def _uniffi_clone_pointer(self):
+        return _uniffi_rust_call(_UniffiLib.uniffi_vcsdk_fn_clone_conferencelistener, self._pointer)
+
+    # Used by alternative constructors or any methods which return this type.
+    @classmethod
+    def _make_instance_(cls, pointer):
+        # Lightly yucky way to bypass the usual __init__ logic
+        # and just create a new instance with the required pointer.
+        inst = cls.__new__(cls)
+        inst._pointer = pointer
+        return inst
+
+
+    def on_event(self, event: "ConferenceEvent") -> None:
+        """
+        Something happened.
+        """
+
+        _UniffiConverterTypeConferenceEvent.check_lower(event)
+        
+        _uniffi_rust_call(_UniffiLib.uniffi_vcsdk_fn_method_conferencelistener_on_event,self._uniffi_clone_pointer(),
+        _UniffiConverterTypeConferenceEvent.lower(event))
+
+
+
+
+
+
+# Put all the bits inside a class to keep the top-level namespace clean
+class _UniffiTraitImplConferenceListener:
+    # For each method, generate a callback function to pass to Rust
+
+    @_UNIFFI_CALLBACK_INTERFACE_CONFERENCE_LISTENER_METHOD0
+    def on_event(
+            uniffi_handle,
+            event,
+            uniffi_out_return,
+            uniffi_call_status_ptr,
+        ):
+        uniffi_obj = _UniffiConverterTypeConferenceListener._handle_map.get(uniffi_handle)
+        def make_call():
+            args = (_UniffiConverterTypeConferenceEvent.lift(event), )
+            method = uniffi_obj.on_event
+            return method(*args)
+
+        
+        write_return_value = lambda v: None
+        _uniffi_trait_interface_call(
+                uniffi_call_status_ptr.contents,
+                make_call,
+                write_return_value,
+        )
+
+    @_UNIFFI_CALLBACK_INTERFACE_FREE
+    def _uniffi_free(uniffi_handle):
+        _UniffiConverterTypeConferenceListener._handle_map.remove(uniffi_handle)
+
+    # Generate the FFI VTable.  This has a field for each callback interface method.
+    _uniffi_vtable = _UniffiVTableCallbackInterfaceConferenceListener(
+        on_event,
+        _uniffi_free
+    )
+    # Send Rust a pointer to the VTable.  Note: this means we need to keep the struct alive forever,
+    # or else bad things will happen when Rust tries to access it.
+    _UniffiLib.uniffi_vcsdk_fn_init_callback_vtable_conferencelistener(ctypes.byref(_uniffi_vtable))
+
+
+
+class _UniffiConverterTypeConferenceListener:
+    _handle_map = _UniffiHandleMap()
+
+    @staticmethod
+    def lift(value: int):
+        return ConferenceListenerImpl._make_instance_(value)
+
+    @staticmethod
+    def check_lower(value: ConferenceListener):
+        pass
+
+    @staticmethod
+    def lower(value: ConferenceListenerProtocol):
+        return _UniffiConverterTypeConferenceListener._handle_map.insert(value)
+
+    @classmethod
+    def read(cls, buf: _UniffiRustBuffer):
+        ptr = buf.read_u64()
+        if ptr == 0:
+            raise InternalError("Raw pointer value was null")
+        return cls.lift(ptr)
+
+    @classmethod
+    def write(cls, value: ConferenceListenerProtocol, buf: _UniffiRustBuffer):
         buf.write_u64(cls.lower(value))
 class FrameListenerProtocol(typing.Protocol):
     """
@@ -3756,6 +5739,19 @@ class ClientProtocol(typing.Protocol):
         """
 
         raise NotImplementedError
+    def create_conference(self, policy: "typing.Optional[ConferencePolicy]",direct: "bool"):
+        """
+        Creates a conference with `policy` (default: level 2, moderation); we are its first member.
+        `direct` false sends media only through the server's relay.
+        """
+
+        raise NotImplementedError
+    def decline_conference(self, conf: "str"):
+        """
+        Declines the invitation to conference `conf`.
+        """
+
+        raise NotImplementedError
     def disconnect(self, ):
         """
         Says goodbye to the server and stops reconnecting; listeners hear nothing more. (Named so
@@ -3775,6 +5771,12 @@ class ClientProtocol(typing.Protocol):
         """
 
         raise NotImplementedError
+    def join_conference(self, conf: "str",direct: "bool"):
+        """
+        Joins conference `conf`, to which an invitation was shown (`on_conference_invitation`).
+        """
+
+        raise NotImplementedError
     def open_media(self, call_id: "str",options: "MediaOptions"):
         """
         Starts the media of the accepted call `call_id` (both parties do): end-to-end keys with
@@ -3791,6 +5793,12 @@ class ClientProtocol(typing.Protocol):
     def register(self, terms_version: "typing.Optional[str]"):
         """
         Registers, accepting the terms of use of `terms_version` (default: the server's current).
+        """
+
+        raise NotImplementedError
+    def set_access_list(self, list: "AccessList"):
+        """
+        Sets who may invite this client; refused invitations are declined unseen.
         """
 
         raise NotImplementedError
@@ -3951,6 +5959,62 @@ _UniffiConverterTypeVcError,
 
 
 
+    async def create_conference(self, policy: "typing.Optional[ConferencePolicy]",direct: "bool") -> "Conference":
+        """
+        Creates a conference with `policy` (default: level 2, moderation); we are its first member.
+        `direct` false sends media only through the server's relay.
+        """
+
+        _UniffiConverterOptionalTypeConferencePolicy.check_lower(policy)
+        
+        _UniffiConverterBool.check_lower(direct)
+        
+        return await _uniffi_rust_call_async(
+            _UniffiLib.uniffi_vcsdk_fn_method_client_create_conference(
+                self._uniffi_clone_pointer(), 
+        _UniffiConverterOptionalTypeConferencePolicy.lower(policy),
+        _UniffiConverterBool.lower(direct)
+            ),
+            _UniffiLib.ffi_vcsdk_rust_future_poll_pointer,
+            _UniffiLib.ffi_vcsdk_rust_future_complete_pointer,
+            _UniffiLib.ffi_vcsdk_rust_future_free_pointer,
+            # lift function
+            _UniffiConverterTypeConference.lift,
+            
+    # Error FFI converter
+_UniffiConverterTypeVcError,
+
+        )
+
+
+
+    async def decline_conference(self, conf: "str") -> None:
+
+        """
+        Declines the invitation to conference `conf`.
+        """
+
+        _UniffiConverterString.check_lower(conf)
+        
+        return await _uniffi_rust_call_async(
+            _UniffiLib.uniffi_vcsdk_fn_method_client_decline_conference(
+                self._uniffi_clone_pointer(), 
+        _UniffiConverterString.lower(conf)
+            ),
+            _UniffiLib.ffi_vcsdk_rust_future_poll_void,
+            _UniffiLib.ffi_vcsdk_rust_future_complete_void,
+            _UniffiLib.ffi_vcsdk_rust_future_free_void,
+            # lift function
+            lambda val: None,
+            
+            
+    # Error FFI converter
+_UniffiConverterTypeVcError,
+
+        )
+
+
+
     async def disconnect(self, ) -> None:
 
         """
@@ -4013,6 +6077,34 @@ _UniffiConverterTypeVcError,
             _uniffi_rust_call(_UniffiLib.uniffi_vcsdk_fn_method_client_is_registered,self._uniffi_clone_pointer(),)
         )
 
+
+
+
+    async def join_conference(self, conf: "str",direct: "bool") -> "Conference":
+        """
+        Joins conference `conf`, to which an invitation was shown (`on_conference_invitation`).
+        """
+
+        _UniffiConverterString.check_lower(conf)
+        
+        _UniffiConverterBool.check_lower(direct)
+        
+        return await _uniffi_rust_call_async(
+            _UniffiLib.uniffi_vcsdk_fn_method_client_join_conference(
+                self._uniffi_clone_pointer(), 
+        _UniffiConverterString.lower(conf),
+        _UniffiConverterBool.lower(direct)
+            ),
+            _UniffiLib.ffi_vcsdk_rust_future_poll_pointer,
+            _UniffiLib.ffi_vcsdk_rust_future_complete_pointer,
+            _UniffiLib.ffi_vcsdk_rust_future_free_pointer,
+            # lift function
+            _UniffiConverterTypeConference.lift,
+            
+    # Error FFI converter
+_UniffiConverterTypeVcError,
+
+        )
 
 
 
@@ -4097,6 +6189,21 @@ _UniffiConverterTypeVcError,
 
 
 
+
+    def set_access_list(self, list: "AccessList") -> None:
+        """
+        Sets who may invite this client; refused invitations are declined unseen.
+        """
+
+        _UniffiConverterTypeAccessList.check_lower(list)
+        
+        _uniffi_rust_call_with_error(_UniffiConverterTypeVcError,_UniffiLib.uniffi_vcsdk_fn_method_client_set_access_list,self._uniffi_clone_pointer(),
+        _UniffiConverterTypeAccessList.lower(list))
+
+
+
+
+
     async def subscribe_presence(self, ) -> None:
 
         """
@@ -4162,6 +6269,506 @@ class _UniffiConverterTypeClient:
 
     @classmethod
     def write(cls, value: ClientProtocol, buf: _UniffiRustBuffer):
+        buf.write_u64(cls.lower(value))
+class ConferenceProtocol(typing.Protocol):
+    """
+    A conference this client is in. Dropping it does not leave: call `leave` first.
+    """
+
+    def add_listener(self, listener: "ConferenceListener"):
+        """
+        Hands every event to `listener` until the subscription is cancelled or dropped. Events
+        before the first listener wait for it.
+        """
+
+        raise NotImplementedError
+    def ended(self, ):
+        """
+        Why we are no longer a member, once we are not.
+        """
+
+        raise NotImplementedError
+    def epoch(self, ):
+        """
+        The epoch in force.
+        """
+
+        raise NotImplementedError
+    def hand_over(self, member: "str"):
+        """
+        Hands the moderator role to `member`.
+        """
+
+        raise NotImplementedError
+    def id(self, ):
+        """
+        The conference id.
+        """
+
+        raise NotImplementedError
+    def invite(self, user: "str"):
+        """
+        Invites `user` (its certificate is checked first).
+        """
+
+        raise NotImplementedError
+    def leave(self, ):
+        """
+        Leaves: the others rekey without us.
+        """
+
+        raise NotImplementedError
+    def policy(self, ):
+        """
+        The policy in force.
+        """
+
+        raise NotImplementedError
+    def propose(self, policy: "ConferencePolicy",deadline_secs: "int"):
+        """
+        Proposes a policy (voting mode), votes counting for `deadline_secs`; returns its number.
+        """
+
+        raise NotImplementedError
+    def receive(self, timeout_ms: "int"):
+        """
+        The next frame from another member, waiting up to `timeout_ms`; `None` when none came.
+        """
+
+        raise NotImplementedError
+    def remove(self, member: "str"):
+        """
+        Removes `member` (moderator only).
+        """
+
+        raise NotImplementedError
+    def roster(self, ):
+        """
+        The roster, in join order.
+        """
+
+        raise NotImplementedError
+    def send(self, stream: "Stream",data: "bytes"):
+        """
+        Sends one frame on `stream` to every other member.
+        """
+
+        raise NotImplementedError
+    def set_policy(self, policy: "ConferencePolicy"):
+        """
+        Sets the policy (moderator only), in force for everyone from the next epoch.
+        """
+
+        raise NotImplementedError
+    def stats(self, ):
+        """
+        Statistics of the media and keys.
+        """
+
+        raise NotImplementedError
+    def vote(self, proposal: "int",approve: "bool"):
+        """
+        Votes on the open proposal.
+        """
+
+        raise NotImplementedError
+# Conference is a Rust-only trait - it's a wrapper around a Rust implementation.
+class Conference():
+    """
+    A conference this client is in. Dropping it does not leave: call `leave` first.
+    """
+
+    _pointer: ctypes.c_void_p
+    
+    def __init__(self, *args, **kwargs):
+        raise ValueError("This class has no default constructor")
+
+    def __del__(self):
+        # In case of partial initialization of instances.
+        pointer = getattr(self, "_pointer", None)
+        if pointer is not None:
+            _uniffi_rust_call(_UniffiLib.uniffi_vcsdk_fn_free_conference, pointer)
+
+    def _uniffi_clone_pointer(self):
+        return _uniffi_rust_call(_UniffiLib.uniffi_vcsdk_fn_clone_conference, self._pointer)
+
+    # Used by alternative constructors or any methods which return this type.
+    @classmethod
+    def _make_instance_(cls, pointer):
+        # Lightly yucky way to bypass the usual __init__ logic
+        # and just create a new instance with the required pointer.
+        inst = cls.__new__(cls)
+        inst._pointer = pointer
+        return inst
+
+
+    def add_listener(self, listener: "ConferenceListener") -> "Subscription":
+        """
+        Hands every event to `listener` until the subscription is cancelled or dropped. Events
+        before the first listener wait for it.
+        """
+
+        _UniffiConverterTypeConferenceListener.check_lower(listener)
+        
+        return _UniffiConverterTypeSubscription.lift(
+            _uniffi_rust_call_with_error(_UniffiConverterTypeVcError,_UniffiLib.uniffi_vcsdk_fn_method_conference_add_listener,self._uniffi_clone_pointer(),
+        _UniffiConverterTypeConferenceListener.lower(listener))
+        )
+
+
+
+
+
+    def ended(self, ) -> "typing.Optional[str]":
+        """
+        Why we are no longer a member, once we are not.
+        """
+
+        return _UniffiConverterOptionalString.lift(
+            _uniffi_rust_call(_UniffiLib.uniffi_vcsdk_fn_method_conference_ended,self._uniffi_clone_pointer(),)
+        )
+
+
+
+
+
+    def epoch(self, ) -> "int":
+        """
+        The epoch in force.
+        """
+
+        return _UniffiConverterUInt32.lift(
+            _uniffi_rust_call(_UniffiLib.uniffi_vcsdk_fn_method_conference_epoch,self._uniffi_clone_pointer(),)
+        )
+
+
+
+
+    async def hand_over(self, member: "str") -> None:
+
+        """
+        Hands the moderator role to `member`.
+        """
+
+        _UniffiConverterString.check_lower(member)
+        
+        return await _uniffi_rust_call_async(
+            _UniffiLib.uniffi_vcsdk_fn_method_conference_hand_over(
+                self._uniffi_clone_pointer(), 
+        _UniffiConverterString.lower(member)
+            ),
+            _UniffiLib.ffi_vcsdk_rust_future_poll_void,
+            _UniffiLib.ffi_vcsdk_rust_future_complete_void,
+            _UniffiLib.ffi_vcsdk_rust_future_free_void,
+            # lift function
+            lambda val: None,
+            
+            
+    # Error FFI converter
+_UniffiConverterTypeVcError,
+
+        )
+
+
+
+
+    def id(self, ) -> "str":
+        """
+        The conference id.
+        """
+
+        return _UniffiConverterString.lift(
+            _uniffi_rust_call(_UniffiLib.uniffi_vcsdk_fn_method_conference_id,self._uniffi_clone_pointer(),)
+        )
+
+
+
+
+    async def invite(self, user: "str") -> None:
+
+        """
+        Invites `user` (its certificate is checked first).
+        """
+
+        _UniffiConverterString.check_lower(user)
+        
+        return await _uniffi_rust_call_async(
+            _UniffiLib.uniffi_vcsdk_fn_method_conference_invite(
+                self._uniffi_clone_pointer(), 
+        _UniffiConverterString.lower(user)
+            ),
+            _UniffiLib.ffi_vcsdk_rust_future_poll_void,
+            _UniffiLib.ffi_vcsdk_rust_future_complete_void,
+            _UniffiLib.ffi_vcsdk_rust_future_free_void,
+            # lift function
+            lambda val: None,
+            
+            
+    # Error FFI converter
+_UniffiConverterTypeVcError,
+
+        )
+
+
+
+    async def leave(self, ) -> None:
+
+        """
+        Leaves: the others rekey without us.
+        """
+
+        return await _uniffi_rust_call_async(
+            _UniffiLib.uniffi_vcsdk_fn_method_conference_leave(
+                self._uniffi_clone_pointer(), 
+            ),
+            _UniffiLib.ffi_vcsdk_rust_future_poll_void,
+            _UniffiLib.ffi_vcsdk_rust_future_complete_void,
+            _UniffiLib.ffi_vcsdk_rust_future_free_void,
+            # lift function
+            lambda val: None,
+            
+            
+    # Error FFI converter
+_UniffiConverterTypeVcError,
+
+        )
+
+
+
+
+    def policy(self, ) -> "ConferencePolicy":
+        """
+        The policy in force.
+        """
+
+        return _UniffiConverterTypeConferencePolicy.lift(
+            _uniffi_rust_call(_UniffiLib.uniffi_vcsdk_fn_method_conference_policy,self._uniffi_clone_pointer(),)
+        )
+
+
+
+
+    async def propose(self, policy: "ConferencePolicy",deadline_secs: "int") -> "int":
+        """
+        Proposes a policy (voting mode), votes counting for `deadline_secs`; returns its number.
+        """
+
+        _UniffiConverterTypeConferencePolicy.check_lower(policy)
+        
+        _UniffiConverterUInt32.check_lower(deadline_secs)
+        
+        return await _uniffi_rust_call_async(
+            _UniffiLib.uniffi_vcsdk_fn_method_conference_propose(
+                self._uniffi_clone_pointer(), 
+        _UniffiConverterTypeConferencePolicy.lower(policy),
+        _UniffiConverterUInt32.lower(deadline_secs)
+            ),
+            _UniffiLib.ffi_vcsdk_rust_future_poll_u64,
+            _UniffiLib.ffi_vcsdk_rust_future_complete_u64,
+            _UniffiLib.ffi_vcsdk_rust_future_free_u64,
+            # lift function
+            _UniffiConverterUInt64.lift,
+            
+    # Error FFI converter
+_UniffiConverterTypeVcError,
+
+        )
+
+
+
+    async def receive(self, timeout_ms: "int") -> "typing.Optional[ConferenceFrame]":
+        """
+        The next frame from another member, waiting up to `timeout_ms`; `None` when none came.
+        """
+
+        _UniffiConverterUInt32.check_lower(timeout_ms)
+        
+        return await _uniffi_rust_call_async(
+            _UniffiLib.uniffi_vcsdk_fn_method_conference_receive(
+                self._uniffi_clone_pointer(), 
+        _UniffiConverterUInt32.lower(timeout_ms)
+            ),
+            _UniffiLib.ffi_vcsdk_rust_future_poll_rust_buffer,
+            _UniffiLib.ffi_vcsdk_rust_future_complete_rust_buffer,
+            _UniffiLib.ffi_vcsdk_rust_future_free_rust_buffer,
+            # lift function
+            _UniffiConverterOptionalTypeConferenceFrame.lift,
+            
+    # Error FFI converter
+_UniffiConverterTypeVcError,
+
+        )
+
+
+
+    async def remove(self, member: "str") -> None:
+
+        """
+        Removes `member` (moderator only).
+        """
+
+        _UniffiConverterString.check_lower(member)
+        
+        return await _uniffi_rust_call_async(
+            _UniffiLib.uniffi_vcsdk_fn_method_conference_remove(
+                self._uniffi_clone_pointer(), 
+        _UniffiConverterString.lower(member)
+            ),
+            _UniffiLib.ffi_vcsdk_rust_future_poll_void,
+            _UniffiLib.ffi_vcsdk_rust_future_complete_void,
+            _UniffiLib.ffi_vcsdk_rust_future_free_void,
+            # lift function
+            lambda val: None,
+            
+            
+    # Error FFI converter
+_UniffiConverterTypeVcError,
+
+        )
+
+
+
+
+    def roster(self, ) -> "typing.List[RosterMember]":
+        """
+        The roster, in join order.
+        """
+
+        return _UniffiConverterSequenceTypeRosterMember.lift(
+            _uniffi_rust_call(_UniffiLib.uniffi_vcsdk_fn_method_conference_roster,self._uniffi_clone_pointer(),)
+        )
+
+
+
+
+    async def send(self, stream: "Stream",data: "bytes") -> None:
+
+        """
+        Sends one frame on `stream` to every other member.
+        """
+
+        _UniffiConverterTypeStream.check_lower(stream)
+        
+        _UniffiConverterBytes.check_lower(data)
+        
+        return await _uniffi_rust_call_async(
+            _UniffiLib.uniffi_vcsdk_fn_method_conference_send(
+                self._uniffi_clone_pointer(), 
+        _UniffiConverterTypeStream.lower(stream),
+        _UniffiConverterBytes.lower(data)
+            ),
+            _UniffiLib.ffi_vcsdk_rust_future_poll_void,
+            _UniffiLib.ffi_vcsdk_rust_future_complete_void,
+            _UniffiLib.ffi_vcsdk_rust_future_free_void,
+            # lift function
+            lambda val: None,
+            
+            
+    # Error FFI converter
+_UniffiConverterTypeVcError,
+
+        )
+
+
+
+    async def set_policy(self, policy: "ConferencePolicy") -> None:
+
+        """
+        Sets the policy (moderator only), in force for everyone from the next epoch.
+        """
+
+        _UniffiConverterTypeConferencePolicy.check_lower(policy)
+        
+        return await _uniffi_rust_call_async(
+            _UniffiLib.uniffi_vcsdk_fn_method_conference_set_policy(
+                self._uniffi_clone_pointer(), 
+        _UniffiConverterTypeConferencePolicy.lower(policy)
+            ),
+            _UniffiLib.ffi_vcsdk_rust_future_poll_void,
+            _UniffiLib.ffi_vcsdk_rust_future_complete_void,
+            _UniffiLib.ffi_vcsdk_rust_future_free_void,
+            # lift function
+            lambda val: None,
+            
+            
+    # Error FFI converter
+_UniffiConverterTypeVcError,
+
+        )
+
+
+
+
+    def stats(self, ) -> "ConferenceStats":
+        """
+        Statistics of the media and keys.
+        """
+
+        return _UniffiConverterTypeConferenceStats.lift(
+            _uniffi_rust_call(_UniffiLib.uniffi_vcsdk_fn_method_conference_stats,self._uniffi_clone_pointer(),)
+        )
+
+
+
+
+    async def vote(self, proposal: "int",approve: "bool") -> None:
+
+        """
+        Votes on the open proposal.
+        """
+
+        _UniffiConverterUInt64.check_lower(proposal)
+        
+        _UniffiConverterBool.check_lower(approve)
+        
+        return await _uniffi_rust_call_async(
+            _UniffiLib.uniffi_vcsdk_fn_method_conference_vote(
+                self._uniffi_clone_pointer(), 
+        _UniffiConverterUInt64.lower(proposal),
+        _UniffiConverterBool.lower(approve)
+            ),
+            _UniffiLib.ffi_vcsdk_rust_future_poll_void,
+            _UniffiLib.ffi_vcsdk_rust_future_complete_void,
+            _UniffiLib.ffi_vcsdk_rust_future_free_void,
+            # lift function
+            lambda val: None,
+            
+            
+    # Error FFI converter
+_UniffiConverterTypeVcError,
+
+        )
+
+
+
+
+
+class _UniffiConverterTypeConference:
+
+    @staticmethod
+    def lift(value: int):
+        return Conference._make_instance_(value)
+
+    @staticmethod
+    def check_lower(value: Conference):
+        if not isinstance(value, Conference):
+            raise TypeError("Expected Conference instance, {} found".format(type(value).__name__))
+
+    @staticmethod
+    def lower(value: ConferenceProtocol):
+        if not isinstance(value, Conference):
+            raise TypeError("Expected Conference instance, {} found".format(type(value).__name__))
+        return value._uniffi_clone_pointer()
+
+    @classmethod
+    def read(cls, buf: _UniffiRustBuffer):
+        ptr = buf.read_u64()
+        if ptr == 0:
+            raise InternalError("Raw pointer value was null")
+        return cls.lift(ptr)
+
+    @classmethod
+    def write(cls, value: ConferenceProtocol, buf: _UniffiRustBuffer):
         buf.write_u64(cls.lower(value))
 class IdentityProtocol(typing.Protocol):
     """
@@ -4759,6 +7366,21 @@ _UniffiConverterTypeVcError,
 
     )
 
+def default_conference_policy(level: "SecurityLevel",mode: "ConferenceMode") -> "ConferencePolicy":
+    """
+    The usual policy of `level` in `mode`: plain streams at Open and Authenticated, AES-128-GCM at
+    Encrypted, AES-256-GCM with post-quantum key wraps at PostQuantum.
+    """
+
+    _UniffiConverterTypeSecurityLevel.check_lower(level)
+    
+    _UniffiConverterTypeConferenceMode.check_lower(mode)
+    
+    return _UniffiConverterTypeConferencePolicy.lift(_uniffi_rust_call(_UniffiLib.uniffi_vcsdk_fn_func_default_conference_policy,
+        _UniffiConverterTypeSecurityLevel.lower(level),
+        _UniffiConverterTypeConferenceMode.lower(mode)))
+
+
 def default_media_options() -> "MediaOptions":
     """
     The default media options (level 2, direct path first, 15 s handshake).
@@ -4811,25 +7433,38 @@ def version() -> "str":
 
 __all__ = [
     "InternalError",
+    "AccessDefault",
     "Answer",
     "CallState",
+    "ConferenceEvent",
+    "ConferenceMode",
     "PathKind",
     "SecurityLevel",
     "Stream",
+    "StreamProtection",
     "VcError",
+    "AccessList",
     "Account",
     "CallCharge",
+    "ConferenceFrame",
+    "ConferencePolicy",
+    "ConferenceStats",
     "IdentityInfo",
     "MediaFrame",
     "MediaOptions",
     "MediaStats",
+    "PeerPath",
+    "RosterMember",
     "UserPresence",
     "connect",
+    "default_conference_policy",
     "default_media_options",
     "enroll",
     "version",
     "Client",
     "ClientListener",
+    "Conference",
+    "ConferenceListener",
     "FrameListener",
     "Identity",
     "MediaSession",

@@ -7,6 +7,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use vcsdk::client::{ClientEvent, ClientOptions};
 use vcsdk::proto::signal::AccountInfo;
 
+use super::conference::{AccessList, Conference, ConferencePolicy};
 use super::media::{MediaOptions, MediaSession};
 use super::{on_runtime, Identity, Subscription, VcError};
 
@@ -139,6 +140,10 @@ pub trait ClientListener: Send + Sync {
     fn on_low_balance(&self, call_id: String, balance: i64, seconds_left: i64);
     /// The connection to the server was lost (`connected` false, with the reason) or is back.
     fn on_connection(&self, connected: bool, reason: Option<String>);
+    /// An invitation to conference `conf` from `from` passed its checks (the inviter's
+    /// certificate and signature, our access list); join with `Client.join_conference` or
+    /// decline with `Client.decline_conference`.
+    fn on_conference_invitation(&self, conf: String, from: String);
 }
 
 /// The registered listeners of a client.
@@ -176,6 +181,9 @@ fn deliver(listener: &dyn ClientListener, event: &ClientEvent) {
         } => listener.on_low_balance(call_id, balance, seconds_left),
         ClientEvent::Disconnected { reason } => listener.on_connection(false, Some(reason)),
         ClientEvent::Reconnected => listener.on_connection(true, None),
+        ClientEvent::ConferenceInvitation { conf, from, .. } => {
+            listener.on_conference_invitation(conf, from)
+        }
         ClientEvent::SessionMessage { .. } => {}
     }
 }
@@ -399,6 +407,51 @@ impl Client {
             Ok(Arc::new(MediaSession::new(session)))
         })
         .await
+    }
+
+    /// Creates a conference with `policy` (default: level 2, moderation); we are its first member.
+    /// `direct` false sends media only through the server's relay.
+    pub async fn create_conference(
+        &self,
+        policy: Option<ConferencePolicy>,
+        direct: bool,
+    ) -> Result<Arc<Conference>, VcError> {
+        let client = self.client.clone();
+        let options = super::conference::options(policy, direct)?;
+        on_runtime(async move {
+            Ok(Arc::new(Conference::new(
+                client.create_conference(options).await?,
+            )))
+        })
+        .await
+    }
+
+    /// Joins conference `conf`, to which an invitation was shown (`on_conference_invitation`).
+    pub async fn join_conference(
+        &self,
+        conf: String,
+        direct: bool,
+    ) -> Result<Arc<Conference>, VcError> {
+        let client = self.client.clone();
+        let options = super::conference::options(None, direct)?;
+        on_runtime(async move {
+            Ok(Arc::new(Conference::new(
+                client.join_conference(&conf, options).await?,
+            )))
+        })
+        .await
+    }
+
+    /// Declines the invitation to conference `conf`.
+    pub async fn decline_conference(&self, conf: String) -> Result<(), VcError> {
+        let client = self.client.clone();
+        on_runtime(async move { Ok(client.decline_conference(&conf).await?) }).await
+    }
+
+    /// Sets who may invite this client; refused invitations are declined unseen.
+    pub fn set_access_list(&self, list: AccessList) -> Result<(), VcError> {
+        self.client.set_access_list(list.sdk()?);
+        Ok(())
     }
 
     /// Says goodbye to the server and stops reconnecting; listeners hear nothing more. (Named so

@@ -10,12 +10,14 @@
 //! per listener; they may call any method of these objects.
 
 mod client;
+mod conference;
 mod error;
 mod identity;
 mod media;
 mod subscription;
 
 pub use client::*;
+pub use conference::*;
 pub use error::*;
 pub use identity::*;
 pub use media::*;

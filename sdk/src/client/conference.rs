@@ -51,21 +51,12 @@ const HELD_WRAPS: usize = 8;
 pub const DEFAULT_INVITE_TTL: Duration = Duration::from_secs(300);
 
 /// How to create or join a conference.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ConferenceOptions {
     /// The initial policy (when creating).
     pub policy: Policy,
     /// The media.
     pub media: ConferenceMediaConfig,
-}
-
-impl Default for ConferenceOptions {
-    fn default() -> Self {
-        ConferenceOptions {
-            policy: Policy::default(),
-            media: ConferenceMediaConfig::default(),
-        }
-    }
 }
 
 /// A member of the roster, as the application sees it.
@@ -879,6 +870,12 @@ impl Conference {
                     let moved = applied.wait_for(|next| *next > seen);
                     let _ = tokio::time::timeout(Duration::from_millis(500), moved).await;
                 }
+                Err(Error::ServerRefused { code, .. })
+                    if code == "rate_limited" && attempt + 1 < POST_ATTEMPTS =>
+                {
+                    // Too many requests at once (a moderator inviting many): back off.
+                    tokio::time::sleep(Duration::from_millis(100 << attempt.min(4))).await;
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -1192,11 +1189,9 @@ impl Engine {
                     Err(e) => self.end(format!("the conference media could not start: {e}")),
                 }
             }
-            Change::Joined { member, .. } => {
-                if live {
-                    self.newcomers.push(member.clone());
-                    self.emit(ConferenceEvent::Joined { member });
-                }
+            Change::Joined { member, .. } if live => {
+                self.newcomers.push(member.clone());
+                self.emit(ConferenceEvent::Joined { member });
             }
             Change::Left { member, reason, .. } if member == me => {
                 self.end(reason);
@@ -1218,11 +1213,9 @@ impl Engine {
                 epoch,
                 policy,
                 distributor,
-            } => {
-                if live {
-                    self.open_epoch(s, epoch, policy, distributor, started)
-                        .await;
-                }
+            } if live => {
+                self.open_epoch(s, epoch, policy, distributor, started)
+                    .await;
             }
             Change::Ended => self.end("the conference ended".into()),
             Change::Created { .. } => {}

@@ -406,6 +406,22 @@ private let UNIFFI_CALLBACK_UNEXPECTED_ERROR: Int32 = 2
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterUInt16: FfiConverterPrimitive {
+    typealias FfiType = UInt16
+    typealias SwiftType = UInt16
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> UInt16 {
+        return try lift(readInt(&buf))
+    }
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterUInt32: FfiConverterPrimitive {
     typealias FfiType = UInt32
     typealias SwiftType = UInt32
@@ -569,6 +585,17 @@ public protocol ClientProtocol: AnyObject, Sendable {
     func call(user: String) async throws  -> String
     
     /**
+     * Creates a conference with `policy` (default: level 2, moderation); we are its first member.
+     * `direct` false sends media only through the server's relay.
+     */
+    func createConference(policy: ConferencePolicy?, direct: Bool) async throws  -> Conference
+    
+    /**
+     * Declines the invitation to conference `conf`.
+     */
+    func declineConference(conf: String) async throws 
+    
+    /**
      * Says goodbye to the server and stops reconnecting; listeners hear nothing more. (Named so
      * as not to clash with the `close()` of Kotlin's AutoCloseable, which frees the object.)
      */
@@ -585,6 +612,11 @@ public protocol ClientProtocol: AnyObject, Sendable {
     func isRegistered()  -> Bool
     
     /**
+     * Joins conference `conf`, to which an invitation was shown (`on_conference_invitation`).
+     */
+    func joinConference(conf: String, direct: Bool) async throws  -> Conference
+    
+    /**
      * Starts the media of the accepted call `call_id` (both parties do): end-to-end keys with
      * the peer, a direct path or the server's relay.
      */
@@ -599,6 +631,11 @@ public protocol ClientProtocol: AnyObject, Sendable {
      * Registers, accepting the terms of use of `terms_version` (default: the server's current).
      */
     func register(termsVersion: String?) async throws 
+    
+    /**
+     * Sets who may invite this client; refused invitations are declined unseen.
+     */
+    func setAccessList(list: AccessList) throws 
     
     /**
      * Asks for presence events of every registered user.
@@ -759,6 +796,47 @@ open func call(user: String)async throws  -> String  {
 }
     
     /**
+     * Creates a conference with `policy` (default: level 2, moderation); we are its first member.
+     * `direct` false sends media only through the server's relay.
+     */
+open func createConference(policy: ConferencePolicy?, direct: Bool)async throws  -> Conference  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_vcsdk_fn_method_client_create_conference(
+                    self.uniffiClonePointer(),
+                    FfiConverterOptionTypeConferencePolicy.lower(policy),FfiConverterBool.lower(direct)
+                )
+            },
+            pollFunc: ffi_vcsdk_rust_future_poll_pointer,
+            completeFunc: ffi_vcsdk_rust_future_complete_pointer,
+            freeFunc: ffi_vcsdk_rust_future_free_pointer,
+            liftFunc: FfiConverterTypeConference_lift,
+            errorHandler: FfiConverterTypeVcError_lift
+        )
+}
+    
+    /**
+     * Declines the invitation to conference `conf`.
+     */
+open func declineConference(conf: String)async throws   {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_vcsdk_fn_method_client_decline_conference(
+                    self.uniffiClonePointer(),
+                    FfiConverterString.lower(conf)
+                )
+            },
+            pollFunc: ffi_vcsdk_rust_future_poll_void,
+            completeFunc: ffi_vcsdk_rust_future_complete_void,
+            freeFunc: ffi_vcsdk_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: FfiConverterTypeVcError_lift
+        )
+}
+    
+    /**
      * Says goodbye to the server and stops reconnecting; listeners hear nothing more. (Named so
      * as not to clash with the `close()` of Kotlin's AutoCloseable, which frees the object.)
      */
@@ -807,6 +885,26 @@ open func isRegistered() -> Bool  {
     uniffi_vcsdk_fn_method_client_is_registered(self.uniffiClonePointer(),$0
     )
 })
+}
+    
+    /**
+     * Joins conference `conf`, to which an invitation was shown (`on_conference_invitation`).
+     */
+open func joinConference(conf: String, direct: Bool)async throws  -> Conference  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_vcsdk_fn_method_client_join_conference(
+                    self.uniffiClonePointer(),
+                    FfiConverterString.lower(conf),FfiConverterBool.lower(direct)
+                )
+            },
+            pollFunc: ffi_vcsdk_rust_future_poll_pointer,
+            completeFunc: ffi_vcsdk_rust_future_complete_pointer,
+            freeFunc: ffi_vcsdk_rust_future_free_pointer,
+            liftFunc: FfiConverterTypeConference_lift,
+            errorHandler: FfiConverterTypeVcError_lift
+        )
 }
     
     /**
@@ -868,6 +966,16 @@ open func register(termsVersion: String?)async throws   {
             liftFunc: { $0 },
             errorHandler: FfiConverterTypeVcError_lift
         )
+}
+    
+    /**
+     * Sets who may invite this client; refused invitations are declined unseen.
+     */
+open func setAccessList(list: AccessList)throws   {try rustCallWithError(FfiConverterTypeVcError_lift) {
+    uniffi_vcsdk_fn_method_client_set_access_list(self.uniffiClonePointer(),
+        FfiConverterTypeAccessList_lower(list),$0
+    )
+}
 }
     
     /**
@@ -990,6 +1098,13 @@ public protocol ClientListener: AnyObject, Sendable {
      */
     func onConnection(connected: Bool, reason: String?) 
     
+    /**
+     * An invitation to conference `conf` from `from` passed its checks (the inviter's
+     * certificate and signature, our access list); join with `Client.join_conference` or
+     * decline with `Client.decline_conference`.
+     */
+    func onConferenceInvitation(conf: String, from: String) 
+    
 }
 /**
  * Receives a client's events. Called on the client's event thread, one call at a time, in order;
@@ -1101,6 +1216,19 @@ open func onConnection(connected: Bool, reason: String?)  {try! rustCall() {
     uniffi_vcsdk_fn_method_clientlistener_on_connection(self.uniffiClonePointer(),
         FfiConverterBool.lower(connected),
         FfiConverterOptionString.lower(reason),$0
+    )
+}
+}
+    
+    /**
+     * An invitation to conference `conf` from `from` passed its checks (the inviter's
+     * certificate and signature, our access list); join with `Client.join_conference` or
+     * decline with `Client.decline_conference`.
+     */
+open func onConferenceInvitation(conf: String, from: String)  {try! rustCall() {
+    uniffi_vcsdk_fn_method_clientlistener_on_conference_invitation(self.uniffiClonePointer(),
+        FfiConverterString.lower(conf),
+        FfiConverterString.lower(from),$0
     )
 }
 }
@@ -1252,6 +1380,32 @@ fileprivate struct UniffiCallbackInterfaceClientListener {
                 writeReturn: writeReturn
             )
         },
+        onConferenceInvitation: { (
+            uniffiHandle: UInt64,
+            conf: RustBuffer,
+            from: RustBuffer,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeClientListener.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return uniffiObj.onConferenceInvitation(
+                     conf: try FfiConverterString.lift(conf),
+                     from: try FfiConverterString.lift(from)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCall(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn
+            )
+        },
         uniffiFree: { (uniffiHandle: UInt64) -> () in
             let result = try? FfiConverterTypeClientListener.handleMap.remove(handle: uniffiHandle)
             if result == nil {
@@ -1317,6 +1471,645 @@ public func FfiConverterTypeClientListener_lift(_ pointer: UnsafeMutableRawPoint
 #endif
 public func FfiConverterTypeClientListener_lower(_ value: ClientListener) -> UnsafeMutableRawPointer {
     return FfiConverterTypeClientListener.lower(value)
+}
+
+
+
+
+
+
+/**
+ * A conference this client is in. Dropping it does not leave: call `leave` first.
+ */
+public protocol ConferenceProtocol: AnyObject, Sendable {
+    
+    /**
+     * Hands every event to `listener` until the subscription is cancelled or dropped. Events
+     * before the first listener wait for it.
+     */
+    func addListener(listener: ConferenceListener) throws  -> Subscription
+    
+    /**
+     * Why we are no longer a member, once we are not.
+     */
+    func ended()  -> String?
+    
+    /**
+     * The epoch in force.
+     */
+    func epoch()  -> UInt32
+    
+    /**
+     * Hands the moderator role to `member`.
+     */
+    func handOver(member: String) async throws 
+    
+    /**
+     * The conference id.
+     */
+    func id()  -> String
+    
+    /**
+     * Invites `user` (its certificate is checked first).
+     */
+    func invite(user: String) async throws 
+    
+    /**
+     * Leaves: the others rekey without us.
+     */
+    func leave() async throws 
+    
+    /**
+     * The policy in force.
+     */
+    func policy()  -> ConferencePolicy
+    
+    /**
+     * Proposes a policy (voting mode), votes counting for `deadline_secs`; returns its number.
+     */
+    func propose(policy: ConferencePolicy, deadlineSecs: UInt32) async throws  -> UInt64
+    
+    /**
+     * The next frame from another member, waiting up to `timeout_ms`; `None` when none came.
+     */
+    func receive(timeoutMs: UInt32) async throws  -> ConferenceFrame?
+    
+    /**
+     * Removes `member` (moderator only).
+     */
+    func remove(member: String) async throws 
+    
+    /**
+     * The roster, in join order.
+     */
+    func roster()  -> [RosterMember]
+    
+    /**
+     * Sends one frame on `stream` to every other member.
+     */
+    func send(stream: Stream, data: Data) async throws 
+    
+    /**
+     * Sets the policy (moderator only), in force for everyone from the next epoch.
+     */
+    func setPolicy(policy: ConferencePolicy) async throws 
+    
+    /**
+     * Statistics of the media and keys.
+     */
+    func stats()  -> ConferenceStats
+    
+    /**
+     * Votes on the open proposal.
+     */
+    func vote(proposal: UInt64, approve: Bool) async throws 
+    
+}
+/**
+ * A conference this client is in. Dropping it does not leave: call `leave` first.
+ */
+open class Conference: ConferenceProtocol, @unchecked Sendable {
+    fileprivate let pointer: UnsafeMutableRawPointer!
+
+    /// Used to instantiate a [FFIObject] without an actual pointer, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoPointer {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromRawPointer pointer: UnsafeMutableRawPointer) {
+        self.pointer = pointer
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noPointer: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing [Pointer] the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noPointer: NoPointer) {
+        self.pointer = nil
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiClonePointer() -> UnsafeMutableRawPointer {
+        return try! rustCall { uniffi_vcsdk_fn_clone_conference(self.pointer, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        guard let pointer = pointer else {
+            return
+        }
+
+        try! rustCall { uniffi_vcsdk_fn_free_conference(pointer, $0) }
+    }
+
+    
+
+    
+    /**
+     * Hands every event to `listener` until the subscription is cancelled or dropped. Events
+     * before the first listener wait for it.
+     */
+open func addListener(listener: ConferenceListener)throws  -> Subscription  {
+    return try  FfiConverterTypeSubscription_lift(try rustCallWithError(FfiConverterTypeVcError_lift) {
+    uniffi_vcsdk_fn_method_conference_add_listener(self.uniffiClonePointer(),
+        FfiConverterTypeConferenceListener_lower(listener),$0
+    )
+})
+}
+    
+    /**
+     * Why we are no longer a member, once we are not.
+     */
+open func ended() -> String?  {
+    return try!  FfiConverterOptionString.lift(try! rustCall() {
+    uniffi_vcsdk_fn_method_conference_ended(self.uniffiClonePointer(),$0
+    )
+})
+}
+    
+    /**
+     * The epoch in force.
+     */
+open func epoch() -> UInt32  {
+    return try!  FfiConverterUInt32.lift(try! rustCall() {
+    uniffi_vcsdk_fn_method_conference_epoch(self.uniffiClonePointer(),$0
+    )
+})
+}
+    
+    /**
+     * Hands the moderator role to `member`.
+     */
+open func handOver(member: String)async throws   {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_vcsdk_fn_method_conference_hand_over(
+                    self.uniffiClonePointer(),
+                    FfiConverterString.lower(member)
+                )
+            },
+            pollFunc: ffi_vcsdk_rust_future_poll_void,
+            completeFunc: ffi_vcsdk_rust_future_complete_void,
+            freeFunc: ffi_vcsdk_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: FfiConverterTypeVcError_lift
+        )
+}
+    
+    /**
+     * The conference id.
+     */
+open func id() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+    uniffi_vcsdk_fn_method_conference_id(self.uniffiClonePointer(),$0
+    )
+})
+}
+    
+    /**
+     * Invites `user` (its certificate is checked first).
+     */
+open func invite(user: String)async throws   {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_vcsdk_fn_method_conference_invite(
+                    self.uniffiClonePointer(),
+                    FfiConverterString.lower(user)
+                )
+            },
+            pollFunc: ffi_vcsdk_rust_future_poll_void,
+            completeFunc: ffi_vcsdk_rust_future_complete_void,
+            freeFunc: ffi_vcsdk_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: FfiConverterTypeVcError_lift
+        )
+}
+    
+    /**
+     * Leaves: the others rekey without us.
+     */
+open func leave()async throws   {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_vcsdk_fn_method_conference_leave(
+                    self.uniffiClonePointer()
+                    
+                )
+            },
+            pollFunc: ffi_vcsdk_rust_future_poll_void,
+            completeFunc: ffi_vcsdk_rust_future_complete_void,
+            freeFunc: ffi_vcsdk_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: FfiConverterTypeVcError_lift
+        )
+}
+    
+    /**
+     * The policy in force.
+     */
+open func policy() -> ConferencePolicy  {
+    return try!  FfiConverterTypeConferencePolicy_lift(try! rustCall() {
+    uniffi_vcsdk_fn_method_conference_policy(self.uniffiClonePointer(),$0
+    )
+})
+}
+    
+    /**
+     * Proposes a policy (voting mode), votes counting for `deadline_secs`; returns its number.
+     */
+open func propose(policy: ConferencePolicy, deadlineSecs: UInt32)async throws  -> UInt64  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_vcsdk_fn_method_conference_propose(
+                    self.uniffiClonePointer(),
+                    FfiConverterTypeConferencePolicy_lower(policy),FfiConverterUInt32.lower(deadlineSecs)
+                )
+            },
+            pollFunc: ffi_vcsdk_rust_future_poll_u64,
+            completeFunc: ffi_vcsdk_rust_future_complete_u64,
+            freeFunc: ffi_vcsdk_rust_future_free_u64,
+            liftFunc: FfiConverterUInt64.lift,
+            errorHandler: FfiConverterTypeVcError_lift
+        )
+}
+    
+    /**
+     * The next frame from another member, waiting up to `timeout_ms`; `None` when none came.
+     */
+open func receive(timeoutMs: UInt32)async throws  -> ConferenceFrame?  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_vcsdk_fn_method_conference_receive(
+                    self.uniffiClonePointer(),
+                    FfiConverterUInt32.lower(timeoutMs)
+                )
+            },
+            pollFunc: ffi_vcsdk_rust_future_poll_rust_buffer,
+            completeFunc: ffi_vcsdk_rust_future_complete_rust_buffer,
+            freeFunc: ffi_vcsdk_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterOptionTypeConferenceFrame.lift,
+            errorHandler: FfiConverterTypeVcError_lift
+        )
+}
+    
+    /**
+     * Removes `member` (moderator only).
+     */
+open func remove(member: String)async throws   {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_vcsdk_fn_method_conference_remove(
+                    self.uniffiClonePointer(),
+                    FfiConverterString.lower(member)
+                )
+            },
+            pollFunc: ffi_vcsdk_rust_future_poll_void,
+            completeFunc: ffi_vcsdk_rust_future_complete_void,
+            freeFunc: ffi_vcsdk_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: FfiConverterTypeVcError_lift
+        )
+}
+    
+    /**
+     * The roster, in join order.
+     */
+open func roster() -> [RosterMember]  {
+    return try!  FfiConverterSequenceTypeRosterMember.lift(try! rustCall() {
+    uniffi_vcsdk_fn_method_conference_roster(self.uniffiClonePointer(),$0
+    )
+})
+}
+    
+    /**
+     * Sends one frame on `stream` to every other member.
+     */
+open func send(stream: Stream, data: Data)async throws   {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_vcsdk_fn_method_conference_send(
+                    self.uniffiClonePointer(),
+                    FfiConverterTypeStream_lower(stream),FfiConverterData.lower(data)
+                )
+            },
+            pollFunc: ffi_vcsdk_rust_future_poll_void,
+            completeFunc: ffi_vcsdk_rust_future_complete_void,
+            freeFunc: ffi_vcsdk_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: FfiConverterTypeVcError_lift
+        )
+}
+    
+    /**
+     * Sets the policy (moderator only), in force for everyone from the next epoch.
+     */
+open func setPolicy(policy: ConferencePolicy)async throws   {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_vcsdk_fn_method_conference_set_policy(
+                    self.uniffiClonePointer(),
+                    FfiConverterTypeConferencePolicy_lower(policy)
+                )
+            },
+            pollFunc: ffi_vcsdk_rust_future_poll_void,
+            completeFunc: ffi_vcsdk_rust_future_complete_void,
+            freeFunc: ffi_vcsdk_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: FfiConverterTypeVcError_lift
+        )
+}
+    
+    /**
+     * Statistics of the media and keys.
+     */
+open func stats() -> ConferenceStats  {
+    return try!  FfiConverterTypeConferenceStats_lift(try! rustCall() {
+    uniffi_vcsdk_fn_method_conference_stats(self.uniffiClonePointer(),$0
+    )
+})
+}
+    
+    /**
+     * Votes on the open proposal.
+     */
+open func vote(proposal: UInt64, approve: Bool)async throws   {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_vcsdk_fn_method_conference_vote(
+                    self.uniffiClonePointer(),
+                    FfiConverterUInt64.lower(proposal),FfiConverterBool.lower(approve)
+                )
+            },
+            pollFunc: ffi_vcsdk_rust_future_poll_void,
+            completeFunc: ffi_vcsdk_rust_future_complete_void,
+            freeFunc: ffi_vcsdk_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: FfiConverterTypeVcError_lift
+        )
+}
+    
+
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeConference: FfiConverter {
+
+    typealias FfiType = UnsafeMutableRawPointer
+    typealias SwiftType = Conference
+
+    public static func lift(_ pointer: UnsafeMutableRawPointer) throws -> Conference {
+        return Conference(unsafeFromRawPointer: pointer)
+    }
+
+    public static func lower(_ value: Conference) -> UnsafeMutableRawPointer {
+        return value.uniffiClonePointer()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Conference {
+        let v: UInt64 = try readInt(&buf)
+        // The Rust code won't compile if a pointer won't fit in a UInt64.
+        // We have to go via `UInt` because that's the thing that's the size of a pointer.
+        let ptr = UnsafeMutableRawPointer(bitPattern: UInt(truncatingIfNeeded: v))
+        if (ptr == nil) {
+            throw UniffiInternalError.unexpectedNullPointer
+        }
+        return try lift(ptr!)
+    }
+
+    public static func write(_ value: Conference, into buf: inout [UInt8]) {
+        // This fiddling is because `Int` is the thing that's the same size as a pointer.
+        // The Rust code won't compile if a pointer won't fit in a `UInt64`.
+        writeInt(&buf, UInt64(bitPattern: Int64(Int(bitPattern: lower(value)))))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeConference_lift(_ pointer: UnsafeMutableRawPointer) throws -> Conference {
+    return try FfiConverterTypeConference.lift(pointer)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeConference_lower(_ value: Conference) -> UnsafeMutableRawPointer {
+    return FfiConverterTypeConference.lower(value)
+}
+
+
+
+
+
+
+/**
+ * Receives a conference's events, on the conference's own event thread, one call at a time,
+ * in order; it may call back into the SDK.
+ */
+public protocol ConferenceListener: AnyObject, Sendable {
+    
+    /**
+     * Something happened.
+     */
+    func onEvent(event: ConferenceEvent) 
+    
+}
+/**
+ * Receives a conference's events, on the conference's own event thread, one call at a time,
+ * in order; it may call back into the SDK.
+ */
+open class ConferenceListenerImpl: ConferenceListener, @unchecked Sendable {
+    fileprivate let pointer: UnsafeMutableRawPointer!
+
+    /// Used to instantiate a [FFIObject] without an actual pointer, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoPointer {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromRawPointer pointer: UnsafeMutableRawPointer) {
+        self.pointer = pointer
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noPointer: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing [Pointer] the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noPointer: NoPointer) {
+        self.pointer = nil
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiClonePointer() -> UnsafeMutableRawPointer {
+        return try! rustCall { uniffi_vcsdk_fn_clone_conferencelistener(self.pointer, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        guard let pointer = pointer else {
+            return
+        }
+
+        try! rustCall { uniffi_vcsdk_fn_free_conferencelistener(pointer, $0) }
+    }
+
+    
+
+    
+    /**
+     * Something happened.
+     */
+open func onEvent(event: ConferenceEvent)  {try! rustCall() {
+    uniffi_vcsdk_fn_method_conferencelistener_on_event(self.uniffiClonePointer(),
+        FfiConverterTypeConferenceEvent_lower(event),$0
+    )
+}
+}
+    
+
+}
+
+
+// Put the implementation in a struct so we don't pollute the top-level namespace
+fileprivate struct UniffiCallbackInterfaceConferenceListener {
+
+    // Create the VTable using a series of closures.
+    // Swift automatically converts these into C callback functions.
+    //
+    // This creates 1-element array, since this seems to be the only way to construct a const
+    // pointer that we can pass to the Rust code.
+    static let vtable: [UniffiVTableCallbackInterfaceConferenceListener] = [UniffiVTableCallbackInterfaceConferenceListener(
+        onEvent: { (
+            uniffiHandle: UInt64,
+            event: RustBuffer,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeConferenceListener.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return uniffiObj.onEvent(
+                     event: try FfiConverterTypeConferenceEvent_lift(event)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCall(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn
+            )
+        },
+        uniffiFree: { (uniffiHandle: UInt64) -> () in
+            let result = try? FfiConverterTypeConferenceListener.handleMap.remove(handle: uniffiHandle)
+            if result == nil {
+                print("Uniffi callback interface ConferenceListener: handle missing in uniffiFree")
+            }
+        }
+    )]
+}
+
+private func uniffiCallbackInitConferenceListener() {
+    uniffi_vcsdk_fn_init_callback_vtable_conferencelistener(UniffiCallbackInterfaceConferenceListener.vtable)
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeConferenceListener: FfiConverter {
+    fileprivate static let handleMap = UniffiHandleMap<ConferenceListener>()
+
+    typealias FfiType = UnsafeMutableRawPointer
+    typealias SwiftType = ConferenceListener
+
+    public static func lift(_ pointer: UnsafeMutableRawPointer) throws -> ConferenceListener {
+        return ConferenceListenerImpl(unsafeFromRawPointer: pointer)
+    }
+
+    public static func lower(_ value: ConferenceListener) -> UnsafeMutableRawPointer {
+        guard let ptr = UnsafeMutableRawPointer(bitPattern: UInt(truncatingIfNeeded: handleMap.insert(obj: value))) else {
+            fatalError("Cast to UnsafeMutableRawPointer failed")
+        }
+        return ptr
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ConferenceListener {
+        let v: UInt64 = try readInt(&buf)
+        // The Rust code won't compile if a pointer won't fit in a UInt64.
+        // We have to go via `UInt` because that's the thing that's the size of a pointer.
+        let ptr = UnsafeMutableRawPointer(bitPattern: UInt(truncatingIfNeeded: v))
+        if (ptr == nil) {
+            throw UniffiInternalError.unexpectedNullPointer
+        }
+        return try lift(ptr!)
+    }
+
+    public static func write(_ value: ConferenceListener, into buf: inout [UInt8]) {
+        // This fiddling is because `Int` is the thing that's the same size as a pointer.
+        // The Rust code won't compile if a pointer won't fit in a `UInt64`.
+        writeInt(&buf, UInt64(bitPattern: Int64(Int(bitPattern: lower(value)))))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeConferenceListener_lift(_ pointer: UnsafeMutableRawPointer) throws -> ConferenceListener {
+    return try FfiConverterTypeConferenceListener.lift(pointer)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeConferenceListener_lower(_ value: ConferenceListener) -> UnsafeMutableRawPointer {
+    return FfiConverterTypeConferenceListener.lower(value)
 }
 
 
@@ -2149,6 +2942,119 @@ public func FfiConverterTypeSubscription_lower(_ value: Subscription) -> UnsafeM
 
 
 /**
+ * Who may invite this client: the deny list wins, then the allow list, then the default.
+ */
+public struct AccessList {
+    /**
+     * Always admitted (unless denied).
+     */
+    public let allow: [String]
+    /**
+     * Never admitted.
+     */
+    public let deny: [String]
+    /**
+     * Admitted when `default` is `Contacts`.
+     */
+    public let contacts: [String]
+    /**
+     * Everyone else.
+     */
+    public let `default`: AccessDefault
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Always admitted (unless denied).
+         */allow: [String], 
+        /**
+         * Never admitted.
+         */deny: [String], 
+        /**
+         * Admitted when `default` is `Contacts`.
+         */contacts: [String], 
+        /**
+         * Everyone else.
+         */`default`: AccessDefault) {
+        self.allow = allow
+        self.deny = deny
+        self.contacts = contacts
+        self.`default` = `default`
+    }
+}
+
+#if compiler(>=6)
+extension AccessList: Sendable {}
+#endif
+
+
+extension AccessList: Equatable, Hashable {
+    public static func ==(lhs: AccessList, rhs: AccessList) -> Bool {
+        if lhs.allow != rhs.allow {
+            return false
+        }
+        if lhs.deny != rhs.deny {
+            return false
+        }
+        if lhs.contacts != rhs.contacts {
+            return false
+        }
+        if lhs.`default` != rhs.`default` {
+            return false
+        }
+        return true
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(allow)
+        hasher.combine(deny)
+        hasher.combine(contacts)
+        hasher.combine(`default`)
+    }
+}
+
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeAccessList: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> AccessList {
+        return
+            try AccessList(
+                allow: FfiConverterSequenceString.read(from: &buf), 
+                deny: FfiConverterSequenceString.read(from: &buf), 
+                contacts: FfiConverterSequenceString.read(from: &buf), 
+                default: FfiConverterTypeAccessDefault.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: AccessList, into buf: inout [UInt8]) {
+        FfiConverterSequenceString.write(value.allow, into: &buf)
+        FfiConverterSequenceString.write(value.deny, into: &buf)
+        FfiConverterSequenceString.write(value.contacts, into: &buf)
+        FfiConverterTypeAccessDefault.write(value.`default`, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeAccessList_lift(_ buf: RustBuffer) throws -> AccessList {
+    return try FfiConverterTypeAccessList.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeAccessList_lower(_ value: AccessList) -> RustBuffer {
+    return FfiConverterTypeAccessList.lower(value)
+}
+
+
+/**
  * A user's account; money in minor currency units (integers).
  */
 public struct Account {
@@ -2455,6 +3361,471 @@ public func FfiConverterTypeCallCharge_lift(_ buf: RustBuffer) throws -> CallCha
 #endif
 public func FfiConverterTypeCallCharge_lower(_ value: CallCharge) -> RustBuffer {
     return FfiConverterTypeCallCharge.lower(value)
+}
+
+
+/**
+ * A frame from another member.
+ */
+public struct ConferenceFrame {
+    /**
+     * Its stream.
+     */
+    public let stream: Stream
+    /**
+     * Who sent it.
+     */
+    public let member: String
+    /**
+     * The epoch it was protected in.
+     */
+    public let epoch: UInt32
+    /**
+     * Whether it came in the clear (a plain stream of the policy).
+     */
+    public let plain: Bool
+    /**
+     * The payload.
+     */
+    public let data: Data
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Its stream.
+         */stream: Stream, 
+        /**
+         * Who sent it.
+         */member: String, 
+        /**
+         * The epoch it was protected in.
+         */epoch: UInt32, 
+        /**
+         * Whether it came in the clear (a plain stream of the policy).
+         */plain: Bool, 
+        /**
+         * The payload.
+         */data: Data) {
+        self.stream = stream
+        self.member = member
+        self.epoch = epoch
+        self.plain = plain
+        self.data = data
+    }
+}
+
+#if compiler(>=6)
+extension ConferenceFrame: Sendable {}
+#endif
+
+
+extension ConferenceFrame: Equatable, Hashable {
+    public static func ==(lhs: ConferenceFrame, rhs: ConferenceFrame) -> Bool {
+        if lhs.stream != rhs.stream {
+            return false
+        }
+        if lhs.member != rhs.member {
+            return false
+        }
+        if lhs.epoch != rhs.epoch {
+            return false
+        }
+        if lhs.plain != rhs.plain {
+            return false
+        }
+        if lhs.data != rhs.data {
+            return false
+        }
+        return true
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(stream)
+        hasher.combine(member)
+        hasher.combine(epoch)
+        hasher.combine(plain)
+        hasher.combine(data)
+    }
+}
+
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeConferenceFrame: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ConferenceFrame {
+        return
+            try ConferenceFrame(
+                stream: FfiConverterTypeStream.read(from: &buf), 
+                member: FfiConverterString.read(from: &buf), 
+                epoch: FfiConverterUInt32.read(from: &buf), 
+                plain: FfiConverterBool.read(from: &buf), 
+                data: FfiConverterData.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ConferenceFrame, into buf: inout [UInt8]) {
+        FfiConverterTypeStream.write(value.stream, into: &buf)
+        FfiConverterString.write(value.member, into: &buf)
+        FfiConverterUInt32.write(value.epoch, into: &buf)
+        FfiConverterBool.write(value.plain, into: &buf)
+        FfiConverterData.write(value.data, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeConferenceFrame_lift(_ buf: RustBuffer) throws -> ConferenceFrame {
+    return try FfiConverterTypeConferenceFrame.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeConferenceFrame_lower(_ value: ConferenceFrame) -> RustBuffer {
+    return FfiConverterTypeConferenceFrame.lower(value)
+}
+
+
+/**
+ * A conference's security policy (`default_conference_policy` gives the usual one per level).
+ */
+public struct ConferencePolicy {
+    /**
+     * The security level.
+     */
+    public let level: SecurityLevel
+    /**
+     * Moderation or voting.
+     */
+    public let mode: ConferenceMode
+    /**
+     * Audio.
+     */
+    public let audio: StreamProtection
+    /**
+     * Video.
+     */
+    public let video: StreamProtection
+    /**
+     * Data (whiteboard).
+     */
+    public let data: StreamProtection
+    /**
+     * Signalling between members.
+     */
+    public let signalling: StreamProtection
+    /**
+     * The distributor starts a new epoch this often, seconds (0: only on changes).
+     */
+    public let rekeyIntervalSecs: UInt32
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The security level.
+         */level: SecurityLevel, 
+        /**
+         * Moderation or voting.
+         */mode: ConferenceMode, 
+        /**
+         * Audio.
+         */audio: StreamProtection, 
+        /**
+         * Video.
+         */video: StreamProtection, 
+        /**
+         * Data (whiteboard).
+         */data: StreamProtection, 
+        /**
+         * Signalling between members.
+         */signalling: StreamProtection, 
+        /**
+         * The distributor starts a new epoch this often, seconds (0: only on changes).
+         */rekeyIntervalSecs: UInt32) {
+        self.level = level
+        self.mode = mode
+        self.audio = audio
+        self.video = video
+        self.data = data
+        self.signalling = signalling
+        self.rekeyIntervalSecs = rekeyIntervalSecs
+    }
+}
+
+#if compiler(>=6)
+extension ConferencePolicy: Sendable {}
+#endif
+
+
+extension ConferencePolicy: Equatable, Hashable {
+    public static func ==(lhs: ConferencePolicy, rhs: ConferencePolicy) -> Bool {
+        if lhs.level != rhs.level {
+            return false
+        }
+        if lhs.mode != rhs.mode {
+            return false
+        }
+        if lhs.audio != rhs.audio {
+            return false
+        }
+        if lhs.video != rhs.video {
+            return false
+        }
+        if lhs.data != rhs.data {
+            return false
+        }
+        if lhs.signalling != rhs.signalling {
+            return false
+        }
+        if lhs.rekeyIntervalSecs != rhs.rekeyIntervalSecs {
+            return false
+        }
+        return true
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(level)
+        hasher.combine(mode)
+        hasher.combine(audio)
+        hasher.combine(video)
+        hasher.combine(data)
+        hasher.combine(signalling)
+        hasher.combine(rekeyIntervalSecs)
+    }
+}
+
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeConferencePolicy: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ConferencePolicy {
+        return
+            try ConferencePolicy(
+                level: FfiConverterTypeSecurityLevel.read(from: &buf), 
+                mode: FfiConverterTypeConferenceMode.read(from: &buf), 
+                audio: FfiConverterTypeStreamProtection.read(from: &buf), 
+                video: FfiConverterTypeStreamProtection.read(from: &buf), 
+                data: FfiConverterTypeStreamProtection.read(from: &buf), 
+                signalling: FfiConverterTypeStreamProtection.read(from: &buf), 
+                rekeyIntervalSecs: FfiConverterUInt32.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ConferencePolicy, into buf: inout [UInt8]) {
+        FfiConverterTypeSecurityLevel.write(value.level, into: &buf)
+        FfiConverterTypeConferenceMode.write(value.mode, into: &buf)
+        FfiConverterTypeStreamProtection.write(value.audio, into: &buf)
+        FfiConverterTypeStreamProtection.write(value.video, into: &buf)
+        FfiConverterTypeStreamProtection.write(value.data, into: &buf)
+        FfiConverterTypeStreamProtection.write(value.signalling, into: &buf)
+        FfiConverterUInt32.write(value.rekeyIntervalSecs, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeConferencePolicy_lift(_ buf: RustBuffer) throws -> ConferencePolicy {
+    return try FfiConverterTypeConferencePolicy.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeConferencePolicy_lower(_ value: ConferencePolicy) -> RustBuffer {
+    return FfiConverterTypeConferencePolicy.lower(value)
+}
+
+
+/**
+ * Statistics of a conference's media and keys.
+ */
+public struct ConferenceStats {
+    /**
+     * The epoch whose keys we send with.
+     */
+    public let epoch: UInt32
+    /**
+     * The path to each other member.
+     */
+    public let peers: [PeerPath]
+    /**
+     * Frames sent.
+     */
+    public let framesSent: UInt64
+    /**
+     * Frames received and delivered.
+     */
+    public let framesReceived: UInt64
+    /**
+     * Frames that never completed.
+     */
+    public let framesLost: UInt64
+    /**
+     * Replayed frames refused.
+     */
+    public let replaysRefused: UInt64
+    /**
+     * Frames that failed authentication.
+     */
+    public let authFailures: UInt64
+    /**
+     * Frames for keys we do not hold.
+     */
+    public let unknownKey: UInt64
+    /**
+     * Packets from addresses or senders that are not members.
+     */
+    public let foreignPackets: UInt64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The epoch whose keys we send with.
+         */epoch: UInt32, 
+        /**
+         * The path to each other member.
+         */peers: [PeerPath], 
+        /**
+         * Frames sent.
+         */framesSent: UInt64, 
+        /**
+         * Frames received and delivered.
+         */framesReceived: UInt64, 
+        /**
+         * Frames that never completed.
+         */framesLost: UInt64, 
+        /**
+         * Replayed frames refused.
+         */replaysRefused: UInt64, 
+        /**
+         * Frames that failed authentication.
+         */authFailures: UInt64, 
+        /**
+         * Frames for keys we do not hold.
+         */unknownKey: UInt64, 
+        /**
+         * Packets from addresses or senders that are not members.
+         */foreignPackets: UInt64) {
+        self.epoch = epoch
+        self.peers = peers
+        self.framesSent = framesSent
+        self.framesReceived = framesReceived
+        self.framesLost = framesLost
+        self.replaysRefused = replaysRefused
+        self.authFailures = authFailures
+        self.unknownKey = unknownKey
+        self.foreignPackets = foreignPackets
+    }
+}
+
+#if compiler(>=6)
+extension ConferenceStats: Sendable {}
+#endif
+
+
+extension ConferenceStats: Equatable, Hashable {
+    public static func ==(lhs: ConferenceStats, rhs: ConferenceStats) -> Bool {
+        if lhs.epoch != rhs.epoch {
+            return false
+        }
+        if lhs.peers != rhs.peers {
+            return false
+        }
+        if lhs.framesSent != rhs.framesSent {
+            return false
+        }
+        if lhs.framesReceived != rhs.framesReceived {
+            return false
+        }
+        if lhs.framesLost != rhs.framesLost {
+            return false
+        }
+        if lhs.replaysRefused != rhs.replaysRefused {
+            return false
+        }
+        if lhs.authFailures != rhs.authFailures {
+            return false
+        }
+        if lhs.unknownKey != rhs.unknownKey {
+            return false
+        }
+        if lhs.foreignPackets != rhs.foreignPackets {
+            return false
+        }
+        return true
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(epoch)
+        hasher.combine(peers)
+        hasher.combine(framesSent)
+        hasher.combine(framesReceived)
+        hasher.combine(framesLost)
+        hasher.combine(replaysRefused)
+        hasher.combine(authFailures)
+        hasher.combine(unknownKey)
+        hasher.combine(foreignPackets)
+    }
+}
+
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeConferenceStats: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ConferenceStats {
+        return
+            try ConferenceStats(
+                epoch: FfiConverterUInt32.read(from: &buf), 
+                peers: FfiConverterSequenceTypePeerPath.read(from: &buf), 
+                framesSent: FfiConverterUInt64.read(from: &buf), 
+                framesReceived: FfiConverterUInt64.read(from: &buf), 
+                framesLost: FfiConverterUInt64.read(from: &buf), 
+                replaysRefused: FfiConverterUInt64.read(from: &buf), 
+                authFailures: FfiConverterUInt64.read(from: &buf), 
+                unknownKey: FfiConverterUInt64.read(from: &buf), 
+                foreignPackets: FfiConverterUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ConferenceStats, into buf: inout [UInt8]) {
+        FfiConverterUInt32.write(value.epoch, into: &buf)
+        FfiConverterSequenceTypePeerPath.write(value.peers, into: &buf)
+        FfiConverterUInt64.write(value.framesSent, into: &buf)
+        FfiConverterUInt64.write(value.framesReceived, into: &buf)
+        FfiConverterUInt64.write(value.framesLost, into: &buf)
+        FfiConverterUInt64.write(value.replaysRefused, into: &buf)
+        FfiConverterUInt64.write(value.authFailures, into: &buf)
+        FfiConverterUInt64.write(value.unknownKey, into: &buf)
+        FfiConverterUInt64.write(value.foreignPackets, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeConferenceStats_lift(_ buf: RustBuffer) throws -> ConferenceStats {
+    return try FfiConverterTypeConferenceStats.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeConferenceStats_lower(_ value: ConferenceStats) -> RustBuffer {
+    return FfiConverterTypeConferenceStats.lower(value)
 }
 
 
@@ -3039,6 +4410,190 @@ public func FfiConverterTypeMediaStats_lower(_ value: MediaStats) -> RustBuffer 
 
 
 /**
+ * The path to one other member.
+ */
+public struct PeerPath {
+    /**
+     * The member.
+     */
+    public let member: String
+    /**
+     * Direct, relayed, or not yet known (`Closed`).
+     */
+    public let path: PathKind
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * The member.
+         */member: String, 
+        /**
+         * Direct, relayed, or not yet known (`Closed`).
+         */path: PathKind) {
+        self.member = member
+        self.path = path
+    }
+}
+
+#if compiler(>=6)
+extension PeerPath: Sendable {}
+#endif
+
+
+extension PeerPath: Equatable, Hashable {
+    public static func ==(lhs: PeerPath, rhs: PeerPath) -> Bool {
+        if lhs.member != rhs.member {
+            return false
+        }
+        if lhs.path != rhs.path {
+            return false
+        }
+        return true
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(member)
+        hasher.combine(path)
+    }
+}
+
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypePeerPath: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> PeerPath {
+        return
+            try PeerPath(
+                member: FfiConverterString.read(from: &buf), 
+                path: FfiConverterTypePathKind.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: PeerPath, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.member, into: &buf)
+        FfiConverterTypePathKind.write(value.path, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePeerPath_lift(_ buf: RustBuffer) throws -> PeerPath {
+    return try FfiConverterTypePeerPath.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePeerPath_lower(_ value: PeerPath) -> RustBuffer {
+    return FfiConverterTypePeerPath.lower(value)
+}
+
+
+/**
+ * A member of a conference's roster.
+ */
+public struct RosterMember {
+    /**
+     * Its id.
+     */
+    public let id: String
+    /**
+     * Its index (the sender number of its frames).
+     */
+    public let index: UInt16
+    /**
+     * Whether it is the moderator.
+     */
+    public let moderator: Bool
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Its id.
+         */id: String, 
+        /**
+         * Its index (the sender number of its frames).
+         */index: UInt16, 
+        /**
+         * Whether it is the moderator.
+         */moderator: Bool) {
+        self.id = id
+        self.index = index
+        self.moderator = moderator
+    }
+}
+
+#if compiler(>=6)
+extension RosterMember: Sendable {}
+#endif
+
+
+extension RosterMember: Equatable, Hashable {
+    public static func ==(lhs: RosterMember, rhs: RosterMember) -> Bool {
+        if lhs.id != rhs.id {
+            return false
+        }
+        if lhs.index != rhs.index {
+            return false
+        }
+        if lhs.moderator != rhs.moderator {
+            return false
+        }
+        return true
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(id)
+        hasher.combine(index)
+        hasher.combine(moderator)
+    }
+}
+
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeRosterMember: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> RosterMember {
+        return
+            try RosterMember(
+                id: FfiConverterString.read(from: &buf), 
+                index: FfiConverterUInt16.read(from: &buf), 
+                moderator: FfiConverterBool.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: RosterMember, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.id, into: &buf)
+        FfiConverterUInt16.write(value.index, into: &buf)
+        FfiConverterBool.write(value.moderator, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRosterMember_lift(_ buf: RustBuffer) throws -> RosterMember {
+    return try FfiConverterTypeRosterMember.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRosterMember_lower(_ value: RosterMember) -> RustBuffer {
+    return FfiConverterTypeRosterMember.lower(value)
+}
+
+
+/**
  * A registered user online now.
  */
 public struct UserPresence {
@@ -3121,6 +4676,95 @@ public func FfiConverterTypeUserPresence_lift(_ buf: RustBuffer) throws -> UserP
 public func FfiConverterTypeUserPresence_lower(_ value: UserPresence) -> RustBuffer {
     return FfiConverterTypeUserPresence.lower(value)
 }
+
+// Note that we don't yet support `indirect` for enums.
+// See https://github.com/mozilla/uniffi-rs/issues/396 for further discussion.
+/**
+ * Whom an access list admits by default.
+ */
+
+public enum AccessDefault {
+    
+    /**
+     * Anyone the CA certified.
+     */
+    case anyone
+    /**
+     * Only contacts.
+     */
+    case contacts
+    /**
+     * Nobody (only the allow list).
+     */
+    case nobody
+}
+
+
+#if compiler(>=6)
+extension AccessDefault: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeAccessDefault: FfiConverterRustBuffer {
+    typealias SwiftType = AccessDefault
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> AccessDefault {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .anyone
+        
+        case 2: return .contacts
+        
+        case 3: return .nobody
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: AccessDefault, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .anyone:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .contacts:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .nobody:
+            writeInt(&buf, Int32(3))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeAccessDefault_lift(_ buf: RustBuffer) throws -> AccessDefault {
+    return try FfiConverterTypeAccessDefault.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeAccessDefault_lower(_ value: AccessDefault) -> RustBuffer {
+    return FfiConverterTypeAccessDefault.lower(value)
+}
+
+
+extension AccessDefault: Equatable, Hashable {}
+
+
+
+
+
 
 // Note that we don't yet support `indirect` for enums.
 // See https://github.com/mozilla/uniffi-rs/issues/396 for further discussion.
@@ -3324,6 +4968,408 @@ public func FfiConverterTypeCallState_lower(_ value: CallState) -> RustBuffer {
 
 
 extension CallState: Equatable, Hashable {}
+
+
+
+
+
+
+// Note that we don't yet support `indirect` for enums.
+// See https://github.com/mozilla/uniffi-rs/issues/396 for further discussion.
+/**
+ * What happened in a conference.
+ */
+
+public enum ConferenceEvent {
+    
+    /**
+     * A member joined.
+     */
+    case joined(
+        /**
+         * Who.
+         */member: String
+    )
+    /**
+     * A member is gone.
+     */
+    case left(
+        /**
+         * Who.
+         */member: String, 
+        /**
+         * Why.
+         */reason: String
+    )
+    /**
+     * Someone was invited.
+     */
+    case invited(
+        /**
+         * Who.
+         */invitee: String, 
+        /**
+         * By whom.
+         */inviter: String
+    )
+    /**
+     * An invitee declined.
+     */
+    case declined(
+        /**
+         * Who.
+         */invitee: String
+    )
+    /**
+     * A new epoch is in force (its keys are installed).
+     */
+    case epoch(
+        /**
+         * The epoch.
+         */epoch: UInt32, 
+        /**
+         * The policy from now on.
+         */policy: ConferencePolicy, 
+        /**
+         * Who distributed it.
+         */distributor: String, 
+        /**
+         * Its roster.
+         */roster: [String]
+    )
+    /**
+     * A policy was agreed for the next epoch.
+     */
+    case policyPending(
+        /**
+         * The policy.
+         */policy: ConferencePolicy
+    )
+    /**
+     * The moderator changed (none in voting mode).
+     */
+    case moderatorChanged(
+        /**
+         * The moderator.
+         */moderator: String?
+    )
+    /**
+     * A member proposed a policy (voting mode).
+     */
+    case proposalOpened(
+        /**
+         * Its number.
+         */proposal: UInt64, 
+        /**
+         * Who.
+         */proposer: String, 
+        /**
+         * What.
+         */policy: ConferencePolicy
+    )
+    /**
+     * A ballot was cast.
+     */
+    case voted(
+        /**
+         * The proposal.
+         */proposal: UInt64, 
+        /**
+         * Who.
+         */voter: String, 
+        /**
+         * For or against.
+         */approve: Bool
+    )
+    /**
+     * A proposal was decided.
+     */
+    case proposalDecided(
+        /**
+         * The proposal.
+         */proposal: UInt64, 
+        /**
+         * Adopted or not.
+         */adopted: Bool, 
+        /**
+         * Why.
+         */reason: String
+    )
+    /**
+     * A control message every member refuses reached us and was ignored.
+     */
+    case rejected(
+        /**
+         * Its author.
+         */author: String, 
+        /**
+         * The rejection's code.
+         */code: String, 
+        /**
+         * Why.
+         */reason: String
+    )
+    /**
+     * An epoch's key could not be opened.
+     */
+    case keyUnavailable(
+        /**
+         * The epoch.
+         */epoch: UInt32, 
+        /**
+         * Why.
+         */reason: String
+    )
+    /**
+     * We are no longer a member.
+     */
+    case ended(
+        /**
+         * Why.
+         */reason: String
+    )
+}
+
+
+#if compiler(>=6)
+extension ConferenceEvent: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeConferenceEvent: FfiConverterRustBuffer {
+    typealias SwiftType = ConferenceEvent
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ConferenceEvent {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .joined(member: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 2: return .left(member: try FfiConverterString.read(from: &buf), reason: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 3: return .invited(invitee: try FfiConverterString.read(from: &buf), inviter: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 4: return .declined(invitee: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 5: return .epoch(epoch: try FfiConverterUInt32.read(from: &buf), policy: try FfiConverterTypeConferencePolicy.read(from: &buf), distributor: try FfiConverterString.read(from: &buf), roster: try FfiConverterSequenceString.read(from: &buf)
+        )
+        
+        case 6: return .policyPending(policy: try FfiConverterTypeConferencePolicy.read(from: &buf)
+        )
+        
+        case 7: return .moderatorChanged(moderator: try FfiConverterOptionString.read(from: &buf)
+        )
+        
+        case 8: return .proposalOpened(proposal: try FfiConverterUInt64.read(from: &buf), proposer: try FfiConverterString.read(from: &buf), policy: try FfiConverterTypeConferencePolicy.read(from: &buf)
+        )
+        
+        case 9: return .voted(proposal: try FfiConverterUInt64.read(from: &buf), voter: try FfiConverterString.read(from: &buf), approve: try FfiConverterBool.read(from: &buf)
+        )
+        
+        case 10: return .proposalDecided(proposal: try FfiConverterUInt64.read(from: &buf), adopted: try FfiConverterBool.read(from: &buf), reason: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 11: return .rejected(author: try FfiConverterString.read(from: &buf), code: try FfiConverterString.read(from: &buf), reason: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 12: return .keyUnavailable(epoch: try FfiConverterUInt32.read(from: &buf), reason: try FfiConverterString.read(from: &buf)
+        )
+        
+        case 13: return .ended(reason: try FfiConverterString.read(from: &buf)
+        )
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: ConferenceEvent, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case let .joined(member):
+            writeInt(&buf, Int32(1))
+            FfiConverterString.write(member, into: &buf)
+            
+        
+        case let .left(member,reason):
+            writeInt(&buf, Int32(2))
+            FfiConverterString.write(member, into: &buf)
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .invited(invitee,inviter):
+            writeInt(&buf, Int32(3))
+            FfiConverterString.write(invitee, into: &buf)
+            FfiConverterString.write(inviter, into: &buf)
+            
+        
+        case let .declined(invitee):
+            writeInt(&buf, Int32(4))
+            FfiConverterString.write(invitee, into: &buf)
+            
+        
+        case let .epoch(epoch,policy,distributor,roster):
+            writeInt(&buf, Int32(5))
+            FfiConverterUInt32.write(epoch, into: &buf)
+            FfiConverterTypeConferencePolicy.write(policy, into: &buf)
+            FfiConverterString.write(distributor, into: &buf)
+            FfiConverterSequenceString.write(roster, into: &buf)
+            
+        
+        case let .policyPending(policy):
+            writeInt(&buf, Int32(6))
+            FfiConverterTypeConferencePolicy.write(policy, into: &buf)
+            
+        
+        case let .moderatorChanged(moderator):
+            writeInt(&buf, Int32(7))
+            FfiConverterOptionString.write(moderator, into: &buf)
+            
+        
+        case let .proposalOpened(proposal,proposer,policy):
+            writeInt(&buf, Int32(8))
+            FfiConverterUInt64.write(proposal, into: &buf)
+            FfiConverterString.write(proposer, into: &buf)
+            FfiConverterTypeConferencePolicy.write(policy, into: &buf)
+            
+        
+        case let .voted(proposal,voter,approve):
+            writeInt(&buf, Int32(9))
+            FfiConverterUInt64.write(proposal, into: &buf)
+            FfiConverterString.write(voter, into: &buf)
+            FfiConverterBool.write(approve, into: &buf)
+            
+        
+        case let .proposalDecided(proposal,adopted,reason):
+            writeInt(&buf, Int32(10))
+            FfiConverterUInt64.write(proposal, into: &buf)
+            FfiConverterBool.write(adopted, into: &buf)
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .rejected(author,code,reason):
+            writeInt(&buf, Int32(11))
+            FfiConverterString.write(author, into: &buf)
+            FfiConverterString.write(code, into: &buf)
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .keyUnavailable(epoch,reason):
+            writeInt(&buf, Int32(12))
+            FfiConverterUInt32.write(epoch, into: &buf)
+            FfiConverterString.write(reason, into: &buf)
+            
+        
+        case let .ended(reason):
+            writeInt(&buf, Int32(13))
+            FfiConverterString.write(reason, into: &buf)
+            
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeConferenceEvent_lift(_ buf: RustBuffer) throws -> ConferenceEvent {
+    return try FfiConverterTypeConferenceEvent.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeConferenceEvent_lower(_ value: ConferenceEvent) -> RustBuffer {
+    return FfiConverterTypeConferenceEvent.lower(value)
+}
+
+
+extension ConferenceEvent: Equatable, Hashable {}
+
+
+
+
+
+
+// Note that we don't yet support `indirect` for enums.
+// See https://github.com/mozilla/uniffi-rs/issues/396 for further discussion.
+/**
+ * Who decides a conference's policy.
+ */
+
+public enum ConferenceMode {
+    
+    /**
+     * The moderator (who also distributes the keys and may remove members).
+     */
+    case moderation
+    /**
+     * A majority of the members, by vote.
+     */
+    case voting
+}
+
+
+#if compiler(>=6)
+extension ConferenceMode: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeConferenceMode: FfiConverterRustBuffer {
+    typealias SwiftType = ConferenceMode
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ConferenceMode {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .moderation
+        
+        case 2: return .voting
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: ConferenceMode, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .moderation:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .voting:
+            writeInt(&buf, Int32(2))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeConferenceMode_lift(_ buf: RustBuffer) throws -> ConferenceMode {
+    return try FfiConverterTypeConferenceMode.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeConferenceMode_lower(_ value: ConferenceMode) -> RustBuffer {
+    return FfiConverterTypeConferenceMode.lower(value)
+}
+
+
+extension ConferenceMode: Equatable, Hashable {}
 
 
 
@@ -3612,6 +5658,95 @@ public func FfiConverterTypeStream_lower(_ value: Stream) -> RustBuffer {
 
 
 extension Stream: Equatable, Hashable {}
+
+
+
+
+
+
+// Note that we don't yet support `indirect` for enums.
+// See https://github.com/mozilla/uniffi-rs/issues/396 for further discussion.
+/**
+ * How one stream is protected.
+ */
+
+public enum StreamProtection {
+    
+    /**
+     * In the clear.
+     */
+    case plain
+    /**
+     * SFrame with AES-128-GCM.
+     */
+    case aes128Gcm
+    /**
+     * SFrame with AES-256-GCM.
+     */
+    case aes256Gcm
+}
+
+
+#if compiler(>=6)
+extension StreamProtection: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeStreamProtection: FfiConverterRustBuffer {
+    typealias SwiftType = StreamProtection
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> StreamProtection {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .plain
+        
+        case 2: return .aes128Gcm
+        
+        case 3: return .aes256Gcm
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: StreamProtection, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .plain:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .aes128Gcm:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .aes256Gcm:
+            writeInt(&buf, Int32(3))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeStreamProtection_lift(_ buf: RustBuffer) throws -> StreamProtection {
+    return try FfiConverterTypeStreamProtection.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeStreamProtection_lower(_ value: StreamProtection) -> RustBuffer {
+    return FfiConverterTypeStreamProtection.lower(value)
+}
+
+
+extension StreamProtection: Equatable, Hashable {}
 
 
 
@@ -4008,6 +6143,54 @@ fileprivate struct FfiConverterOptionTypeCallCharge: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeConferenceFrame: FfiConverterRustBuffer {
+    typealias SwiftType = ConferenceFrame?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeConferenceFrame.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeConferenceFrame.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeConferencePolicy: FfiConverterRustBuffer {
+    typealias SwiftType = ConferencePolicy?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeConferencePolicy.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeConferencePolicy.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionTypeMediaFrame: FfiConverterRustBuffer {
     typealias SwiftType = MediaFrame?
 
@@ -4026,6 +6209,81 @@ fileprivate struct FfiConverterOptionTypeMediaFrame: FfiConverterRustBuffer {
         case 1: return try FfiConverterTypeMediaFrame.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceString: FfiConverterRustBuffer {
+    typealias SwiftType = [String]
+
+    public static func write(_ value: [String], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterString.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [String] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [String]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterString.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypePeerPath: FfiConverterRustBuffer {
+    typealias SwiftType = [PeerPath]
+
+    public static func write(_ value: [PeerPath], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypePeerPath.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [PeerPath] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [PeerPath]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypePeerPath.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeRosterMember: FfiConverterRustBuffer {
+    typealias SwiftType = [RosterMember]
+
+    public static func write(_ value: [RosterMember], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeRosterMember.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [RosterMember] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [RosterMember]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeRosterMember.read(from: &buf))
+        }
+        return seq
     }
 }
 
@@ -4119,6 +6377,18 @@ public func connect(identity: Identity, server: String, serverName: String?)asyn
         )
 }
 /**
+ * The usual policy of `level` in `mode`: plain streams at Open and Authenticated, AES-128-GCM at
+ * Encrypted, AES-256-GCM with post-quantum key wraps at PostQuantum.
+ */
+public func defaultConferencePolicy(level: SecurityLevel, mode: ConferenceMode) -> ConferencePolicy  {
+    return try!  FfiConverterTypeConferencePolicy_lift(try! rustCall() {
+    uniffi_vcsdk_fn_func_default_conference_policy(
+        FfiConverterTypeSecurityLevel_lower(level),
+        FfiConverterTypeConferenceMode_lower(mode),$0
+    )
+})
+}
+/**
  * The default media options (level 2, direct path first, 15 s handshake).
  */
 public func defaultMediaOptions() -> MediaOptions  {
@@ -4173,6 +6443,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_vcsdk_checksum_func_connect() != 41213) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_vcsdk_checksum_func_default_conference_policy() != 7713) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_vcsdk_checksum_func_default_media_options() != 48693) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -4197,6 +6470,12 @@ private let initializationResult: InitializationResult = {
     if (uniffi_vcsdk_checksum_method_client_call() != 52467) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_vcsdk_checksum_method_client_create_conference() != 37934) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_vcsdk_checksum_method_client_decline_conference() != 49955) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_vcsdk_checksum_method_client_disconnect() != 16860) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -4206,6 +6485,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_vcsdk_checksum_method_client_is_registered() != 33197) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_vcsdk_checksum_method_client_join_conference() != 18459) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_vcsdk_checksum_method_client_open_media() != 35465) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -4213,6 +6495,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_vcsdk_checksum_method_client_register() != 21998) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_vcsdk_checksum_method_client_set_access_list() != 52289) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_vcsdk_checksum_method_client_subscribe_presence() != 10517) {
@@ -4234,6 +6519,60 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_vcsdk_checksum_method_clientlistener_on_connection() != 43807) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_vcsdk_checksum_method_clientlistener_on_conference_invitation() != 34614) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_vcsdk_checksum_method_conference_add_listener() != 5778) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_vcsdk_checksum_method_conference_ended() != 17528) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_vcsdk_checksum_method_conference_epoch() != 9527) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_vcsdk_checksum_method_conference_hand_over() != 41326) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_vcsdk_checksum_method_conference_id() != 20588) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_vcsdk_checksum_method_conference_invite() != 54389) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_vcsdk_checksum_method_conference_leave() != 51032) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_vcsdk_checksum_method_conference_policy() != 56198) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_vcsdk_checksum_method_conference_propose() != 6420) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_vcsdk_checksum_method_conference_receive() != 45486) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_vcsdk_checksum_method_conference_remove() != 40492) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_vcsdk_checksum_method_conference_roster() != 38695) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_vcsdk_checksum_method_conference_send() != 26608) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_vcsdk_checksum_method_conference_set_policy() != 2476) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_vcsdk_checksum_method_conference_stats() != 37512) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_vcsdk_checksum_method_conference_vote() != 27221) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_vcsdk_checksum_method_conferencelistener_on_event() != 35135) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_vcsdk_checksum_method_framelistener_on_frame() != 48100) {
@@ -4283,6 +6622,7 @@ private let initializationResult: InitializationResult = {
     }
 
     uniffiCallbackInitClientListener()
+    uniffiCallbackInitConferenceListener()
     uniffiCallbackInitFrameListener()
     return InitializationResult.ok
 }()

@@ -22,6 +22,9 @@ final class Events: ClientListener, @unchecked Sendable {
     func onConnection(connected: Bool, reason: String?) {
         print(connected ? "reconnected" : "disconnected (\(reason ?? "")); reconnecting")
     }
+    func onConferenceInvitation(conf: String, from: String) {
+        print("invited to conference \(conf) by \(from) (not taken by this sample)")
+    }
 
     /// Accepted → true; a final state → false.
     func outcome(of callId: String) async throws -> Bool {

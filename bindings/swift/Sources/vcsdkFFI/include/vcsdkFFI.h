@@ -286,6 +286,20 @@ typedef void (*UniffiCallbackInterfaceClientListenerMethod4)(uint64_t, int8_t, R
     );
 
 #endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_CLIENT_LISTENER_METHOD5
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_CLIENT_LISTENER_METHOD5
+typedef void (*UniffiCallbackInterfaceClientListenerMethod5)(uint64_t, RustBuffer, RustBuffer, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_CONFERENCE_LISTENER_METHOD0
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_CONFERENCE_LISTENER_METHOD0
+typedef void (*UniffiCallbackInterfaceConferenceListenerMethod0)(uint64_t, RustBuffer, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
 #ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_FRAME_LISTENER_METHOD0
 #define UNIFFI_FFIDEF_CALLBACK_INTERFACE_FRAME_LISTENER_METHOD0
 typedef void (*UniffiCallbackInterfaceFrameListenerMethod0)(uint64_t, RustBuffer, void* _Nonnull, 
@@ -308,8 +322,17 @@ typedef struct UniffiVTableCallbackInterfaceClientListener {
     UniffiCallbackInterfaceClientListenerMethod2 _Nonnull onPresence;
     UniffiCallbackInterfaceClientListenerMethod3 _Nonnull onLowBalance;
     UniffiCallbackInterfaceClientListenerMethod4 _Nonnull onConnection;
+    UniffiCallbackInterfaceClientListenerMethod5 _Nonnull onConferenceInvitation;
     UniffiCallbackInterfaceFree _Nonnull uniffiFree;
 } UniffiVTableCallbackInterfaceClientListener;
+
+#endif
+#ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_CONFERENCE_LISTENER
+#define UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_CONFERENCE_LISTENER
+typedef struct UniffiVTableCallbackInterfaceConferenceListener {
+    UniffiCallbackInterfaceConferenceListenerMethod0 _Nonnull onEvent;
+    UniffiCallbackInterfaceFree _Nonnull uniffiFree;
+} UniffiVTableCallbackInterfaceConferenceListener;
 
 #endif
 #ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_FRAME_LISTENER
@@ -356,6 +379,16 @@ uint64_t uniffi_vcsdk_fn_method_client_answer(void*_Nonnull ptr, RustBuffer call
 uint64_t uniffi_vcsdk_fn_method_client_call(void*_Nonnull ptr, RustBuffer user
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CLIENT_CREATE_CONFERENCE
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CLIENT_CREATE_CONFERENCE
+uint64_t uniffi_vcsdk_fn_method_client_create_conference(void*_Nonnull ptr, RustBuffer policy, int8_t direct
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CLIENT_DECLINE_CONFERENCE
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CLIENT_DECLINE_CONFERENCE
+uint64_t uniffi_vcsdk_fn_method_client_decline_conference(void*_Nonnull ptr, RustBuffer conf
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CLIENT_DISCONNECT
 #define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CLIENT_DISCONNECT
 uint64_t uniffi_vcsdk_fn_method_client_disconnect(void*_Nonnull ptr
@@ -371,6 +404,11 @@ uint64_t uniffi_vcsdk_fn_method_client_hangup(void*_Nonnull ptr, RustBuffer call
 int8_t uniffi_vcsdk_fn_method_client_is_registered(void*_Nonnull ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CLIENT_JOIN_CONFERENCE
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CLIENT_JOIN_CONFERENCE
+uint64_t uniffi_vcsdk_fn_method_client_join_conference(void*_Nonnull ptr, RustBuffer conf, int8_t direct
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CLIENT_OPEN_MEDIA
 #define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CLIENT_OPEN_MEDIA
 uint64_t uniffi_vcsdk_fn_method_client_open_media(void*_Nonnull ptr, RustBuffer call_id, RustBuffer options
@@ -384,6 +422,11 @@ uint64_t uniffi_vcsdk_fn_method_client_redeem_voucher(void*_Nonnull ptr, RustBuf
 #ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CLIENT_REGISTER
 #define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CLIENT_REGISTER
 uint64_t uniffi_vcsdk_fn_method_client_register(void*_Nonnull ptr, RustBuffer terms_version
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CLIENT_SET_ACCESS_LIST
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CLIENT_SET_ACCESS_LIST
+void uniffi_vcsdk_fn_method_client_set_access_list(void*_Nonnull ptr, RustBuffer list, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CLIENT_SUBSCRIBE_PRESENCE
@@ -434,6 +477,121 @@ void uniffi_vcsdk_fn_method_clientlistener_on_low_balance(void*_Nonnull ptr, Rus
 #ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CLIENTLISTENER_ON_CONNECTION
 #define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CLIENTLISTENER_ON_CONNECTION
 void uniffi_vcsdk_fn_method_clientlistener_on_connection(void*_Nonnull ptr, int8_t connected, RustBuffer reason, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CLIENTLISTENER_ON_CONFERENCE_INVITATION
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CLIENTLISTENER_ON_CONFERENCE_INVITATION
+void uniffi_vcsdk_fn_method_clientlistener_on_conference_invitation(void*_Nonnull ptr, RustBuffer conf, RustBuffer from, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_CLONE_CONFERENCE
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_CLONE_CONFERENCE
+void*_Nonnull uniffi_vcsdk_fn_clone_conference(void*_Nonnull ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_FREE_CONFERENCE
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_FREE_CONFERENCE
+void uniffi_vcsdk_fn_free_conference(void*_Nonnull ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CONFERENCE_ADD_LISTENER
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CONFERENCE_ADD_LISTENER
+void*_Nonnull uniffi_vcsdk_fn_method_conference_add_listener(void*_Nonnull ptr, void*_Nonnull listener, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CONFERENCE_ENDED
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CONFERENCE_ENDED
+RustBuffer uniffi_vcsdk_fn_method_conference_ended(void*_Nonnull ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CONFERENCE_EPOCH
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CONFERENCE_EPOCH
+uint32_t uniffi_vcsdk_fn_method_conference_epoch(void*_Nonnull ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CONFERENCE_HAND_OVER
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CONFERENCE_HAND_OVER
+uint64_t uniffi_vcsdk_fn_method_conference_hand_over(void*_Nonnull ptr, RustBuffer member
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CONFERENCE_ID
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CONFERENCE_ID
+RustBuffer uniffi_vcsdk_fn_method_conference_id(void*_Nonnull ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CONFERENCE_INVITE
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CONFERENCE_INVITE
+uint64_t uniffi_vcsdk_fn_method_conference_invite(void*_Nonnull ptr, RustBuffer user
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CONFERENCE_LEAVE
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CONFERENCE_LEAVE
+uint64_t uniffi_vcsdk_fn_method_conference_leave(void*_Nonnull ptr
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CONFERENCE_POLICY
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CONFERENCE_POLICY
+RustBuffer uniffi_vcsdk_fn_method_conference_policy(void*_Nonnull ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CONFERENCE_PROPOSE
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CONFERENCE_PROPOSE
+uint64_t uniffi_vcsdk_fn_method_conference_propose(void*_Nonnull ptr, RustBuffer policy, uint32_t deadline_secs
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CONFERENCE_RECEIVE
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CONFERENCE_RECEIVE
+uint64_t uniffi_vcsdk_fn_method_conference_receive(void*_Nonnull ptr, uint32_t timeout_ms
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CONFERENCE_REMOVE
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CONFERENCE_REMOVE
+uint64_t uniffi_vcsdk_fn_method_conference_remove(void*_Nonnull ptr, RustBuffer member
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CONFERENCE_ROSTER
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CONFERENCE_ROSTER
+RustBuffer uniffi_vcsdk_fn_method_conference_roster(void*_Nonnull ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CONFERENCE_SEND
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CONFERENCE_SEND
+uint64_t uniffi_vcsdk_fn_method_conference_send(void*_Nonnull ptr, RustBuffer stream, RustBuffer data
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CONFERENCE_SET_POLICY
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CONFERENCE_SET_POLICY
+uint64_t uniffi_vcsdk_fn_method_conference_set_policy(void*_Nonnull ptr, RustBuffer policy
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CONFERENCE_STATS
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CONFERENCE_STATS
+RustBuffer uniffi_vcsdk_fn_method_conference_stats(void*_Nonnull ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CONFERENCE_VOTE
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CONFERENCE_VOTE
+uint64_t uniffi_vcsdk_fn_method_conference_vote(void*_Nonnull ptr, uint64_t proposal, int8_t approve
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_CLONE_CONFERENCELISTENER
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_CLONE_CONFERENCELISTENER
+void*_Nonnull uniffi_vcsdk_fn_clone_conferencelistener(void*_Nonnull ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_FREE_CONFERENCELISTENER
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_FREE_CONFERENCELISTENER
+void uniffi_vcsdk_fn_free_conferencelistener(void*_Nonnull ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_INIT_CALLBACK_VTABLE_CONFERENCELISTENER
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_INIT_CALLBACK_VTABLE_CONFERENCELISTENER
+void uniffi_vcsdk_fn_init_callback_vtable_conferencelistener(const UniffiVTableCallbackInterfaceConferenceListener* _Nonnull vtable
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CONFERENCELISTENER_ON_EVENT
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CONFERENCELISTENER_ON_EVENT
+void uniffi_vcsdk_fn_method_conferencelistener_on_event(void*_Nonnull ptr, RustBuffer event, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_CLONE_FRAMELISTENER
@@ -559,6 +717,11 @@ void uniffi_vcsdk_fn_method_subscription_cancel(void*_Nonnull ptr, RustCallStatu
 #ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_FUNC_CONNECT
 #define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_FUNC_CONNECT
 uint64_t uniffi_vcsdk_fn_func_connect(void*_Nonnull identity, RustBuffer server, RustBuffer server_name
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_FUNC_DEFAULT_CONFERENCE_POLICY
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_FUNC_DEFAULT_CONFERENCE_POLICY
+RustBuffer uniffi_vcsdk_fn_func_default_conference_policy(RustBuffer level, RustBuffer mode, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_FUNC_DEFAULT_MEDIA_OPTIONS
@@ -864,6 +1027,12 @@ uint16_t uniffi_vcsdk_checksum_func_connect(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_FUNC_DEFAULT_CONFERENCE_POLICY
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_FUNC_DEFAULT_CONFERENCE_POLICY
+uint16_t uniffi_vcsdk_checksum_func_default_conference_policy(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_FUNC_DEFAULT_MEDIA_OPTIONS
 #define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_FUNC_DEFAULT_MEDIA_OPTIONS
 uint16_t uniffi_vcsdk_checksum_func_default_media_options(void
@@ -912,6 +1081,18 @@ uint16_t uniffi_vcsdk_checksum_method_client_call(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CLIENT_CREATE_CONFERENCE
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CLIENT_CREATE_CONFERENCE
+uint16_t uniffi_vcsdk_checksum_method_client_create_conference(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CLIENT_DECLINE_CONFERENCE
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CLIENT_DECLINE_CONFERENCE
+uint16_t uniffi_vcsdk_checksum_method_client_decline_conference(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CLIENT_DISCONNECT
 #define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CLIENT_DISCONNECT
 uint16_t uniffi_vcsdk_checksum_method_client_disconnect(void
@@ -930,6 +1111,12 @@ uint16_t uniffi_vcsdk_checksum_method_client_is_registered(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CLIENT_JOIN_CONFERENCE
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CLIENT_JOIN_CONFERENCE
+uint16_t uniffi_vcsdk_checksum_method_client_join_conference(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CLIENT_OPEN_MEDIA
 #define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CLIENT_OPEN_MEDIA
 uint16_t uniffi_vcsdk_checksum_method_client_open_media(void
@@ -945,6 +1132,12 @@ uint16_t uniffi_vcsdk_checksum_method_client_redeem_voucher(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CLIENT_REGISTER
 #define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CLIENT_REGISTER
 uint16_t uniffi_vcsdk_checksum_method_client_register(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CLIENT_SET_ACCESS_LIST
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CLIENT_SET_ACCESS_LIST
+uint16_t uniffi_vcsdk_checksum_method_client_set_access_list(void
     
 );
 #endif
@@ -987,6 +1180,114 @@ uint16_t uniffi_vcsdk_checksum_method_clientlistener_on_low_balance(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CLIENTLISTENER_ON_CONNECTION
 #define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CLIENTLISTENER_ON_CONNECTION
 uint16_t uniffi_vcsdk_checksum_method_clientlistener_on_connection(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CLIENTLISTENER_ON_CONFERENCE_INVITATION
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CLIENTLISTENER_ON_CONFERENCE_INVITATION
+uint16_t uniffi_vcsdk_checksum_method_clientlistener_on_conference_invitation(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CONFERENCE_ADD_LISTENER
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CONFERENCE_ADD_LISTENER
+uint16_t uniffi_vcsdk_checksum_method_conference_add_listener(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CONFERENCE_ENDED
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CONFERENCE_ENDED
+uint16_t uniffi_vcsdk_checksum_method_conference_ended(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CONFERENCE_EPOCH
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CONFERENCE_EPOCH
+uint16_t uniffi_vcsdk_checksum_method_conference_epoch(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CONFERENCE_HAND_OVER
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CONFERENCE_HAND_OVER
+uint16_t uniffi_vcsdk_checksum_method_conference_hand_over(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CONFERENCE_ID
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CONFERENCE_ID
+uint16_t uniffi_vcsdk_checksum_method_conference_id(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CONFERENCE_INVITE
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CONFERENCE_INVITE
+uint16_t uniffi_vcsdk_checksum_method_conference_invite(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CONFERENCE_LEAVE
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CONFERENCE_LEAVE
+uint16_t uniffi_vcsdk_checksum_method_conference_leave(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CONFERENCE_POLICY
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CONFERENCE_POLICY
+uint16_t uniffi_vcsdk_checksum_method_conference_policy(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CONFERENCE_PROPOSE
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CONFERENCE_PROPOSE
+uint16_t uniffi_vcsdk_checksum_method_conference_propose(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CONFERENCE_RECEIVE
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CONFERENCE_RECEIVE
+uint16_t uniffi_vcsdk_checksum_method_conference_receive(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CONFERENCE_REMOVE
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CONFERENCE_REMOVE
+uint16_t uniffi_vcsdk_checksum_method_conference_remove(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CONFERENCE_ROSTER
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CONFERENCE_ROSTER
+uint16_t uniffi_vcsdk_checksum_method_conference_roster(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CONFERENCE_SEND
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CONFERENCE_SEND
+uint16_t uniffi_vcsdk_checksum_method_conference_send(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CONFERENCE_SET_POLICY
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CONFERENCE_SET_POLICY
+uint16_t uniffi_vcsdk_checksum_method_conference_set_policy(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CONFERENCE_STATS
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CONFERENCE_STATS
+uint16_t uniffi_vcsdk_checksum_method_conference_stats(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CONFERENCE_VOTE
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CONFERENCE_VOTE
+uint16_t uniffi_vcsdk_checksum_method_conference_vote(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CONFERENCELISTENER_ON_EVENT
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CONFERENCELISTENER_ON_EVENT
+uint16_t uniffi_vcsdk_checksum_method_conferencelistener_on_event(void
     
 );
 #endif

@@ -40,6 +40,8 @@ class Events : ClientListener {
         println("low balance: $balance left, about $secondsLeft s")
     override fun onConnection(connected: Boolean, reason: String?) =
         println(if (connected) "reconnected" else "disconnected ($reason); reconnecting")
+    override fun onConferenceInvitation(conf: String, from: String) =
+        println("invited to conference $conf by $from (not taken by this sample)")
 }
 
 private fun hex(bytes: ByteArray) = bytes.joinToString("") { "%02x".format(it) }

@@ -676,19 +676,26 @@ internal interface UniffiCallbackInterfaceClientListenerMethod3 : com.sun.jna.Ca
 internal interface UniffiCallbackInterfaceClientListenerMethod4 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`connected`: Byte,`reason`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
 }
+internal interface UniffiCallbackInterfaceClientListenerMethod5 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`conf`: RustBuffer.ByValue,`from`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
+}
+internal interface UniffiCallbackInterfaceConferenceListenerMethod0 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`event`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
+}
 internal interface UniffiCallbackInterfaceFrameListenerMethod0 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`frame`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
 }
 internal interface UniffiCallbackInterfaceFrameListenerMethod1 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
 }
-@Structure.FieldOrder("onIncomingCall", "onCallState", "onPresence", "onLowBalance", "onConnection", "uniffiFree")
+@Structure.FieldOrder("onIncomingCall", "onCallState", "onPresence", "onLowBalance", "onConnection", "onConferenceInvitation", "uniffiFree")
 internal open class UniffiVTableCallbackInterfaceClientListener(
     @JvmField internal var `onIncomingCall`: UniffiCallbackInterfaceClientListenerMethod0? = null,
     @JvmField internal var `onCallState`: UniffiCallbackInterfaceClientListenerMethod1? = null,
     @JvmField internal var `onPresence`: UniffiCallbackInterfaceClientListenerMethod2? = null,
     @JvmField internal var `onLowBalance`: UniffiCallbackInterfaceClientListenerMethod3? = null,
     @JvmField internal var `onConnection`: UniffiCallbackInterfaceClientListenerMethod4? = null,
+    @JvmField internal var `onConferenceInvitation`: UniffiCallbackInterfaceClientListenerMethod5? = null,
     @JvmField internal var `uniffiFree`: UniffiCallbackInterfaceFree? = null,
 ) : Structure() {
     class UniffiByValue(
@@ -697,8 +704,9 @@ internal open class UniffiVTableCallbackInterfaceClientListener(
         `onPresence`: UniffiCallbackInterfaceClientListenerMethod2? = null,
         `onLowBalance`: UniffiCallbackInterfaceClientListenerMethod3? = null,
         `onConnection`: UniffiCallbackInterfaceClientListenerMethod4? = null,
+        `onConferenceInvitation`: UniffiCallbackInterfaceClientListenerMethod5? = null,
         `uniffiFree`: UniffiCallbackInterfaceFree? = null,
-    ): UniffiVTableCallbackInterfaceClientListener(`onIncomingCall`,`onCallState`,`onPresence`,`onLowBalance`,`onConnection`,`uniffiFree`,), Structure.ByValue
+    ): UniffiVTableCallbackInterfaceClientListener(`onIncomingCall`,`onCallState`,`onPresence`,`onLowBalance`,`onConnection`,`onConferenceInvitation`,`uniffiFree`,), Structure.ByValue
 
    internal fun uniffiSetValue(other: UniffiVTableCallbackInterfaceClientListener) {
         `onIncomingCall` = other.`onIncomingCall`
@@ -706,6 +714,23 @@ internal open class UniffiVTableCallbackInterfaceClientListener(
         `onPresence` = other.`onPresence`
         `onLowBalance` = other.`onLowBalance`
         `onConnection` = other.`onConnection`
+        `onConferenceInvitation` = other.`onConferenceInvitation`
+        `uniffiFree` = other.`uniffiFree`
+    }
+
+}
+@Structure.FieldOrder("onEvent", "uniffiFree")
+internal open class UniffiVTableCallbackInterfaceConferenceListener(
+    @JvmField internal var `onEvent`: UniffiCallbackInterfaceConferenceListenerMethod0? = null,
+    @JvmField internal var `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+) : Structure() {
+    class UniffiByValue(
+        `onEvent`: UniffiCallbackInterfaceConferenceListenerMethod0? = null,
+        `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+    ): UniffiVTableCallbackInterfaceConferenceListener(`onEvent`,`uniffiFree`,), Structure.ByValue
+
+   internal fun uniffiSetValue(other: UniffiVTableCallbackInterfaceConferenceListener) {
+        `onEvent` = other.`onEvent`
         `uniffiFree` = other.`uniffiFree`
     }
 
@@ -875,6 +900,57 @@ internal open class UniffiVTableCallbackInterfaceFrameListener(
 
 
 
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
 // For large crates we prevent `MethodTooLargeException` (see #2340)
 // N.B. the name of the extension is very misleading, since it is 
 // rather `InterfaceTooLargeException`, caused by too many methods 
@@ -892,6 +968,8 @@ internal interface IntegrityCheckingUniffiLib : Library {
     // Integrity check functions only
     fun uniffi_vcsdk_checksum_func_connect(
 ): Short
+fun uniffi_vcsdk_checksum_func_default_conference_policy(
+): Short
 fun uniffi_vcsdk_checksum_func_default_media_options(
 ): Short
 fun uniffi_vcsdk_checksum_func_enroll(
@@ -908,17 +986,25 @@ fun uniffi_vcsdk_checksum_method_client_answer(
 ): Short
 fun uniffi_vcsdk_checksum_method_client_call(
 ): Short
+fun uniffi_vcsdk_checksum_method_client_create_conference(
+): Short
+fun uniffi_vcsdk_checksum_method_client_decline_conference(
+): Short
 fun uniffi_vcsdk_checksum_method_client_disconnect(
 ): Short
 fun uniffi_vcsdk_checksum_method_client_hangup(
 ): Short
 fun uniffi_vcsdk_checksum_method_client_is_registered(
 ): Short
+fun uniffi_vcsdk_checksum_method_client_join_conference(
+): Short
 fun uniffi_vcsdk_checksum_method_client_open_media(
 ): Short
 fun uniffi_vcsdk_checksum_method_client_redeem_voucher(
 ): Short
 fun uniffi_vcsdk_checksum_method_client_register(
+): Short
+fun uniffi_vcsdk_checksum_method_client_set_access_list(
 ): Short
 fun uniffi_vcsdk_checksum_method_client_subscribe_presence(
 ): Short
@@ -933,6 +1019,42 @@ fun uniffi_vcsdk_checksum_method_clientlistener_on_presence(
 fun uniffi_vcsdk_checksum_method_clientlistener_on_low_balance(
 ): Short
 fun uniffi_vcsdk_checksum_method_clientlistener_on_connection(
+): Short
+fun uniffi_vcsdk_checksum_method_clientlistener_on_conference_invitation(
+): Short
+fun uniffi_vcsdk_checksum_method_conference_add_listener(
+): Short
+fun uniffi_vcsdk_checksum_method_conference_ended(
+): Short
+fun uniffi_vcsdk_checksum_method_conference_epoch(
+): Short
+fun uniffi_vcsdk_checksum_method_conference_hand_over(
+): Short
+fun uniffi_vcsdk_checksum_method_conference_id(
+): Short
+fun uniffi_vcsdk_checksum_method_conference_invite(
+): Short
+fun uniffi_vcsdk_checksum_method_conference_leave(
+): Short
+fun uniffi_vcsdk_checksum_method_conference_policy(
+): Short
+fun uniffi_vcsdk_checksum_method_conference_propose(
+): Short
+fun uniffi_vcsdk_checksum_method_conference_receive(
+): Short
+fun uniffi_vcsdk_checksum_method_conference_remove(
+): Short
+fun uniffi_vcsdk_checksum_method_conference_roster(
+): Short
+fun uniffi_vcsdk_checksum_method_conference_send(
+): Short
+fun uniffi_vcsdk_checksum_method_conference_set_policy(
+): Short
+fun uniffi_vcsdk_checksum_method_conference_stats(
+): Short
+fun uniffi_vcsdk_checksum_method_conference_vote(
+): Short
+fun uniffi_vcsdk_checksum_method_conferencelistener_on_event(
 ): Short
 fun uniffi_vcsdk_checksum_method_framelistener_on_frame(
 ): Short
@@ -1003,6 +1125,7 @@ internal interface UniffiLib : Library {
             // No need to check the contract version and checksums, since 
             // we already did that with `IntegrityCheckingUniffiLib` above.
             uniffiCallbackInterfaceClientListener.register(lib)
+            uniffiCallbackInterfaceConferenceListener.register(lib)
             uniffiCallbackInterfaceFrameListener.register(lib)
             // Loading of library with integrity check done.
             lib
@@ -1029,18 +1152,26 @@ fun uniffi_vcsdk_fn_method_client_answer(`ptr`: Pointer,`callId`: RustBuffer.ByV
 ): Long
 fun uniffi_vcsdk_fn_method_client_call(`ptr`: Pointer,`user`: RustBuffer.ByValue,
 ): Long
+fun uniffi_vcsdk_fn_method_client_create_conference(`ptr`: Pointer,`policy`: RustBuffer.ByValue,`direct`: Byte,
+): Long
+fun uniffi_vcsdk_fn_method_client_decline_conference(`ptr`: Pointer,`conf`: RustBuffer.ByValue,
+): Long
 fun uniffi_vcsdk_fn_method_client_disconnect(`ptr`: Pointer,
 ): Long
 fun uniffi_vcsdk_fn_method_client_hangup(`ptr`: Pointer,`callId`: RustBuffer.ByValue,
 ): Long
 fun uniffi_vcsdk_fn_method_client_is_registered(`ptr`: Pointer,uniffi_out_err: UniffiRustCallStatus, 
 ): Byte
+fun uniffi_vcsdk_fn_method_client_join_conference(`ptr`: Pointer,`conf`: RustBuffer.ByValue,`direct`: Byte,
+): Long
 fun uniffi_vcsdk_fn_method_client_open_media(`ptr`: Pointer,`callId`: RustBuffer.ByValue,`options`: RustBuffer.ByValue,
 ): Long
 fun uniffi_vcsdk_fn_method_client_redeem_voucher(`ptr`: Pointer,`voucher`: RustBuffer.ByValue,
 ): Long
 fun uniffi_vcsdk_fn_method_client_register(`ptr`: Pointer,`termsVersion`: RustBuffer.ByValue,
 ): Long
+fun uniffi_vcsdk_fn_method_client_set_access_list(`ptr`: Pointer,`list`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+): Unit
 fun uniffi_vcsdk_fn_method_client_subscribe_presence(`ptr`: Pointer,
 ): Long
 fun uniffi_vcsdk_fn_method_client_user(`ptr`: Pointer,uniffi_out_err: UniffiRustCallStatus, 
@@ -1060,6 +1191,52 @@ fun uniffi_vcsdk_fn_method_clientlistener_on_presence(`ptr`: Pointer,`user`: Rus
 fun uniffi_vcsdk_fn_method_clientlistener_on_low_balance(`ptr`: Pointer,`callId`: RustBuffer.ByValue,`balance`: Long,`secondsLeft`: Long,uniffi_out_err: UniffiRustCallStatus, 
 ): Unit
 fun uniffi_vcsdk_fn_method_clientlistener_on_connection(`ptr`: Pointer,`connected`: Byte,`reason`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+): Unit
+fun uniffi_vcsdk_fn_method_clientlistener_on_conference_invitation(`ptr`: Pointer,`conf`: RustBuffer.ByValue,`from`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+): Unit
+fun uniffi_vcsdk_fn_clone_conference(`ptr`: Pointer,uniffi_out_err: UniffiRustCallStatus, 
+): Pointer
+fun uniffi_vcsdk_fn_free_conference(`ptr`: Pointer,uniffi_out_err: UniffiRustCallStatus, 
+): Unit
+fun uniffi_vcsdk_fn_method_conference_add_listener(`ptr`: Pointer,`listener`: Pointer,uniffi_out_err: UniffiRustCallStatus, 
+): Pointer
+fun uniffi_vcsdk_fn_method_conference_ended(`ptr`: Pointer,uniffi_out_err: UniffiRustCallStatus, 
+): RustBuffer.ByValue
+fun uniffi_vcsdk_fn_method_conference_epoch(`ptr`: Pointer,uniffi_out_err: UniffiRustCallStatus, 
+): Int
+fun uniffi_vcsdk_fn_method_conference_hand_over(`ptr`: Pointer,`member`: RustBuffer.ByValue,
+): Long
+fun uniffi_vcsdk_fn_method_conference_id(`ptr`: Pointer,uniffi_out_err: UniffiRustCallStatus, 
+): RustBuffer.ByValue
+fun uniffi_vcsdk_fn_method_conference_invite(`ptr`: Pointer,`user`: RustBuffer.ByValue,
+): Long
+fun uniffi_vcsdk_fn_method_conference_leave(`ptr`: Pointer,
+): Long
+fun uniffi_vcsdk_fn_method_conference_policy(`ptr`: Pointer,uniffi_out_err: UniffiRustCallStatus, 
+): RustBuffer.ByValue
+fun uniffi_vcsdk_fn_method_conference_propose(`ptr`: Pointer,`policy`: RustBuffer.ByValue,`deadlineSecs`: Int,
+): Long
+fun uniffi_vcsdk_fn_method_conference_receive(`ptr`: Pointer,`timeoutMs`: Int,
+): Long
+fun uniffi_vcsdk_fn_method_conference_remove(`ptr`: Pointer,`member`: RustBuffer.ByValue,
+): Long
+fun uniffi_vcsdk_fn_method_conference_roster(`ptr`: Pointer,uniffi_out_err: UniffiRustCallStatus, 
+): RustBuffer.ByValue
+fun uniffi_vcsdk_fn_method_conference_send(`ptr`: Pointer,`stream`: RustBuffer.ByValue,`data`: RustBuffer.ByValue,
+): Long
+fun uniffi_vcsdk_fn_method_conference_set_policy(`ptr`: Pointer,`policy`: RustBuffer.ByValue,
+): Long
+fun uniffi_vcsdk_fn_method_conference_stats(`ptr`: Pointer,uniffi_out_err: UniffiRustCallStatus, 
+): RustBuffer.ByValue
+fun uniffi_vcsdk_fn_method_conference_vote(`ptr`: Pointer,`proposal`: Long,`approve`: Byte,
+): Long
+fun uniffi_vcsdk_fn_clone_conferencelistener(`ptr`: Pointer,uniffi_out_err: UniffiRustCallStatus, 
+): Pointer
+fun uniffi_vcsdk_fn_free_conferencelistener(`ptr`: Pointer,uniffi_out_err: UniffiRustCallStatus, 
+): Unit
+fun uniffi_vcsdk_fn_init_callback_vtable_conferencelistener(`vtable`: UniffiVTableCallbackInterfaceConferenceListener,
+): Unit
+fun uniffi_vcsdk_fn_method_conferencelistener_on_event(`ptr`: Pointer,`event`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
 ): Unit
 fun uniffi_vcsdk_fn_clone_framelistener(`ptr`: Pointer,uniffi_out_err: UniffiRustCallStatus, 
 ): Pointer
@@ -1111,6 +1288,8 @@ fun uniffi_vcsdk_fn_method_subscription_cancel(`ptr`: Pointer,uniffi_out_err: Un
 ): Unit
 fun uniffi_vcsdk_fn_func_connect(`identity`: Pointer,`server`: RustBuffer.ByValue,`serverName`: RustBuffer.ByValue,
 ): Long
+fun uniffi_vcsdk_fn_func_default_conference_policy(`level`: RustBuffer.ByValue,`mode`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+): RustBuffer.ByValue
 fun uniffi_vcsdk_fn_func_default_media_options(uniffi_out_err: UniffiRustCallStatus, 
 ): RustBuffer.ByValue
 fun uniffi_vcsdk_fn_func_enroll(`dir`: RustBuffer.ByValue,`caUrl`: RustBuffer.ByValue,`rootPem`: RustBuffer.ByValue,`token`: RustBuffer.ByValue,`clientId`: RustBuffer.ByValue,
@@ -1246,6 +1425,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if (lib.uniffi_vcsdk_checksum_func_connect() != 41213.toShort()) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if (lib.uniffi_vcsdk_checksum_func_default_conference_policy() != 7713.toShort()) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if (lib.uniffi_vcsdk_checksum_func_default_media_options() != 48693.toShort()) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1270,6 +1452,12 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if (lib.uniffi_vcsdk_checksum_method_client_call() != 52467.toShort()) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if (lib.uniffi_vcsdk_checksum_method_client_create_conference() != 37934.toShort()) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if (lib.uniffi_vcsdk_checksum_method_client_decline_conference() != 49955.toShort()) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if (lib.uniffi_vcsdk_checksum_method_client_disconnect() != 16860.toShort()) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1279,6 +1467,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if (lib.uniffi_vcsdk_checksum_method_client_is_registered() != 33197.toShort()) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if (lib.uniffi_vcsdk_checksum_method_client_join_conference() != 18459.toShort()) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if (lib.uniffi_vcsdk_checksum_method_client_open_media() != 35465.toShort()) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1286,6 +1477,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if (lib.uniffi_vcsdk_checksum_method_client_register() != 21998.toShort()) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if (lib.uniffi_vcsdk_checksum_method_client_set_access_list() != 52289.toShort()) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if (lib.uniffi_vcsdk_checksum_method_client_subscribe_presence() != 10517.toShort()) {
@@ -1307,6 +1501,60 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if (lib.uniffi_vcsdk_checksum_method_clientlistener_on_connection() != 43807.toShort()) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if (lib.uniffi_vcsdk_checksum_method_clientlistener_on_conference_invitation() != 34614.toShort()) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if (lib.uniffi_vcsdk_checksum_method_conference_add_listener() != 5778.toShort()) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if (lib.uniffi_vcsdk_checksum_method_conference_ended() != 17528.toShort()) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if (lib.uniffi_vcsdk_checksum_method_conference_epoch() != 9527.toShort()) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if (lib.uniffi_vcsdk_checksum_method_conference_hand_over() != 41326.toShort()) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if (lib.uniffi_vcsdk_checksum_method_conference_id() != 20588.toShort()) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if (lib.uniffi_vcsdk_checksum_method_conference_invite() != 54389.toShort()) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if (lib.uniffi_vcsdk_checksum_method_conference_leave() != 51032.toShort()) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if (lib.uniffi_vcsdk_checksum_method_conference_policy() != 56198.toShort()) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if (lib.uniffi_vcsdk_checksum_method_conference_propose() != 6420.toShort()) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if (lib.uniffi_vcsdk_checksum_method_conference_receive() != 45486.toShort()) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if (lib.uniffi_vcsdk_checksum_method_conference_remove() != 40492.toShort()) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if (lib.uniffi_vcsdk_checksum_method_conference_roster() != 38695.toShort()) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if (lib.uniffi_vcsdk_checksum_method_conference_send() != 26608.toShort()) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if (lib.uniffi_vcsdk_checksum_method_conference_set_policy() != 2476.toShort()) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if (lib.uniffi_vcsdk_checksum_method_conference_stats() != 37512.toShort()) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if (lib.uniffi_vcsdk_checksum_method_conference_vote() != 27221.toShort()) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if (lib.uniffi_vcsdk_checksum_method_conferencelistener_on_event() != 35135.toShort()) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if (lib.uniffi_vcsdk_checksum_method_framelistener_on_frame() != 48100.toShort()) {
@@ -1566,6 +1814,29 @@ private class JavaLangRefCleanable(
     val cleanable: java.lang.ref.Cleaner.Cleanable
 ) : UniffiCleaner.Cleanable {
     override fun clean() = cleanable.clean()
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterUShort: FfiConverter<UShort, Short> {
+    override fun lift(value: Short): UShort {
+        return value.toUShort()
+    }
+
+    override fun read(buf: ByteBuffer): UShort {
+        return lift(buf.getShort())
+    }
+
+    override fun lower(value: UShort): Short {
+        return value.toShort()
+    }
+
+    override fun allocationSize(value: UShort) = 2UL
+
+    override fun write(value: UShort, buf: ByteBuffer) {
+        buf.putShort(value.toShort())
+    }
 }
 
 /**
@@ -1867,6 +2138,17 @@ public interface ClientInterface {
     suspend fun `call`(`user`: kotlin.String): kotlin.String
     
     /**
+     * Creates a conference with `policy` (default: level 2, moderation); we are its first member.
+     * `direct` false sends media only through the server's relay.
+     */
+    suspend fun `createConference`(`policy`: ConferencePolicy?, `direct`: kotlin.Boolean): Conference
+    
+    /**
+     * Declines the invitation to conference `conf`.
+     */
+    suspend fun `declineConference`(`conf`: kotlin.String)
+    
+    /**
      * Says goodbye to the server and stops reconnecting; listeners hear nothing more. (Named so
      * as not to clash with the `close()` of Kotlin's AutoCloseable, which frees the object.)
      */
@@ -1883,6 +2165,11 @@ public interface ClientInterface {
     fun `isRegistered`(): kotlin.Boolean
     
     /**
+     * Joins conference `conf`, to which an invitation was shown (`on_conference_invitation`).
+     */
+    suspend fun `joinConference`(`conf`: kotlin.String, `direct`: kotlin.Boolean): Conference
+    
+    /**
      * Starts the media of the accepted call `call_id` (both parties do): end-to-end keys with
      * the peer, a direct path or the server's relay.
      */
@@ -1897,6 +2184,11 @@ public interface ClientInterface {
      * Registers, accepting the terms of use of `terms_version` (default: the server's current).
      */
     suspend fun `register`(`termsVersion`: kotlin.String?)
+    
+    /**
+     * Sets who may invite this client; refused invitations are declined unseen.
+     */
+    fun `setAccessList`(`list`: AccessList)
     
     /**
      * Asks for presence events of every registered user.
@@ -2111,6 +2403,56 @@ open class Client: Disposable, AutoCloseable, ClientInterface
 
     
     /**
+     * Creates a conference with `policy` (default: level 2, moderation); we are its first member.
+     * `direct` false sends media only through the server's relay.
+     */
+    @Throws(VcException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `createConference`(`policy`: ConferencePolicy?, `direct`: kotlin.Boolean) : Conference {
+        return uniffiRustCallAsync(
+        callWithPointer { thisPtr ->
+            UniffiLib.INSTANCE.uniffi_vcsdk_fn_method_client_create_conference(
+                thisPtr,
+                FfiConverterOptionalTypeConferencePolicy.lower(`policy`),FfiConverterBoolean.lower(`direct`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.INSTANCE.ffi_vcsdk_rust_future_poll_pointer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.INSTANCE.ffi_vcsdk_rust_future_complete_pointer(future, continuation) },
+        { future -> UniffiLib.INSTANCE.ffi_vcsdk_rust_future_free_pointer(future) },
+        // lift function
+        { FfiConverterTypeConference.lift(it) },
+        // Error FFI converter
+        VcException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Declines the invitation to conference `conf`.
+     */
+    @Throws(VcException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `declineConference`(`conf`: kotlin.String) {
+        return uniffiRustCallAsync(
+        callWithPointer { thisPtr ->
+            UniffiLib.INSTANCE.uniffi_vcsdk_fn_method_client_decline_conference(
+                thisPtr,
+                FfiConverterString.lower(`conf`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.INSTANCE.ffi_vcsdk_rust_future_poll_void(future, callback, continuation) },
+        { future, continuation -> UniffiLib.INSTANCE.ffi_vcsdk_rust_future_complete_void(future, continuation) },
+        { future -> UniffiLib.INSTANCE.ffi_vcsdk_rust_future_free_void(future) },
+        // lift function
+        { Unit },
+        
+        // Error FFI converter
+        VcException.ErrorHandler,
+    )
+    }
+
+    
+    /**
      * Says goodbye to the server and stops reconnecting; listeners hear nothing more. (Named so
      * as not to clash with the `close()` of Kotlin's AutoCloseable, which frees the object.)
      */
@@ -2174,6 +2516,30 @@ open class Client: Disposable, AutoCloseable, ClientInterface
     )
     }
     
+
+    
+    /**
+     * Joins conference `conf`, to which an invitation was shown (`on_conference_invitation`).
+     */
+    @Throws(VcException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `joinConference`(`conf`: kotlin.String, `direct`: kotlin.Boolean) : Conference {
+        return uniffiRustCallAsync(
+        callWithPointer { thisPtr ->
+            UniffiLib.INSTANCE.uniffi_vcsdk_fn_method_client_join_conference(
+                thisPtr,
+                FfiConverterString.lower(`conf`),FfiConverterBoolean.lower(`direct`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.INSTANCE.ffi_vcsdk_rust_future_poll_pointer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.INSTANCE.ffi_vcsdk_rust_future_complete_pointer(future, continuation) },
+        { future -> UniffiLib.INSTANCE.ffi_vcsdk_rust_future_free_pointer(future) },
+        // lift function
+        { FfiConverterTypeConference.lift(it) },
+        // Error FFI converter
+        VcException.ErrorHandler,
+    )
+    }
 
     
     /**
@@ -2248,6 +2614,21 @@ open class Client: Disposable, AutoCloseable, ClientInterface
         VcException.ErrorHandler,
     )
     }
+
+    
+    /**
+     * Sets who may invite this client; refused invitations are declined unseen.
+     */
+    @Throws(VcException::class)override fun `setAccessList`(`list`: AccessList)
+        = 
+    callWithPointer {
+    uniffiRustCallWithError(VcException) { _status ->
+    UniffiLib.INSTANCE.uniffi_vcsdk_fn_method_client_set_access_list(
+        it, FfiConverterTypeAccessList.lower(`list`),_status)
+}
+    }
+    
+    
 
     
     /**
@@ -2456,6 +2837,13 @@ public interface ClientListener {
      */
     fun `onConnection`(`connected`: kotlin.Boolean, `reason`: kotlin.String?)
     
+    /**
+     * An invitation to conference `conf` from `from` passed its checks (the inviter's
+     * certificate and signature, our access list); join with `Client.join_conference` or
+     * decline with `Client.decline_conference`.
+     */
+    fun `onConferenceInvitation`(`conf`: kotlin.String, `from`: kotlin.String)
+    
     companion object
 }
 
@@ -2617,6 +3005,22 @@ open class ClientListenerImpl: Disposable, AutoCloseable, ClientListener
     
 
     
+    /**
+     * An invitation to conference `conf` from `from` passed its checks (the inviter's
+     * certificate and signature, our access list); join with `Client.join_conference` or
+     * decline with `Client.decline_conference`.
+     */override fun `onConferenceInvitation`(`conf`: kotlin.String, `from`: kotlin.String)
+        = 
+    callWithPointer {
+    uniffiRustCall() { _status ->
+    UniffiLib.INSTANCE.uniffi_vcsdk_fn_method_clientlistener_on_conference_invitation(
+        it, FfiConverterString.lower(`conf`),FfiConverterString.lower(`from`),_status)
+}
+    }
+    
+    
+
+    
 
     
     
@@ -2694,6 +3098,19 @@ internal object uniffiCallbackInterfaceClientListener {
             uniffiTraitInterfaceCall(uniffiCallStatus, makeCall, writeReturn)
         }
     }
+    internal object `onConferenceInvitation`: UniffiCallbackInterfaceClientListenerMethod5 {
+        override fun callback(`uniffiHandle`: Long,`conf`: RustBuffer.ByValue,`from`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeClientListener.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`onConferenceInvitation`(
+                    FfiConverterString.lift(`conf`),
+                    FfiConverterString.lift(`from`),
+                )
+            }
+            val writeReturn = { _: Unit -> Unit }
+            uniffiTraitInterfaceCall(uniffiCallStatus, makeCall, writeReturn)
+        }
+    }
 
     internal object uniffiFree: UniffiCallbackInterfaceFree {
         override fun callback(handle: Long) {
@@ -2707,6 +3124,7 @@ internal object uniffiCallbackInterfaceClientListener {
         `onPresence`,
         `onLowBalance`,
         `onConnection`,
+        `onConferenceInvitation`,
         uniffiFree,
     )
 
@@ -2740,6 +3158,929 @@ public object FfiConverterTypeClientListener: FfiConverter<ClientListener, Point
     override fun allocationSize(value: ClientListener) = 8UL
 
     override fun write(value: ClientListener, buf: ByteBuffer) {
+        // The Rust code always expects pointers written as 8 bytes,
+        // and will fail to compile if they don't fit.
+        buf.putLong(Pointer.nativeValue(lower(value)))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a Pointer/Arc<T>
+// to the live Rust struct on the other side of the FFI.
+//
+// Each instance implements core operations for working with the Rust `Arc<T>` and the
+// Kotlin Pointer to work with the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque pointer to the underlying Rust struct.
+//     Method calls need to read this pointer from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its pointer should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the pointer, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the pointer, but is interrupted
+//      before it can pass the pointer over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read pointer value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * A conference this client is in. Dropping it does not leave: call `leave` first.
+ */
+public interface ConferenceInterface {
+    
+    /**
+     * Hands every event to `listener` until the subscription is cancelled or dropped. Events
+     * before the first listener wait for it.
+     */
+    fun `addListener`(`listener`: ConferenceListener): Subscription
+    
+    /**
+     * Why we are no longer a member, once we are not.
+     */
+    fun `ended`(): kotlin.String?
+    
+    /**
+     * The epoch in force.
+     */
+    fun `epoch`(): kotlin.UInt
+    
+    /**
+     * Hands the moderator role to `member`.
+     */
+    suspend fun `handOver`(`member`: kotlin.String)
+    
+    /**
+     * The conference id.
+     */
+    fun `id`(): kotlin.String
+    
+    /**
+     * Invites `user` (its certificate is checked first).
+     */
+    suspend fun `invite`(`user`: kotlin.String)
+    
+    /**
+     * Leaves: the others rekey without us.
+     */
+    suspend fun `leave`()
+    
+    /**
+     * The policy in force.
+     */
+    fun `policy`(): ConferencePolicy
+    
+    /**
+     * Proposes a policy (voting mode), votes counting for `deadline_secs`; returns its number.
+     */
+    suspend fun `propose`(`policy`: ConferencePolicy, `deadlineSecs`: kotlin.UInt): kotlin.ULong
+    
+    /**
+     * The next frame from another member, waiting up to `timeout_ms`; `None` when none came.
+     */
+    suspend fun `receive`(`timeoutMs`: kotlin.UInt): ConferenceFrame?
+    
+    /**
+     * Removes `member` (moderator only).
+     */
+    suspend fun `remove`(`member`: kotlin.String)
+    
+    /**
+     * The roster, in join order.
+     */
+    fun `roster`(): List<RosterMember>
+    
+    /**
+     * Sends one frame on `stream` to every other member.
+     */
+    suspend fun `send`(`stream`: Stream, `data`: kotlin.ByteArray)
+    
+    /**
+     * Sets the policy (moderator only), in force for everyone from the next epoch.
+     */
+    suspend fun `setPolicy`(`policy`: ConferencePolicy)
+    
+    /**
+     * Statistics of the media and keys.
+     */
+    fun `stats`(): ConferenceStats
+    
+    /**
+     * Votes on the open proposal.
+     */
+    suspend fun `vote`(`proposal`: kotlin.ULong, `approve`: kotlin.Boolean)
+    
+    companion object
+}
+
+/**
+ * A conference this client is in. Dropping it does not leave: call `leave` first.
+ */
+open class Conference: Disposable, AutoCloseable, ConferenceInterface
+{
+
+    constructor(pointer: Pointer) {
+        this.pointer = pointer
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(pointer))
+    }
+
+    /**
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noPointer: NoPointer) {
+        this.pointer = null
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(pointer))
+    }
+
+    protected val pointer: Pointer?
+    protected val cleanable: UniffiCleaner.Cleanable
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithPointer(block: (ptr: Pointer) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the pointer being freed concurrently.
+        try {
+            return block(this.uniffiClonePointer())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val pointer: Pointer?) : Runnable {
+        override fun run() {
+            pointer?.let { ptr ->
+                uniffiRustCall { status ->
+                    UniffiLib.INSTANCE.uniffi_vcsdk_fn_free_conference(ptr, status)
+                }
+            }
+        }
+    }
+
+    fun uniffiClonePointer(): Pointer {
+        return uniffiRustCall() { status ->
+            UniffiLib.INSTANCE.uniffi_vcsdk_fn_clone_conference(pointer!!, status)
+        }
+    }
+
+    
+    /**
+     * Hands every event to `listener` until the subscription is cancelled or dropped. Events
+     * before the first listener wait for it.
+     */
+    @Throws(VcException::class)override fun `addListener`(`listener`: ConferenceListener): Subscription {
+            return FfiConverterTypeSubscription.lift(
+    callWithPointer {
+    uniffiRustCallWithError(VcException) { _status ->
+    UniffiLib.INSTANCE.uniffi_vcsdk_fn_method_conference_add_listener(
+        it, FfiConverterTypeConferenceListener.lower(`listener`),_status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Why we are no longer a member, once we are not.
+     */override fun `ended`(): kotlin.String? {
+            return FfiConverterOptionalString.lift(
+    callWithPointer {
+    uniffiRustCall() { _status ->
+    UniffiLib.INSTANCE.uniffi_vcsdk_fn_method_conference_ended(
+        it, _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * The epoch in force.
+     */override fun `epoch`(): kotlin.UInt {
+            return FfiConverterUInt.lift(
+    callWithPointer {
+    uniffiRustCall() { _status ->
+    UniffiLib.INSTANCE.uniffi_vcsdk_fn_method_conference_epoch(
+        it, _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Hands the moderator role to `member`.
+     */
+    @Throws(VcException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `handOver`(`member`: kotlin.String) {
+        return uniffiRustCallAsync(
+        callWithPointer { thisPtr ->
+            UniffiLib.INSTANCE.uniffi_vcsdk_fn_method_conference_hand_over(
+                thisPtr,
+                FfiConverterString.lower(`member`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.INSTANCE.ffi_vcsdk_rust_future_poll_void(future, callback, continuation) },
+        { future, continuation -> UniffiLib.INSTANCE.ffi_vcsdk_rust_future_complete_void(future, continuation) },
+        { future -> UniffiLib.INSTANCE.ffi_vcsdk_rust_future_free_void(future) },
+        // lift function
+        { Unit },
+        
+        // Error FFI converter
+        VcException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * The conference id.
+     */override fun `id`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithPointer {
+    uniffiRustCall() { _status ->
+    UniffiLib.INSTANCE.uniffi_vcsdk_fn_method_conference_id(
+        it, _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Invites `user` (its certificate is checked first).
+     */
+    @Throws(VcException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `invite`(`user`: kotlin.String) {
+        return uniffiRustCallAsync(
+        callWithPointer { thisPtr ->
+            UniffiLib.INSTANCE.uniffi_vcsdk_fn_method_conference_invite(
+                thisPtr,
+                FfiConverterString.lower(`user`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.INSTANCE.ffi_vcsdk_rust_future_poll_void(future, callback, continuation) },
+        { future, continuation -> UniffiLib.INSTANCE.ffi_vcsdk_rust_future_complete_void(future, continuation) },
+        { future -> UniffiLib.INSTANCE.ffi_vcsdk_rust_future_free_void(future) },
+        // lift function
+        { Unit },
+        
+        // Error FFI converter
+        VcException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Leaves: the others rekey without us.
+     */
+    @Throws(VcException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `leave`() {
+        return uniffiRustCallAsync(
+        callWithPointer { thisPtr ->
+            UniffiLib.INSTANCE.uniffi_vcsdk_fn_method_conference_leave(
+                thisPtr,
+                
+            )
+        },
+        { future, callback, continuation -> UniffiLib.INSTANCE.ffi_vcsdk_rust_future_poll_void(future, callback, continuation) },
+        { future, continuation -> UniffiLib.INSTANCE.ffi_vcsdk_rust_future_complete_void(future, continuation) },
+        { future -> UniffiLib.INSTANCE.ffi_vcsdk_rust_future_free_void(future) },
+        // lift function
+        { Unit },
+        
+        // Error FFI converter
+        VcException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * The policy in force.
+     */override fun `policy`(): ConferencePolicy {
+            return FfiConverterTypeConferencePolicy.lift(
+    callWithPointer {
+    uniffiRustCall() { _status ->
+    UniffiLib.INSTANCE.uniffi_vcsdk_fn_method_conference_policy(
+        it, _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Proposes a policy (voting mode), votes counting for `deadline_secs`; returns its number.
+     */
+    @Throws(VcException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `propose`(`policy`: ConferencePolicy, `deadlineSecs`: kotlin.UInt) : kotlin.ULong {
+        return uniffiRustCallAsync(
+        callWithPointer { thisPtr ->
+            UniffiLib.INSTANCE.uniffi_vcsdk_fn_method_conference_propose(
+                thisPtr,
+                FfiConverterTypeConferencePolicy.lower(`policy`),FfiConverterUInt.lower(`deadlineSecs`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.INSTANCE.ffi_vcsdk_rust_future_poll_u64(future, callback, continuation) },
+        { future, continuation -> UniffiLib.INSTANCE.ffi_vcsdk_rust_future_complete_u64(future, continuation) },
+        { future -> UniffiLib.INSTANCE.ffi_vcsdk_rust_future_free_u64(future) },
+        // lift function
+        { FfiConverterULong.lift(it) },
+        // Error FFI converter
+        VcException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * The next frame from another member, waiting up to `timeout_ms`; `None` when none came.
+     */
+    @Throws(VcException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `receive`(`timeoutMs`: kotlin.UInt) : ConferenceFrame? {
+        return uniffiRustCallAsync(
+        callWithPointer { thisPtr ->
+            UniffiLib.INSTANCE.uniffi_vcsdk_fn_method_conference_receive(
+                thisPtr,
+                FfiConverterUInt.lower(`timeoutMs`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.INSTANCE.ffi_vcsdk_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.INSTANCE.ffi_vcsdk_rust_future_complete_rust_buffer(future, continuation) },
+        { future -> UniffiLib.INSTANCE.ffi_vcsdk_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterOptionalTypeConferenceFrame.lift(it) },
+        // Error FFI converter
+        VcException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Removes `member` (moderator only).
+     */
+    @Throws(VcException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `remove`(`member`: kotlin.String) {
+        return uniffiRustCallAsync(
+        callWithPointer { thisPtr ->
+            UniffiLib.INSTANCE.uniffi_vcsdk_fn_method_conference_remove(
+                thisPtr,
+                FfiConverterString.lower(`member`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.INSTANCE.ffi_vcsdk_rust_future_poll_void(future, callback, continuation) },
+        { future, continuation -> UniffiLib.INSTANCE.ffi_vcsdk_rust_future_complete_void(future, continuation) },
+        { future -> UniffiLib.INSTANCE.ffi_vcsdk_rust_future_free_void(future) },
+        // lift function
+        { Unit },
+        
+        // Error FFI converter
+        VcException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * The roster, in join order.
+     */override fun `roster`(): List<RosterMember> {
+            return FfiConverterSequenceTypeRosterMember.lift(
+    callWithPointer {
+    uniffiRustCall() { _status ->
+    UniffiLib.INSTANCE.uniffi_vcsdk_fn_method_conference_roster(
+        it, _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Sends one frame on `stream` to every other member.
+     */
+    @Throws(VcException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `send`(`stream`: Stream, `data`: kotlin.ByteArray) {
+        return uniffiRustCallAsync(
+        callWithPointer { thisPtr ->
+            UniffiLib.INSTANCE.uniffi_vcsdk_fn_method_conference_send(
+                thisPtr,
+                FfiConverterTypeStream.lower(`stream`),FfiConverterByteArray.lower(`data`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.INSTANCE.ffi_vcsdk_rust_future_poll_void(future, callback, continuation) },
+        { future, continuation -> UniffiLib.INSTANCE.ffi_vcsdk_rust_future_complete_void(future, continuation) },
+        { future -> UniffiLib.INSTANCE.ffi_vcsdk_rust_future_free_void(future) },
+        // lift function
+        { Unit },
+        
+        // Error FFI converter
+        VcException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Sets the policy (moderator only), in force for everyone from the next epoch.
+     */
+    @Throws(VcException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `setPolicy`(`policy`: ConferencePolicy) {
+        return uniffiRustCallAsync(
+        callWithPointer { thisPtr ->
+            UniffiLib.INSTANCE.uniffi_vcsdk_fn_method_conference_set_policy(
+                thisPtr,
+                FfiConverterTypeConferencePolicy.lower(`policy`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.INSTANCE.ffi_vcsdk_rust_future_poll_void(future, callback, continuation) },
+        { future, continuation -> UniffiLib.INSTANCE.ffi_vcsdk_rust_future_complete_void(future, continuation) },
+        { future -> UniffiLib.INSTANCE.ffi_vcsdk_rust_future_free_void(future) },
+        // lift function
+        { Unit },
+        
+        // Error FFI converter
+        VcException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Statistics of the media and keys.
+     */override fun `stats`(): ConferenceStats {
+            return FfiConverterTypeConferenceStats.lift(
+    callWithPointer {
+    uniffiRustCall() { _status ->
+    UniffiLib.INSTANCE.uniffi_vcsdk_fn_method_conference_stats(
+        it, _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Votes on the open proposal.
+     */
+    @Throws(VcException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `vote`(`proposal`: kotlin.ULong, `approve`: kotlin.Boolean) {
+        return uniffiRustCallAsync(
+        callWithPointer { thisPtr ->
+            UniffiLib.INSTANCE.uniffi_vcsdk_fn_method_conference_vote(
+                thisPtr,
+                FfiConverterULong.lower(`proposal`),FfiConverterBoolean.lower(`approve`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.INSTANCE.ffi_vcsdk_rust_future_poll_void(future, callback, continuation) },
+        { future, continuation -> UniffiLib.INSTANCE.ffi_vcsdk_rust_future_complete_void(future, continuation) },
+        { future -> UniffiLib.INSTANCE.ffi_vcsdk_rust_future_free_void(future) },
+        // lift function
+        { Unit },
+        
+        // Error FFI converter
+        VcException.ErrorHandler,
+    )
+    }
+
+    
+
+    
+    
+    companion object
+    
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeConference: FfiConverter<Conference, Pointer> {
+
+    override fun lower(value: Conference): Pointer {
+        return value.uniffiClonePointer()
+    }
+
+    override fun lift(value: Pointer): Conference {
+        return Conference(value)
+    }
+
+    override fun read(buf: ByteBuffer): Conference {
+        // The Rust code always writes pointers as 8 bytes, and will
+        // fail to compile if they don't fit.
+        return lift(Pointer(buf.getLong()))
+    }
+
+    override fun allocationSize(value: Conference) = 8UL
+
+    override fun write(value: Conference, buf: ByteBuffer) {
+        // The Rust code always expects pointers written as 8 bytes,
+        // and will fail to compile if they don't fit.
+        buf.putLong(Pointer.nativeValue(lower(value)))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a Pointer/Arc<T>
+// to the live Rust struct on the other side of the FFI.
+//
+// Each instance implements core operations for working with the Rust `Arc<T>` and the
+// Kotlin Pointer to work with the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque pointer to the underlying Rust struct.
+//     Method calls need to read this pointer from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its pointer should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the pointer, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the pointer, but is interrupted
+//      before it can pass the pointer over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read pointer value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * Receives a conference's events, on the conference's own event thread, one call at a time,
+ * in order; it may call back into the SDK.
+ */
+public interface ConferenceListener {
+    
+    /**
+     * Something happened.
+     */
+    fun `onEvent`(`event`: ConferenceEvent)
+    
+    companion object
+}
+
+/**
+ * Receives a conference's events, on the conference's own event thread, one call at a time,
+ * in order; it may call back into the SDK.
+ */
+open class ConferenceListenerImpl: Disposable, AutoCloseable, ConferenceListener
+{
+
+    constructor(pointer: Pointer) {
+        this.pointer = pointer
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(pointer))
+    }
+
+    /**
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noPointer: NoPointer) {
+        this.pointer = null
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(pointer))
+    }
+
+    protected val pointer: Pointer?
+    protected val cleanable: UniffiCleaner.Cleanable
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithPointer(block: (ptr: Pointer) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the pointer being freed concurrently.
+        try {
+            return block(this.uniffiClonePointer())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val pointer: Pointer?) : Runnable {
+        override fun run() {
+            pointer?.let { ptr ->
+                uniffiRustCall { status ->
+                    UniffiLib.INSTANCE.uniffi_vcsdk_fn_free_conferencelistener(ptr, status)
+                }
+            }
+        }
+    }
+
+    fun uniffiClonePointer(): Pointer {
+        return uniffiRustCall() { status ->
+            UniffiLib.INSTANCE.uniffi_vcsdk_fn_clone_conferencelistener(pointer!!, status)
+        }
+    }
+
+    
+    /**
+     * Something happened.
+     */override fun `onEvent`(`event`: ConferenceEvent)
+        = 
+    callWithPointer {
+    uniffiRustCall() { _status ->
+    UniffiLib.INSTANCE.uniffi_vcsdk_fn_method_conferencelistener_on_event(
+        it, FfiConverterTypeConferenceEvent.lower(`event`),_status)
+}
+    }
+    
+    
+
+    
+
+    
+    
+    companion object
+    
+}
+
+
+// Put the implementation in an object so we don't pollute the top-level namespace
+internal object uniffiCallbackInterfaceConferenceListener {
+    internal object `onEvent`: UniffiCallbackInterfaceConferenceListenerMethod0 {
+        override fun callback(`uniffiHandle`: Long,`event`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeConferenceListener.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`onEvent`(
+                    FfiConverterTypeConferenceEvent.lift(`event`),
+                )
+            }
+            val writeReturn = { _: Unit -> Unit }
+            uniffiTraitInterfaceCall(uniffiCallStatus, makeCall, writeReturn)
+        }
+    }
+
+    internal object uniffiFree: UniffiCallbackInterfaceFree {
+        override fun callback(handle: Long) {
+            FfiConverterTypeConferenceListener.handleMap.remove(handle)
+        }
+    }
+
+    internal var vtable = UniffiVTableCallbackInterfaceConferenceListener.UniffiByValue(
+        `onEvent`,
+        uniffiFree,
+    )
+
+    // Registers the foreign callback with the Rust side.
+    // This method is generated for each callback interface.
+    internal fun register(lib: UniffiLib) {
+        lib.uniffi_vcsdk_fn_init_callback_vtable_conferencelistener(vtable)
+    }
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeConferenceListener: FfiConverter<ConferenceListener, Pointer> {
+    internal val handleMap = UniffiHandleMap<ConferenceListener>()
+
+    override fun lower(value: ConferenceListener): Pointer {
+        return Pointer(handleMap.insert(value))
+    }
+
+    override fun lift(value: Pointer): ConferenceListener {
+        return ConferenceListenerImpl(value)
+    }
+
+    override fun read(buf: ByteBuffer): ConferenceListener {
+        // The Rust code always writes pointers as 8 bytes, and will
+        // fail to compile if they don't fit.
+        return lift(Pointer(buf.getLong()))
+    }
+
+    override fun allocationSize(value: ConferenceListener) = 8UL
+
+    override fun write(value: ConferenceListener, buf: ByteBuffer) {
         // The Rust code always expects pointers written as 8 bytes,
         // and will fail to compile if they don't fit.
         buf.putLong(Pointer.nativeValue(lower(value)))
@@ -4055,6 +5396,61 @@ public object FfiConverterTypeSubscription: FfiConverter<Subscription, Pointer> 
 
 
 /**
+ * Who may invite this client: the deny list wins, then the allow list, then the default.
+ */
+data class AccessList (
+    /**
+     * Always admitted (unless denied).
+     */
+    var `allow`: List<kotlin.String>, 
+    /**
+     * Never admitted.
+     */
+    var `deny`: List<kotlin.String>, 
+    /**
+     * Admitted when `default` is `Contacts`.
+     */
+    var `contacts`: List<kotlin.String>, 
+    /**
+     * Everyone else.
+     */
+    var `default`: AccessDefault
+) {
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeAccessList: FfiConverterRustBuffer<AccessList> {
+    override fun read(buf: ByteBuffer): AccessList {
+        return AccessList(
+            FfiConverterSequenceString.read(buf),
+            FfiConverterSequenceString.read(buf),
+            FfiConverterSequenceString.read(buf),
+            FfiConverterTypeAccessDefault.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: AccessList) = (
+            FfiConverterSequenceString.allocationSize(value.`allow`) +
+            FfiConverterSequenceString.allocationSize(value.`deny`) +
+            FfiConverterSequenceString.allocationSize(value.`contacts`) +
+            FfiConverterTypeAccessDefault.allocationSize(value.`default`)
+    )
+
+    override fun write(value: AccessList, buf: ByteBuffer) {
+            FfiConverterSequenceString.write(value.`allow`, buf)
+            FfiConverterSequenceString.write(value.`deny`, buf)
+            FfiConverterSequenceString.write(value.`contacts`, buf)
+            FfiConverterTypeAccessDefault.write(value.`default`, buf)
+    }
+}
+
+
+
+/**
  * A user's account; money in minor currency units (integers).
  */
 data class Account (
@@ -4201,6 +5597,234 @@ public object FfiConverterTypeCallCharge: FfiConverterRustBuffer<CallCharge> {
             FfiConverterString.write(value.`callId`, buf)
             FfiConverterLong.write(value.`billableSecs`, buf)
             FfiConverterLong.write(value.`cost`, buf)
+    }
+}
+
+
+
+/**
+ * A frame from another member.
+ */
+data class ConferenceFrame (
+    /**
+     * Its stream.
+     */
+    var `stream`: Stream, 
+    /**
+     * Who sent it.
+     */
+    var `member`: kotlin.String, 
+    /**
+     * The epoch it was protected in.
+     */
+    var `epoch`: kotlin.UInt, 
+    /**
+     * Whether it came in the clear (a plain stream of the policy).
+     */
+    var `plain`: kotlin.Boolean, 
+    /**
+     * The payload.
+     */
+    var `data`: kotlin.ByteArray
+) {
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeConferenceFrame: FfiConverterRustBuffer<ConferenceFrame> {
+    override fun read(buf: ByteBuffer): ConferenceFrame {
+        return ConferenceFrame(
+            FfiConverterTypeStream.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterBoolean.read(buf),
+            FfiConverterByteArray.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: ConferenceFrame) = (
+            FfiConverterTypeStream.allocationSize(value.`stream`) +
+            FfiConverterString.allocationSize(value.`member`) +
+            FfiConverterUInt.allocationSize(value.`epoch`) +
+            FfiConverterBoolean.allocationSize(value.`plain`) +
+            FfiConverterByteArray.allocationSize(value.`data`)
+    )
+
+    override fun write(value: ConferenceFrame, buf: ByteBuffer) {
+            FfiConverterTypeStream.write(value.`stream`, buf)
+            FfiConverterString.write(value.`member`, buf)
+            FfiConverterUInt.write(value.`epoch`, buf)
+            FfiConverterBoolean.write(value.`plain`, buf)
+            FfiConverterByteArray.write(value.`data`, buf)
+    }
+}
+
+
+
+/**
+ * A conference's security policy (`default_conference_policy` gives the usual one per level).
+ */
+data class ConferencePolicy (
+    /**
+     * The security level.
+     */
+    var `level`: SecurityLevel, 
+    /**
+     * Moderation or voting.
+     */
+    var `mode`: ConferenceMode, 
+    /**
+     * Audio.
+     */
+    var `audio`: StreamProtection, 
+    /**
+     * Video.
+     */
+    var `video`: StreamProtection, 
+    /**
+     * Data (whiteboard).
+     */
+    var `data`: StreamProtection, 
+    /**
+     * Signalling between members.
+     */
+    var `signalling`: StreamProtection, 
+    /**
+     * The distributor starts a new epoch this often, seconds (0: only on changes).
+     */
+    var `rekeyIntervalSecs`: kotlin.UInt
+) {
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeConferencePolicy: FfiConverterRustBuffer<ConferencePolicy> {
+    override fun read(buf: ByteBuffer): ConferencePolicy {
+        return ConferencePolicy(
+            FfiConverterTypeSecurityLevel.read(buf),
+            FfiConverterTypeConferenceMode.read(buf),
+            FfiConverterTypeStreamProtection.read(buf),
+            FfiConverterTypeStreamProtection.read(buf),
+            FfiConverterTypeStreamProtection.read(buf),
+            FfiConverterTypeStreamProtection.read(buf),
+            FfiConverterUInt.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: ConferencePolicy) = (
+            FfiConverterTypeSecurityLevel.allocationSize(value.`level`) +
+            FfiConverterTypeConferenceMode.allocationSize(value.`mode`) +
+            FfiConverterTypeStreamProtection.allocationSize(value.`audio`) +
+            FfiConverterTypeStreamProtection.allocationSize(value.`video`) +
+            FfiConverterTypeStreamProtection.allocationSize(value.`data`) +
+            FfiConverterTypeStreamProtection.allocationSize(value.`signalling`) +
+            FfiConverterUInt.allocationSize(value.`rekeyIntervalSecs`)
+    )
+
+    override fun write(value: ConferencePolicy, buf: ByteBuffer) {
+            FfiConverterTypeSecurityLevel.write(value.`level`, buf)
+            FfiConverterTypeConferenceMode.write(value.`mode`, buf)
+            FfiConverterTypeStreamProtection.write(value.`audio`, buf)
+            FfiConverterTypeStreamProtection.write(value.`video`, buf)
+            FfiConverterTypeStreamProtection.write(value.`data`, buf)
+            FfiConverterTypeStreamProtection.write(value.`signalling`, buf)
+            FfiConverterUInt.write(value.`rekeyIntervalSecs`, buf)
+    }
+}
+
+
+
+/**
+ * Statistics of a conference's media and keys.
+ */
+data class ConferenceStats (
+    /**
+     * The epoch whose keys we send with.
+     */
+    var `epoch`: kotlin.UInt, 
+    /**
+     * The path to each other member.
+     */
+    var `peers`: List<PeerPath>, 
+    /**
+     * Frames sent.
+     */
+    var `framesSent`: kotlin.ULong, 
+    /**
+     * Frames received and delivered.
+     */
+    var `framesReceived`: kotlin.ULong, 
+    /**
+     * Frames that never completed.
+     */
+    var `framesLost`: kotlin.ULong, 
+    /**
+     * Replayed frames refused.
+     */
+    var `replaysRefused`: kotlin.ULong, 
+    /**
+     * Frames that failed authentication.
+     */
+    var `authFailures`: kotlin.ULong, 
+    /**
+     * Frames for keys we do not hold.
+     */
+    var `unknownKey`: kotlin.ULong, 
+    /**
+     * Packets from addresses or senders that are not members.
+     */
+    var `foreignPackets`: kotlin.ULong
+) {
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeConferenceStats: FfiConverterRustBuffer<ConferenceStats> {
+    override fun read(buf: ByteBuffer): ConferenceStats {
+        return ConferenceStats(
+            FfiConverterUInt.read(buf),
+            FfiConverterSequenceTypePeerPath.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+            FfiConverterULong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: ConferenceStats) = (
+            FfiConverterUInt.allocationSize(value.`epoch`) +
+            FfiConverterSequenceTypePeerPath.allocationSize(value.`peers`) +
+            FfiConverterULong.allocationSize(value.`framesSent`) +
+            FfiConverterULong.allocationSize(value.`framesReceived`) +
+            FfiConverterULong.allocationSize(value.`framesLost`) +
+            FfiConverterULong.allocationSize(value.`replaysRefused`) +
+            FfiConverterULong.allocationSize(value.`authFailures`) +
+            FfiConverterULong.allocationSize(value.`unknownKey`) +
+            FfiConverterULong.allocationSize(value.`foreignPackets`)
+    )
+
+    override fun write(value: ConferenceStats, buf: ByteBuffer) {
+            FfiConverterUInt.write(value.`epoch`, buf)
+            FfiConverterSequenceTypePeerPath.write(value.`peers`, buf)
+            FfiConverterULong.write(value.`framesSent`, buf)
+            FfiConverterULong.write(value.`framesReceived`, buf)
+            FfiConverterULong.write(value.`framesLost`, buf)
+            FfiConverterULong.write(value.`replaysRefused`, buf)
+            FfiConverterULong.write(value.`authFailures`, buf)
+            FfiConverterULong.write(value.`unknownKey`, buf)
+            FfiConverterULong.write(value.`foreignPackets`, buf)
     }
 }
 
@@ -4491,6 +6115,95 @@ public object FfiConverterTypeMediaStats: FfiConverterRustBuffer<MediaStats> {
 
 
 /**
+ * The path to one other member.
+ */
+data class PeerPath (
+    /**
+     * The member.
+     */
+    var `member`: kotlin.String, 
+    /**
+     * Direct, relayed, or not yet known (`Closed`).
+     */
+    var `path`: PathKind
+) {
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypePeerPath: FfiConverterRustBuffer<PeerPath> {
+    override fun read(buf: ByteBuffer): PeerPath {
+        return PeerPath(
+            FfiConverterString.read(buf),
+            FfiConverterTypePathKind.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: PeerPath) = (
+            FfiConverterString.allocationSize(value.`member`) +
+            FfiConverterTypePathKind.allocationSize(value.`path`)
+    )
+
+    override fun write(value: PeerPath, buf: ByteBuffer) {
+            FfiConverterString.write(value.`member`, buf)
+            FfiConverterTypePathKind.write(value.`path`, buf)
+    }
+}
+
+
+
+/**
+ * A member of a conference's roster.
+ */
+data class RosterMember (
+    /**
+     * Its id.
+     */
+    var `id`: kotlin.String, 
+    /**
+     * Its index (the sender number of its frames).
+     */
+    var `index`: kotlin.UShort, 
+    /**
+     * Whether it is the moderator.
+     */
+    var `moderator`: kotlin.Boolean
+) {
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeRosterMember: FfiConverterRustBuffer<RosterMember> {
+    override fun read(buf: ByteBuffer): RosterMember {
+        return RosterMember(
+            FfiConverterString.read(buf),
+            FfiConverterUShort.read(buf),
+            FfiConverterBoolean.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: RosterMember) = (
+            FfiConverterString.allocationSize(value.`id`) +
+            FfiConverterUShort.allocationSize(value.`index`) +
+            FfiConverterBoolean.allocationSize(value.`moderator`)
+    )
+
+    override fun write(value: RosterMember, buf: ByteBuffer) {
+            FfiConverterString.write(value.`id`, buf)
+            FfiConverterUShort.write(value.`index`, buf)
+            FfiConverterBoolean.write(value.`moderator`, buf)
+    }
+}
+
+
+
+/**
  * A registered user online now.
  */
 data class UserPresence (
@@ -4528,6 +6241,49 @@ public object FfiConverterTypeUserPresence: FfiConverterRustBuffer<UserPresence>
             FfiConverterLong.write(value.`onlineSince`, buf)
     }
 }
+
+
+
+/**
+ * Whom an access list admits by default.
+ */
+
+enum class AccessDefault {
+    
+    /**
+     * Anyone the CA certified.
+     */
+    ANYONE,
+    /**
+     * Only contacts.
+     */
+    CONTACTS,
+    /**
+     * Nobody (only the allow list).
+     */
+    NOBODY;
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeAccessDefault: FfiConverterRustBuffer<AccessDefault> {
+    override fun read(buf: ByteBuffer) = try {
+        AccessDefault.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: AccessDefault) = 4UL
+
+    override fun write(value: AccessDefault, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
 
 
 
@@ -4621,6 +6377,514 @@ public object FfiConverterTypeCallState: FfiConverterRustBuffer<CallState> {
     override fun allocationSize(value: CallState) = 4UL
 
     override fun write(value: CallState, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
+
+
+
+/**
+ * What happened in a conference.
+ */
+sealed class ConferenceEvent {
+    
+    /**
+     * A member joined.
+     */
+    data class Joined(
+        /**
+         * Who.
+         */
+        val `member`: kotlin.String) : ConferenceEvent() {
+        companion object
+    }
+    
+    /**
+     * A member is gone.
+     */
+    data class Left(
+        /**
+         * Who.
+         */
+        val `member`: kotlin.String, 
+        /**
+         * Why.
+         */
+        val `reason`: kotlin.String) : ConferenceEvent() {
+        companion object
+    }
+    
+    /**
+     * Someone was invited.
+     */
+    data class Invited(
+        /**
+         * Who.
+         */
+        val `invitee`: kotlin.String, 
+        /**
+         * By whom.
+         */
+        val `inviter`: kotlin.String) : ConferenceEvent() {
+        companion object
+    }
+    
+    /**
+     * An invitee declined.
+     */
+    data class Declined(
+        /**
+         * Who.
+         */
+        val `invitee`: kotlin.String) : ConferenceEvent() {
+        companion object
+    }
+    
+    /**
+     * A new epoch is in force (its keys are installed).
+     */
+    data class Epoch(
+        /**
+         * The epoch.
+         */
+        val `epoch`: kotlin.UInt, 
+        /**
+         * The policy from now on.
+         */
+        val `policy`: ConferencePolicy, 
+        /**
+         * Who distributed it.
+         */
+        val `distributor`: kotlin.String, 
+        /**
+         * Its roster.
+         */
+        val `roster`: List<kotlin.String>) : ConferenceEvent() {
+        companion object
+    }
+    
+    /**
+     * A policy was agreed for the next epoch.
+     */
+    data class PolicyPending(
+        /**
+         * The policy.
+         */
+        val `policy`: ConferencePolicy) : ConferenceEvent() {
+        companion object
+    }
+    
+    /**
+     * The moderator changed (none in voting mode).
+     */
+    data class ModeratorChanged(
+        /**
+         * The moderator.
+         */
+        val `moderator`: kotlin.String?) : ConferenceEvent() {
+        companion object
+    }
+    
+    /**
+     * A member proposed a policy (voting mode).
+     */
+    data class ProposalOpened(
+        /**
+         * Its number.
+         */
+        val `proposal`: kotlin.ULong, 
+        /**
+         * Who.
+         */
+        val `proposer`: kotlin.String, 
+        /**
+         * What.
+         */
+        val `policy`: ConferencePolicy) : ConferenceEvent() {
+        companion object
+    }
+    
+    /**
+     * A ballot was cast.
+     */
+    data class Voted(
+        /**
+         * The proposal.
+         */
+        val `proposal`: kotlin.ULong, 
+        /**
+         * Who.
+         */
+        val `voter`: kotlin.String, 
+        /**
+         * For or against.
+         */
+        val `approve`: kotlin.Boolean) : ConferenceEvent() {
+        companion object
+    }
+    
+    /**
+     * A proposal was decided.
+     */
+    data class ProposalDecided(
+        /**
+         * The proposal.
+         */
+        val `proposal`: kotlin.ULong, 
+        /**
+         * Adopted or not.
+         */
+        val `adopted`: kotlin.Boolean, 
+        /**
+         * Why.
+         */
+        val `reason`: kotlin.String) : ConferenceEvent() {
+        companion object
+    }
+    
+    /**
+     * A control message every member refuses reached us and was ignored.
+     */
+    data class Rejected(
+        /**
+         * Its author.
+         */
+        val `author`: kotlin.String, 
+        /**
+         * The rejection's code.
+         */
+        val `code`: kotlin.String, 
+        /**
+         * Why.
+         */
+        val `reason`: kotlin.String) : ConferenceEvent() {
+        companion object
+    }
+    
+    /**
+     * An epoch's key could not be opened.
+     */
+    data class KeyUnavailable(
+        /**
+         * The epoch.
+         */
+        val `epoch`: kotlin.UInt, 
+        /**
+         * Why.
+         */
+        val `reason`: kotlin.String) : ConferenceEvent() {
+        companion object
+    }
+    
+    /**
+     * We are no longer a member.
+     */
+    data class Ended(
+        /**
+         * Why.
+         */
+        val `reason`: kotlin.String) : ConferenceEvent() {
+        companion object
+    }
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeConferenceEvent : FfiConverterRustBuffer<ConferenceEvent>{
+    override fun read(buf: ByteBuffer): ConferenceEvent {
+        return when(buf.getInt()) {
+            1 -> ConferenceEvent.Joined(
+                FfiConverterString.read(buf),
+                )
+            2 -> ConferenceEvent.Left(
+                FfiConverterString.read(buf),
+                FfiConverterString.read(buf),
+                )
+            3 -> ConferenceEvent.Invited(
+                FfiConverterString.read(buf),
+                FfiConverterString.read(buf),
+                )
+            4 -> ConferenceEvent.Declined(
+                FfiConverterString.read(buf),
+                )
+            5 -> ConferenceEvent.Epoch(
+                FfiConverterUInt.read(buf),
+                FfiConverterTypeConferencePolicy.read(buf),
+                FfiConverterString.read(buf),
+                FfiConverterSequenceString.read(buf),
+                )
+            6 -> ConferenceEvent.PolicyPending(
+                FfiConverterTypeConferencePolicy.read(buf),
+                )
+            7 -> ConferenceEvent.ModeratorChanged(
+                FfiConverterOptionalString.read(buf),
+                )
+            8 -> ConferenceEvent.ProposalOpened(
+                FfiConverterULong.read(buf),
+                FfiConverterString.read(buf),
+                FfiConverterTypeConferencePolicy.read(buf),
+                )
+            9 -> ConferenceEvent.Voted(
+                FfiConverterULong.read(buf),
+                FfiConverterString.read(buf),
+                FfiConverterBoolean.read(buf),
+                )
+            10 -> ConferenceEvent.ProposalDecided(
+                FfiConverterULong.read(buf),
+                FfiConverterBoolean.read(buf),
+                FfiConverterString.read(buf),
+                )
+            11 -> ConferenceEvent.Rejected(
+                FfiConverterString.read(buf),
+                FfiConverterString.read(buf),
+                FfiConverterString.read(buf),
+                )
+            12 -> ConferenceEvent.KeyUnavailable(
+                FfiConverterUInt.read(buf),
+                FfiConverterString.read(buf),
+                )
+            13 -> ConferenceEvent.Ended(
+                FfiConverterString.read(buf),
+                )
+            else -> throw RuntimeException("invalid enum value, something is very wrong!!")
+        }
+    }
+
+    override fun allocationSize(value: ConferenceEvent) = when(value) {
+        is ConferenceEvent.Joined -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterString.allocationSize(value.`member`)
+            )
+        }
+        is ConferenceEvent.Left -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterString.allocationSize(value.`member`)
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+        }
+        is ConferenceEvent.Invited -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterString.allocationSize(value.`invitee`)
+                + FfiConverterString.allocationSize(value.`inviter`)
+            )
+        }
+        is ConferenceEvent.Declined -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterString.allocationSize(value.`invitee`)
+            )
+        }
+        is ConferenceEvent.Epoch -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterUInt.allocationSize(value.`epoch`)
+                + FfiConverterTypeConferencePolicy.allocationSize(value.`policy`)
+                + FfiConverterString.allocationSize(value.`distributor`)
+                + FfiConverterSequenceString.allocationSize(value.`roster`)
+            )
+        }
+        is ConferenceEvent.PolicyPending -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterTypeConferencePolicy.allocationSize(value.`policy`)
+            )
+        }
+        is ConferenceEvent.ModeratorChanged -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterOptionalString.allocationSize(value.`moderator`)
+            )
+        }
+        is ConferenceEvent.ProposalOpened -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterULong.allocationSize(value.`proposal`)
+                + FfiConverterString.allocationSize(value.`proposer`)
+                + FfiConverterTypeConferencePolicy.allocationSize(value.`policy`)
+            )
+        }
+        is ConferenceEvent.Voted -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterULong.allocationSize(value.`proposal`)
+                + FfiConverterString.allocationSize(value.`voter`)
+                + FfiConverterBoolean.allocationSize(value.`approve`)
+            )
+        }
+        is ConferenceEvent.ProposalDecided -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterULong.allocationSize(value.`proposal`)
+                + FfiConverterBoolean.allocationSize(value.`adopted`)
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+        }
+        is ConferenceEvent.Rejected -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterString.allocationSize(value.`author`)
+                + FfiConverterString.allocationSize(value.`code`)
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+        }
+        is ConferenceEvent.KeyUnavailable -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterUInt.allocationSize(value.`epoch`)
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+        }
+        is ConferenceEvent.Ended -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+        }
+    }
+
+    override fun write(value: ConferenceEvent, buf: ByteBuffer) {
+        when(value) {
+            is ConferenceEvent.Joined -> {
+                buf.putInt(1)
+                FfiConverterString.write(value.`member`, buf)
+                Unit
+            }
+            is ConferenceEvent.Left -> {
+                buf.putInt(2)
+                FfiConverterString.write(value.`member`, buf)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is ConferenceEvent.Invited -> {
+                buf.putInt(3)
+                FfiConverterString.write(value.`invitee`, buf)
+                FfiConverterString.write(value.`inviter`, buf)
+                Unit
+            }
+            is ConferenceEvent.Declined -> {
+                buf.putInt(4)
+                FfiConverterString.write(value.`invitee`, buf)
+                Unit
+            }
+            is ConferenceEvent.Epoch -> {
+                buf.putInt(5)
+                FfiConverterUInt.write(value.`epoch`, buf)
+                FfiConverterTypeConferencePolicy.write(value.`policy`, buf)
+                FfiConverterString.write(value.`distributor`, buf)
+                FfiConverterSequenceString.write(value.`roster`, buf)
+                Unit
+            }
+            is ConferenceEvent.PolicyPending -> {
+                buf.putInt(6)
+                FfiConverterTypeConferencePolicy.write(value.`policy`, buf)
+                Unit
+            }
+            is ConferenceEvent.ModeratorChanged -> {
+                buf.putInt(7)
+                FfiConverterOptionalString.write(value.`moderator`, buf)
+                Unit
+            }
+            is ConferenceEvent.ProposalOpened -> {
+                buf.putInt(8)
+                FfiConverterULong.write(value.`proposal`, buf)
+                FfiConverterString.write(value.`proposer`, buf)
+                FfiConverterTypeConferencePolicy.write(value.`policy`, buf)
+                Unit
+            }
+            is ConferenceEvent.Voted -> {
+                buf.putInt(9)
+                FfiConverterULong.write(value.`proposal`, buf)
+                FfiConverterString.write(value.`voter`, buf)
+                FfiConverterBoolean.write(value.`approve`, buf)
+                Unit
+            }
+            is ConferenceEvent.ProposalDecided -> {
+                buf.putInt(10)
+                FfiConverterULong.write(value.`proposal`, buf)
+                FfiConverterBoolean.write(value.`adopted`, buf)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is ConferenceEvent.Rejected -> {
+                buf.putInt(11)
+                FfiConverterString.write(value.`author`, buf)
+                FfiConverterString.write(value.`code`, buf)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is ConferenceEvent.KeyUnavailable -> {
+                buf.putInt(12)
+                FfiConverterUInt.write(value.`epoch`, buf)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+            is ConferenceEvent.Ended -> {
+                buf.putInt(13)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+        }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
+    }
+}
+
+
+
+
+
+/**
+ * Who decides a conference's policy.
+ */
+
+enum class ConferenceMode {
+    
+    /**
+     * The moderator (who also distributes the keys and may remove members).
+     */
+    MODERATION,
+    /**
+     * A majority of the members, by vote.
+     */
+    VOTING;
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeConferenceMode: FfiConverterRustBuffer<ConferenceMode> {
+    override fun read(buf: ByteBuffer) = try {
+        ConferenceMode.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: ConferenceMode) = 4UL
+
+    override fun write(value: ConferenceMode, buf: ByteBuffer) {
         buf.putInt(value.ordinal + 1)
     }
 }
@@ -4759,6 +7023,49 @@ public object FfiConverterTypeStream: FfiConverterRustBuffer<Stream> {
     override fun allocationSize(value: Stream) = 4UL
 
     override fun write(value: Stream, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
+
+
+
+/**
+ * How one stream is protected.
+ */
+
+enum class StreamProtection {
+    
+    /**
+     * In the clear.
+     */
+    PLAIN,
+    /**
+     * SFrame with AES-128-GCM.
+     */
+    AES128_GCM,
+    /**
+     * SFrame with AES-256-GCM.
+     */
+    AES256_GCM;
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeStreamProtection: FfiConverterRustBuffer<StreamProtection> {
+    override fun read(buf: ByteBuffer) = try {
+        StreamProtection.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: StreamProtection) = 4UL
+
+    override fun write(value: StreamProtection, buf: ByteBuffer) {
         buf.putInt(value.ordinal + 1)
     }
 }
@@ -5398,6 +7705,70 @@ public object FfiConverterOptionalTypeCallCharge: FfiConverterRustBuffer<CallCha
 /**
  * @suppress
  */
+public object FfiConverterOptionalTypeConferenceFrame: FfiConverterRustBuffer<ConferenceFrame?> {
+    override fun read(buf: ByteBuffer): ConferenceFrame? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeConferenceFrame.read(buf)
+    }
+
+    override fun allocationSize(value: ConferenceFrame?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeConferenceFrame.allocationSize(value)
+        }
+    }
+
+    override fun write(value: ConferenceFrame?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeConferenceFrame.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeConferencePolicy: FfiConverterRustBuffer<ConferencePolicy?> {
+    override fun read(buf: ByteBuffer): ConferencePolicy? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeConferencePolicy.read(buf)
+    }
+
+    override fun allocationSize(value: ConferencePolicy?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeConferencePolicy.allocationSize(value)
+        }
+    }
+
+    override fun write(value: ConferencePolicy?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeConferencePolicy.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterOptionalTypeMediaFrame: FfiConverterRustBuffer<MediaFrame?> {
     override fun read(buf: ByteBuffer): MediaFrame? {
         if (buf.get().toInt() == 0) {
@@ -5420,6 +7791,90 @@ public object FfiConverterOptionalTypeMediaFrame: FfiConverterRustBuffer<MediaFr
         } else {
             buf.put(1)
             FfiConverterTypeMediaFrame.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceString: FfiConverterRustBuffer<List<kotlin.String>> {
+    override fun read(buf: ByteBuffer): List<kotlin.String> {
+        val len = buf.getInt()
+        return List<kotlin.String>(len) {
+            FfiConverterString.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<kotlin.String>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterString.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<kotlin.String>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterString.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypePeerPath: FfiConverterRustBuffer<List<PeerPath>> {
+    override fun read(buf: ByteBuffer): List<PeerPath> {
+        val len = buf.getInt()
+        return List<PeerPath>(len) {
+            FfiConverterTypePeerPath.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<PeerPath>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypePeerPath.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<PeerPath>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypePeerPath.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeRosterMember: FfiConverterRustBuffer<List<RosterMember>> {
+    override fun read(buf: ByteBuffer): List<RosterMember> {
+        val len = buf.getInt()
+        return List<RosterMember>(len) {
+            FfiConverterTypeRosterMember.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<RosterMember>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeRosterMember.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<RosterMember>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeRosterMember.write(it, buf)
         }
     }
 }
@@ -5478,6 +7933,19 @@ public object FfiConverterSequenceTypeUserPresence: FfiConverterRustBuffer<List<
         VcException.ErrorHandler,
     )
     }
+
+        /**
+         * The usual policy of `level` in `mode`: plain streams at Open and Authenticated, AES-128-GCM at
+         * Encrypted, AES-256-GCM with post-quantum key wraps at PostQuantum.
+         */ fun `defaultConferencePolicy`(`level`: SecurityLevel, `mode`: ConferenceMode): ConferencePolicy {
+            return FfiConverterTypeConferencePolicy.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.INSTANCE.uniffi_vcsdk_fn_func_default_conference_policy(
+        FfiConverterTypeSecurityLevel.lower(`level`),FfiConverterTypeConferenceMode.lower(`mode`),_status)
+}
+    )
+    }
+    
 
         /**
          * The default media options (level 2, direct path first, 15 s handshake).

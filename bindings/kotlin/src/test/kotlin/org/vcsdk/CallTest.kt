@@ -32,6 +32,7 @@ class Recorder : ClientListener {
     override fun onPresence(user: String, online: Boolean) = put("presence", user, online)
     override fun onLowBalance(callId: String, balance: Long, secondsLeft: Long) = put("low", callId, balance, secondsLeft)
     override fun onConnection(connected: Boolean, reason: String?) = put("connection", connected, reason)
+    override fun onConferenceInvitation(conf: String, from: String) = put("invitation", conf, from)
 
     /** The next event of [kind] that [accept] takes, within [seconds]. */
     fun expect(kind: String, seconds: Long = 30, accept: (List<Any?>) -> Boolean = { true }): List<Any?> {

@@ -28,6 +28,7 @@ class SendCost {
                 override fun onPresence(user: String, online: Boolean) {}
                 override fun onLowBalance(callId: String, balance: Long, secondsLeft: Long) {}
                 override fun onConnection(connected: Boolean, reason: String?) {}
+                override fun onConferenceInvitation(conf: String, from: String) {}
             })
             val callId = alice.call("bob")
             check(calls.poll(30, TimeUnit.SECONDS) == callId)

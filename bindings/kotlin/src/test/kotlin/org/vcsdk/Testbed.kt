@@ -4,7 +4,7 @@ import java.io.File
 import java.util.concurrent.TimeUnit
 
 /** The real vc-ca and vc-server on 127.0.0.1 (tests/src/bin/vc-testbed.rs), stopped by [close]. */
-class Testbed(users: String = "alice,bob") : AutoCloseable {
+class Testbed(users: String = "alice,bob", voucherCount: Int = 2) : AutoCloseable {
     private val process: Process
     val caUrl: String
     val caRoot: String
@@ -15,7 +15,7 @@ class Testbed(users: String = "alice,bob") : AutoCloseable {
 
     init {
         val binary = System.getProperty("vcsdk.testbed") ?: "../../target/debug/vc-testbed"
-        process = ProcessBuilder(binary, "--users", users, "--vouchers", "2")
+        process = ProcessBuilder(binary, "--users", users, "--vouchers", "$voucherCount")
             .redirectError(ProcessBuilder.Redirect.INHERIT)
             .start()
         val line = process.inputStream.bufferedReader().readLine()
