@@ -6,6 +6,8 @@
 //!   meet, NULL and garbage on every entry point);
 //! - `VCSDK_C_SAMPLE`: samples/c/vc_sample.c (two processes: one listens and saves, one calls and
 //!   streams a file);
+//! - `VCSDK_C_CONFERENCE`: tests/c/conference.c (three C clients in one conference, NULL and
+//!   garbage on every conference entry point);
 //! - `VCSDK_C_RUNNER` (optional): a command to run them under, e.g. valgrind with its options.
 
 use std::path::{Path, PathBuf};
@@ -158,6 +160,27 @@ fn two_c_clients_call_each_other_and_every_refusal_reaches_c() {
     assert_success(&[("calls", &out)]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("all C call tests passed"), "{stdout}");
+}
+
+#[test]
+#[ignore = "run by scripts/c-tests.sh, which builds the C program"]
+fn three_c_clients_hold_a_conference() {
+    let binary = program("VCSDK_C_CONFERENCE");
+    let ca = TestCa::start(&[]);
+    let server = TestServer::start(&ca, &["keepalive_secs = 2", "rate_per_minute = 0"]);
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut c = command(&binary);
+    c.env("VC_WORK", work.path())
+        .env("VC_CA_URL", ca.url())
+        .env("VC_CA_ROOT", ca.root_path())
+        .env("VC_SERVER", server.addr())
+        .env("VC_TOKEN_ALICE", ca.client_token("alice"))
+        .env("VC_TOKEN_BOB", ca.client_token("bob"))
+        .env("VC_TOKEN_CAROL", ca.client_token("carol"));
+    let out = finish(c);
+    assert_success(&[("conference", &out)]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("all C conference tests passed"), "{stdout}");
 }
 
 #[test]
