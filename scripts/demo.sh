@@ -2,8 +2,10 @@
 # The vcsdk demo on loopback with embedded storage (SQLite): a CA is made and served, a client
 # enrolls with a one-time token, renews, revokes, and the CRL shows it; then a conferencing server
 # is enrolled and served, two clients register, see each other and call, streaming a file over the
-# call's end-to-end encrypted media, directly and through the relay, with statistics. Everything lives in a
-# temporary directory (kept when DEMO_DIR is set) and every process is stopped at the end.
+# call's end-to-end encrypted media, directly and through the relay, with statistics; then three of
+# them hold a conference in which a member joins and one leaves, and the group key's epoch changes
+# each time. Everything lives in a temporary directory (kept when DEMO_DIR is set) and every process
+# is stopped at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -15,7 +17,9 @@ mkdir -p "$work"
 ca_pid=""
 server_pid=""
 listen_pid=""
+conf_pids=()
 cleanup() {
+  for p in "${conf_pids[@]}"; do kill "$p" 2>/dev/null || true; done
   [ -n "$listen_pid" ] && kill "$listen_pid" 2>/dev/null || true
   [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
   [ -n "$ca_pid" ] && kill "$ca_pid" 2>/dev/null || true
@@ -134,10 +138,49 @@ run "$bin/vc" account --server "$server_addr" --server-name localhost --identity
 run "$bin/vc" receipts export --out "$work/carol-receipts.json" --server "$server_addr" --server-name localhost --identity-dir "$work/carol"
 run "$bin/vc" receipts verify "$work/carol-receipts.json" --identity-dir "$work/carol"
 
-step "15. What the server recorded; then SIGTERM (open calls would be ended and recorded)"
+step "15. A conference of three: carol (moderator) creates it, bob joins, dave joins, bob leaves"
+S=(--server "$server_addr" --server-name localhost)
+wait_line() { # FILE TEXT: waits (bounded) until FILE has a line containing TEXT
+  for _ in $(seq 1 300); do grep -qF "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+  echo "(timed out waiting for '$2' in $1)"; cat "$1"; return 1
+}
+for who in bob dave; do
+  "$bin/vc" conf join --from carol "${S[@]}" --identity-dir "$work/$who" >"$work/$who-conf.out" 2>&1 &
+  conf_pids+=($!)
+  wait_line "$work/$who-conf.out" "waiting for an invitation"
+done
+echo '$ vc conf create --invite bob   (carol; every member sends a small frame to the others every 200 ms)'
+"$bin/vc" conf create --invite bob "${S[@]}" --identity-dir "$work/carol" >"$work/carol-conf.out" 2>&1 &
+conf_pids+=($!)
+wait_line "$work/carol-conf.out" "epoch 2: carol, bob"
+sleep 1
+run "$bin/vc" conf invite dave --identity-dir "$work/carol"
+wait_line "$work/carol-conf.out" "epoch 3: carol, bob, dave"
+sleep 1
+run "$bin/vc" conf status --identity-dir "$work/carol"
+echo "-- the moderator raises the policy to level 3 (AES-256-GCM, post-quantum key wraps) for everyone at the next epoch:"
+run "$bin/vc" conf policy --level 3 --identity-dir "$work/carol"
+wait_line "$work/carol-conf.out" "epoch 4: carol, bob, dave (level 3"
+sleep 1
+echo "-- bob leaves: carol makes a fresh key only carol and dave get"
+run "$bin/vc" conf leave --identity-dir "$work/bob"
+wait_line "$work/carol-conf.out" "epoch 5: carol, dave"
+sleep 1
+run "$bin/vc" conf leave --identity-dir "$work/dave"
+wait_line "$work/carol-conf.out" "dave left"
+run "$bin/vc" conf leave --identity-dir "$work/carol"
+for p in "${conf_pids[@]}"; do wait "$p" || true; done
+conf_pids=()
+for who in carol bob dave; do
+  echo "$who's session:"
+  sed 's/^/  /' "$work/$who-conf.out"
+done
+
+step "16. What the server recorded; then SIGTERM (open calls would be ended and recorded)"
 run "$bin/vc-server" accounts --data-dir "$work/server"
 run "$bin/vc-server" users --data-dir "$work/server"
 run "$bin/vc-server" cdr list --data-dir "$work/server"
+echo "(each member's time in the conference is a record of its own: callee conf:<id>, paid by the member)"
 kill -TERM "$server_pid"; wait "$server_pid" || true; server_pid=""
 
 step "Done"

@@ -77,9 +77,10 @@ async def conference_scenario(bed):
         bob.set_access_list(vcsdk.AccessList(allow=["not an id!"], deny=[], contacts=[],
                                              default=vcsdk.AccessDefault.ANYONE))
 
-    a_events = ConfEvents()
+    a_events, a_second = ConfEvents(), ConfEvents()
     conf = await alice.create_conference(None, True)
     subscriptions.append(conf.add_listener(a_events))  # delivery lasts while it is held
+    second_sub = conf.add_listener(a_second)           # every listener hears every event
     await a_events.expect(is_epoch(1))
     await conf.invite("bob")
     invitation = await recorders["bob"].expect("invitation")
@@ -90,6 +91,8 @@ async def conference_scenario(bed):
     await recorders["carol"].expect("invitation")
     c = await carol.join_conference(conf.id(), True)
     await a_events.expect(is_epoch(3, ["alice", "bob", "carol"]))
+    await a_second.expect(is_epoch(3, ["alice", "bob", "carol"]))
+    second_sub.cancel()
     assert [m.id for m in c.roster()] == ["alice", "bob", "carol"]
     assert c.roster()[0].moderator
 

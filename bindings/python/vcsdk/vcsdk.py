@@ -516,7 +516,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_vcsdk_checksum_method_clientlistener_on_conference_invitation() != 34614:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_vcsdk_checksum_method_conference_add_listener() != 5778:
+    if lib.uniffi_vcsdk_checksum_method_conference_add_listener() != 52884:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_vcsdk_checksum_method_conference_ended() != 17528:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -6277,8 +6277,9 @@ class ConferenceProtocol(typing.Protocol):
 
     def add_listener(self, listener: "ConferenceListener"):
         """
-        Hands every event to `listener` until the subscription is cancelled or dropped. Events
-        before the first listener wait for it.
+        Adds a listener for this conference's events (on the conference's own thread, one call at
+        a time, in order); it hears them until the returned subscription is cancelled or dropped.
+        Events before the first listener wait for it (up to 1 024).
         """
 
         raise NotImplementedError
@@ -6404,14 +6405,15 @@ class Conference():
 
     def add_listener(self, listener: "ConferenceListener") -> "Subscription":
         """
-        Hands every event to `listener` until the subscription is cancelled or dropped. Events
-        before the first listener wait for it.
+        Adds a listener for this conference's events (on the conference's own thread, one call at
+        a time, in order); it hears them until the returned subscription is cancelled or dropped.
+        Events before the first listener wait for it (up to 1 024).
         """
 
         _UniffiConverterTypeConferenceListener.check_lower(listener)
         
         return _UniffiConverterTypeSubscription.lift(
-            _uniffi_rust_call_with_error(_UniffiConverterTypeVcError,_UniffiLib.uniffi_vcsdk_fn_method_conference_add_listener,self._uniffi_clone_pointer(),
+            _uniffi_rust_call(_UniffiLib.uniffi_vcsdk_fn_method_conference_add_listener,self._uniffi_clone_pointer(),
         _UniffiConverterTypeConferenceListener.lower(listener))
         )
 

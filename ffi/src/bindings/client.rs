@@ -421,7 +421,7 @@ impl Client {
         on_runtime(async move {
             Ok(Arc::new(Conference::new(
                 client.create_conference(options).await?,
-            )))
+            )?))
         })
         .await
     }
@@ -437,7 +437,7 @@ impl Client {
         on_runtime(async move {
             Ok(Arc::new(Conference::new(
                 client.join_conference(&conf, options).await?,
-            )))
+            )?))
         })
         .await
     }

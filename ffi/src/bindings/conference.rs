@@ -415,32 +415,102 @@ pub struct ConferenceStats {
     pub foreign_packets: u64,
 }
 
+/// Events kept while no listener is registered (the oldest are dropped beyond this).
+const PENDING_EVENTS: usize = 1024;
+
+/// The registered listeners of a conference.
+#[derive(Default)]
+struct Listeners {
+    next: Mutex<u64>,
+    list: Mutex<Vec<(u64, Arc<dyn ConferenceListener>)>>,
+    added: tokio::sync::Notify,
+}
+
+impl Listeners {
+    fn snapshot(&self) -> Vec<Arc<dyn ConferenceListener>> {
+        self.list
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(_, l)| l.clone())
+            .collect()
+    }
+}
+
+/// Starts the thread that hands the conference's events to every listener (holding them while
+/// there is none) until `stop` is set.
+fn start_pump(
+    conference: vcsdk::client::Conference,
+    listeners: Arc<Listeners>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), VcError> {
+    std::thread::Builder::new()
+        .name("vcsdk-conference".into())
+        .spawn(move || {
+            let mut pending = std::collections::VecDeque::new();
+            loop {
+                let next = crate::runtime::block_on(async {
+                    tokio::select! {
+                        biased;
+                        _ = stop.wait_for(|s| *s) => None,
+                        _ = listeners.added.notified() => Some(None),
+                        event = conference.next_event() => event.map(Some),
+                    }
+                });
+                let event = match next {
+                    Ok(Some(event)) => event,
+                    _ => break,
+                };
+                let current = listeners.snapshot();
+                if current.is_empty() {
+                    if let Some(event) = event {
+                        if pending.len() == PENDING_EVENTS {
+                            pending.pop_front();
+                        }
+                        pending.push_back(event);
+                    }
+                    continue;
+                }
+                for event in pending.drain(..).chain(event) {
+                    let event: ConferenceEvent = event.into();
+                    for listener in &current {
+                        // A listener that throws is reported by UniFFI as a panic; delivery to it
+                        // and to the others goes on.
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            listener.on_event(event.clone())
+                        }));
+                    }
+                }
+            }
+        })
+        .map(drop)
+        .map_err(|e| VcError::kind(vc_result::VC_RESULT_STORE, e.to_string()))
+}
+
 /// A conference this client is in. Dropping it does not leave: call `leave` first.
 #[derive(uniffi::Object)]
 pub struct Conference {
     conference: vcsdk::client::Conference,
-    listeners: Mutex<Vec<watch::Sender<bool>>>,
+    listeners: Arc<Listeners>,
+    stop: watch::Sender<bool>,
 }
 
 impl Conference {
-    pub(crate) fn new(conference: vcsdk::client::Conference) -> Self {
-        Conference {
+    pub(crate) fn new(conference: vcsdk::client::Conference) -> Result<Self, VcError> {
+        let listeners = Arc::new(Listeners::default());
+        let (stop, stopped) = watch::channel(false);
+        start_pump(conference.clone(), listeners.clone(), stopped)?;
+        Ok(Conference {
             conference,
-            listeners: Mutex::new(Vec::new()),
-        }
+            listeners,
+            stop,
+        })
     }
 }
 
 impl Drop for Conference {
     fn drop(&mut self) {
-        for stop in self
-            .listeners
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-        {
-            let _ = stop.send(true);
-        }
+        let _ = self.stop.send(true);
     }
 }
 
@@ -495,43 +565,35 @@ impl Conference {
         self.conference.ended()
     }
 
-    /// Hands every event to `listener` until the subscription is cancelled or dropped. Events
-    /// before the first listener wait for it.
-    pub fn add_listener(
-        &self,
-        listener: Arc<dyn ConferenceListener>,
-    ) -> Result<Arc<Subscription>, VcError> {
-        let (stop, mut stopped) = watch::channel(false);
-        let conference = self.conference.clone();
-        std::thread::Builder::new()
-            .name("vcsdk-conference".into())
-            .spawn(move || loop {
-                let next = crate::runtime::block_on(async {
-                    tokio::select! {
-                        biased;
-                        _ = stopped.wait_for(|s| *s) => None,
-                        event = conference.next_event() => event,
-                    }
-                });
-                match next {
-                    Ok(Some(event)) => {
-                        // A listener that throws is reported by UniFFI as a panic; delivery
-                        // goes on.
-                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            listener.on_event(event.into())
-                        }));
-                    }
-                    _ => break,
-                }
-            })
-            .map_err(|e| VcError::kind(vc_result::VC_RESULT_STORE, e.to_string()))?;
+    /// Adds a listener for this conference's events (on the conference's own thread, one call at
+    /// a time, in order); it hears them until the returned subscription is cancelled or dropped.
+    /// Events before the first listener wait for it (up to 1 024).
+    pub fn add_listener(&self, listener: Arc<dyn ConferenceListener>) -> Arc<Subscription> {
+        let id = {
+            let mut next = self
+                .listeners
+                .next
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            *next += 1;
+            *next
+        };
         self.listeners
+            .list
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(stop.clone());
-        Ok(Arc::new(Subscription::new(move || {
-            let _ = stop.send(true);
-        })))
+            .push((id, listener));
+        self.listeners.added.notify_one();
+        let listeners = Arc::downgrade(&self.listeners);
+        Arc::new(Subscription::new(move || {
+            if let Some(listeners) = listeners.upgrade() {
+                listeners
+                    .list
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .retain(|(i, _)| *i != id);
+            }
+        }))
     }
 
     /// Invites `user` (its certificate is checked first).

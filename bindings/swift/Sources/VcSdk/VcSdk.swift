@@ -1484,10 +1484,11 @@ public func FfiConverterTypeClientListener_lower(_ value: ClientListener) -> Uns
 public protocol ConferenceProtocol: AnyObject, Sendable {
     
     /**
-     * Hands every event to `listener` until the subscription is cancelled or dropped. Events
-     * before the first listener wait for it.
+     * Adds a listener for this conference's events (on the conference's own thread, one call at
+     * a time, in order); it hears them until the returned subscription is cancelled or dropped.
+     * Events before the first listener wait for it (up to 1 024).
      */
-    func addListener(listener: ConferenceListener) throws  -> Subscription
+    func addListener(listener: ConferenceListener)  -> Subscription
     
     /**
      * Why we are no longer a member, once we are not.
@@ -1621,11 +1622,12 @@ open class Conference: ConferenceProtocol, @unchecked Sendable {
 
     
     /**
-     * Hands every event to `listener` until the subscription is cancelled or dropped. Events
-     * before the first listener wait for it.
+     * Adds a listener for this conference's events (on the conference's own thread, one call at
+     * a time, in order); it hears them until the returned subscription is cancelled or dropped.
+     * Events before the first listener wait for it (up to 1 024).
      */
-open func addListener(listener: ConferenceListener)throws  -> Subscription  {
-    return try  FfiConverterTypeSubscription_lift(try rustCallWithError(FfiConverterTypeVcError_lift) {
+open func addListener(listener: ConferenceListener) -> Subscription  {
+    return try!  FfiConverterTypeSubscription_lift(try! rustCall() {
     uniffi_vcsdk_fn_method_conference_add_listener(self.uniffiClonePointer(),
         FfiConverterTypeConferenceListener_lower(listener),$0
     )
@@ -6524,7 +6526,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_vcsdk_checksum_method_clientlistener_on_conference_invitation() != 34614) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_vcsdk_checksum_method_conference_add_listener() != 5778) {
+    if (uniffi_vcsdk_checksum_method_conference_add_listener() != 52884) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_vcsdk_checksum_method_conference_ended() != 17528) {

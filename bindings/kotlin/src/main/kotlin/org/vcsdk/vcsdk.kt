@@ -1506,7 +1506,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if (lib.uniffi_vcsdk_checksum_method_clientlistener_on_conference_invitation() != 34614.toShort()) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if (lib.uniffi_vcsdk_checksum_method_conference_add_listener() != 5778.toShort()) {
+    if (lib.uniffi_vcsdk_checksum_method_conference_add_listener() != 52884.toShort()) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if (lib.uniffi_vcsdk_checksum_method_conference_ended() != 17528.toShort()) {
@@ -3269,8 +3269,9 @@ public object FfiConverterTypeClientListener: FfiConverter<ClientListener, Point
 public interface ConferenceInterface {
     
     /**
-     * Hands every event to `listener` until the subscription is cancelled or dropped. Events
-     * before the first listener wait for it.
+     * Adds a listener for this conference's events (on the conference's own thread, one call at
+     * a time, in order); it hears them until the returned subscription is cancelled or dropped.
+     * Events before the first listener wait for it (up to 1 024).
      */
     fun `addListener`(`listener`: ConferenceListener): Subscription
     
@@ -3439,13 +3440,13 @@ open class Conference: Disposable, AutoCloseable, ConferenceInterface
 
     
     /**
-     * Hands every event to `listener` until the subscription is cancelled or dropped. Events
-     * before the first listener wait for it.
-     */
-    @Throws(VcException::class)override fun `addListener`(`listener`: ConferenceListener): Subscription {
+     * Adds a listener for this conference's events (on the conference's own thread, one call at
+     * a time, in order); it hears them until the returned subscription is cancelled or dropped.
+     * Events before the first listener wait for it (up to 1 024).
+     */override fun `addListener`(`listener`: ConferenceListener): Subscription {
             return FfiConverterTypeSubscription.lift(
     callWithPointer {
-    uniffiRustCallWithError(VcException) { _status ->
+    uniffiRustCall() { _status ->
     UniffiLib.INSTANCE.uniffi_vcsdk_fn_method_conference_add_listener(
         it, FfiConverterTypeConferenceListener.lower(`listener`),_status)
 }
