@@ -437,6 +437,24 @@ struct Shared {
     events: Mutex<mpsc::UnboundedReceiver<ConferenceEvent>>,
     timings: StdMutex<ConferenceTimings>,
     options: ConferenceOptions,
+    /// The last counter we signed with: the task and the application may sign at once, and no
+    /// two of our entries may share a counter.
+    last_counter: std::sync::atomic::AtomicU64,
+}
+
+impl Shared {
+    /// A counter above every one we used and above `applied` (our last in the applied state).
+    fn counter(&self, applied: u64) -> u64 {
+        use std::sync::atomic::Ordering;
+        let mut chosen = 0;
+        let _ = self
+            .last_counter
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+                chosen = next_counter(last.max(applied));
+                Some(chosen)
+            });
+        chosen
+    }
 }
 
 struct TaskGuard(StdMutex<Option<tokio::task::JoinHandle<()>>>);
@@ -641,6 +659,7 @@ impl Conference {
             events: Mutex::new(events_rx),
             timings: StdMutex::new(ConferenceTimings::default()),
             options,
+            last_counter: std::sync::atomic::AtomicU64::new(0),
         });
         let engine = Engine {
             shared: shared.clone(),
@@ -661,6 +680,8 @@ impl Conference {
     /// Posts our create or join entry and waits until it is applied here.
     async fn enter(&self, content: Content) -> Result<()> {
         let s = &self.shared;
+        s.last_counter
+            .fetch_max(content.counter, std::sync::atomic::Ordering::SeqCst);
         let entry = Entry::sign(&s.client.inner.options.identity, &content)?;
         let result = async {
             s.client.post_entry(&s.conf, entry).await?;
@@ -853,7 +874,7 @@ impl Conference {
             let entry = {
                 let st = self.state();
                 let mut content = st.content(&s.me, body(&st)?);
-                content.counter = next_counter(st.counter_of(&s.me));
+                content.counter = s.counter(st.counter_of(&s.me));
                 Entry::sign(&s.client.inner.options.identity, &content)?
             };
             let seen = *applied.borrow_and_update();
@@ -864,7 +885,8 @@ impl Conference {
                     return Ok(seq);
                 }
                 Err(Error::ServerRefused { code, .. })
-                    if code == "conf_stale" && attempt + 1 < POST_ATTEMPTS =>
+                    if (code == "conf_stale" || code == "conf_replay")
+                        && attempt + 1 < POST_ATTEMPTS =>
                 {
                     // Wait until the entries that moved the state arrive here.
                     let moved = applied.wait_for(|next| *next > seen);
@@ -1463,7 +1485,7 @@ impl Engine {
                     wraps: prepared.wrap_refs(),
                 },
             );
-            content.counter = next_counter(st.counter_of(&me));
+            content.counter = self.shared.counter(st.counter_of(&me));
             let entry = match Entry::sign(&self.shared.client.inner.options.identity, &content) {
                 Ok(e) => e,
                 Err(e) => {
