@@ -260,6 +260,95 @@ fn the_vc_command_line_enrolls_renews_and_revokes() {
 }
 
 #[test]
+fn init_names_the_root_sets_its_lifetime_tokens_lapse_and_holders_revoke_from_the_cli() {
+    // `vc-ca init --name --validity-days`: the root's subject and lifetime, as openssl reads them.
+    let ca = TestCa::start(&["--name", "Acme Test CA", "--validity-days", "30"]);
+    let root = ca.root_path();
+    let root = root.to_str().unwrap();
+    let subject = std::process::Command::new("openssl")
+        .args(["x509", "-in", root, "-noout", "-subject"])
+        .output()
+        .unwrap();
+    let subject = String::from_utf8_lossy(&subject.stdout);
+    assert!(subject.contains("Acme Test CA"), "{subject}");
+    let lives_past = |days: u64| {
+        std::process::Command::new("openssl")
+            .args([
+                "x509",
+                "-in",
+                root,
+                "-noout",
+                "-checkend",
+                &(days * 86_400).to_string(),
+            ])
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(lives_past(29), "the root must live 30 days");
+    assert!(!lives_past(31), "the root must not outlive 30 days");
+
+    // `vc-ca token create --ttl`: a token past its lifetime is refused as expired.
+    let token = ca
+        .cli(&["token", "create", "--client", "zed", "--ttl", "1s"])
+        .trim()
+        .to_owned();
+    std::thread::sleep(Duration::from_millis(2100));
+    let home = tempfile::tempdir().unwrap();
+    let enroll = |token: &str, dir: &str| {
+        run(
+            "vc",
+            &[
+                "enroll",
+                "--ca-url",
+                &ca.url(),
+                "--ca-root",
+                root,
+                "--token",
+                token,
+                "--id",
+                "zed",
+                "--identity-dir",
+                dir,
+            ],
+        )
+    };
+    let late_dir = home.path().join("late");
+    let late = enroll(&token, late_dir.to_str().unwrap());
+    assert!(!late.status.success());
+    assert!(
+        String::from_utf8_lossy(&late.stderr).contains("token_expired"),
+        "{}",
+        String::from_utf8_lossy(&late.stderr)
+    );
+
+    // `vc revoke` by the holder: the CA lists the certificate as revoked with the reason given.
+    let dir = home.path().join("zed");
+    let dir = dir.to_str().unwrap();
+    let fresh = ca
+        .cli(&["token", "create", "--client", "zed"])
+        .trim()
+        .to_owned();
+    assert!(enroll(&fresh, dir).status.success());
+    let out = run_ok(
+        "vc",
+        &["revoke", "--identity-dir", dir, "--reason", "keyCompromise"],
+    );
+    assert!(
+        out.starts_with("revoked serial ") && out.contains("keyCompromise"),
+        "{out}"
+    );
+    let list = ca.cli(&["list"]);
+    let line = list.lines().find(|l| l.contains("zed")).unwrap_or_default();
+    assert!(line.contains("revoked"), "{list}");
+    let who = run("vc", &["whoami", "--identity-dir", dir]);
+    assert!(
+        !who.status.success(),
+        "the identity directory holds no certificate after revoking"
+    );
+}
+
+#[test]
 fn the_cli_refuses_to_overwrite_a_ca() {
     let ca = TestCa::start(&[]);
     let data = ca.data_dir();

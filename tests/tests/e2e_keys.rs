@@ -217,6 +217,25 @@ fn a_relaying_server_cannot_alter_substitute_or_replay() {
         fresh_caller.finish(&answer, &check).is_err(),
         "an answer to an earlier offer"
     );
+    // The caller's own check: a callee whose certificate was revoked (with the fresh CRL) is
+    // refused before any key is derived.
+    let revoked_bob = ca.identity("bob");
+    ca.ca
+        .revoke_serial(
+            &revoked_bob.info().serial,
+            vcsdk::proto::ca::RevocationReason::KeyCompromise,
+            vcca::service::Actor::Operator,
+        )
+        .unwrap();
+    let (to_revoked, offer_r) = CallerHandshake::start(&alice, "call-9", "bob", 2).unwrap();
+    let (_, answer_r) =
+        CalleeHandshake::answer(&revoked_bob, &offer_r, "call-9", "alice", 2, &check).unwrap();
+    let err = to_revoked
+        .finish(&answer_r, &ca.check())
+        .map(|_| ())
+        .unwrap_err();
+    assert!(err.to_string().contains("revoked"), "{err}");
+
     let (_, confirm) = caller.finish(&answer, &check).unwrap();
     // The confirmation: altered, or from another run.
     let (callee, _) = CalleeHandshake::answer(&bob, &offer, "call-1", "alice", 3, &check).unwrap();

@@ -189,6 +189,15 @@ async fn three_clients_register_see_each_other_and_call() {
     bob.answer(&with_carol, Answer::Accept).await.unwrap();
     let busy = alice.call("bob").await.unwrap();
     expect(&mut alice_events, 5, state_of(&busy, CallState::Busy)).await;
+    // In a call, one cannot place another; a call that is over is unknown.
+    assert_eq!(
+        refused_code(carol.call("alice").await.unwrap_err()),
+        "already_in_call"
+    );
+    assert_eq!(
+        refused_code(alice.terminate(&busy, None).await.unwrap_err()),
+        "unknown_call"
+    );
     bob.terminate(&with_carol, Some("bye")).await.unwrap();
     expect(
         &mut carol_events,
@@ -196,6 +205,20 @@ async fn three_clients_register_see_each_other_and_call() {
         state_of(&with_carol, CallState::Ended),
     )
     .await;
+
+    // The callee answers "busy" itself: the caller is told busy, with the reason.
+    let asked = alice.call("bob").await.unwrap();
+    expect(&mut bob_events, 5, |e| {
+        matches!(e, ClientEvent::IncomingCall { call_id, .. } if *call_id == asked).then_some(())
+    })
+    .await;
+    bob.answer(&asked, Answer::Busy).await.unwrap();
+    let reason = expect(&mut alice_events, 5, state_of(&asked, CallState::Busy)).await;
+    assert_eq!(reason.as_deref(), Some("bob is busy"));
+    assert_eq!(
+        refused_code(bob.answer(&asked, Answer::Accept).await.unwrap_err()),
+        "not_offered"
+    );
 
     // unregister: carol disappears from the list and cannot be called
     carol.unregister().await.unwrap();
@@ -397,6 +420,28 @@ fn the_vc_command_line_registers_lists_calls_and_listens() {
     );
     assert!(out.contains("declined (bob declined)"), "{out}");
     let _ = decliner.wait_with_output();
+    // bob listens but never answers (it asks on a terminal nobody types into): no answer.
+    let ask_args = with(&bob, &["listen", "--max-calls", "1"]);
+    let mut asker = std::process::Command::new(vcsdk_tests::binary("vc"))
+        .args(&ask_args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = run_ok(
+        "vc",
+        &with(&alice, &["call", "bob"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(
+        out.contains("ringing") && out.contains("no answer"),
+        "{out}"
+    );
+    let _ = asker.kill();
+    let _ = asker.wait();
     let offline = run(
         "vc",
         &with(&alice, &["call", "bob"])

@@ -156,6 +156,39 @@ mod tests {
     }
 
     #[test]
+    fn the_table_walked_above_is_every_value_the_header_declares() {
+        // ALL is written by hand: check it against the checked-in header (itself checked against
+        // the code by gen-header --check), so a new vc_result cannot be left out of the walk.
+        let header = include_str!("../../../include/vcsdk.h");
+        let end = header.find("} vc_result;").expect("the vc_result enum");
+        let start = header[..end].rfind("typedef enum {").expect("its start");
+        let declared: Vec<&str> = header[start..end]
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("VC_RESULT_"))
+            .map(|l| l.split([' ', ',']).next().unwrap_or(""))
+            .collect();
+        let walked: Vec<String> = vc_result::ALL.iter().map(|r| format!("{r:?}")).collect();
+        assert_eq!(declared, walked);
+        // And every kind has a generated exception class in the Python and Kotlin bindings.
+        let python = include_str!("../../../bindings/python/vcsdk/vcsdk.py");
+        let kotlin = include_str!("../../../bindings/kotlin/src/main/kotlin/org/vcsdk/vcsdk.kt");
+        for kind in vc_result::ALL.into_iter().skip(1) {
+            let e = VcError::kind(kind, "x");
+            let name = format!("{e:?}");
+            let variant = name.split([' ', '{']).next().unwrap_or("");
+            assert!(
+                python.contains(&format!("class {variant}(")),
+                "Python lacks VcError.{variant}"
+            );
+            assert!(
+                kotlin.contains(&format!("class {variant}(")),
+                "Kotlin lacks VcException.{variant}"
+            );
+        }
+    }
+
+    #[test]
     fn sdk_errors_map_as_in_c() {
         let e = VcError::from(vcsdk::Error::ServerRefused {
             code: "user_offline".into(),

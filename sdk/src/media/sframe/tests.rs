@@ -103,6 +103,27 @@ fn round_trips_in_place_and_counters_never_repeat() {
 }
 
 #[test]
+fn a_key_whose_counters_ran_out_is_refused_not_reused() {
+    let (mut a, mut b) = pair(CipherSuite::Aes128GcmSha256, 7);
+    let mut out = [0u8; 64];
+    // The last counter a key uses: the frame goes out and opens...
+    let n = a
+        .encrypt_with_counter(7, u64::MAX - 1, b"", b"last", &mut out)
+        .unwrap();
+    let mut opened = [0u8; 64];
+    assert_eq!(b.decrypt(b"", &out[..n], &mut opened).unwrap(), (7, 4));
+    // ...and nothing more can be sent with that key: a new key needs a new KID.
+    assert_eq!(
+        a.encrypt(7, b"", b"again", &mut out),
+        Err(SframeError::CounterExhausted(7))
+    );
+    assert_eq!(
+        a.add_send_key(CipherSuite::Aes128GcmSha256, 7, &[1u8; 16]),
+        Err(SframeError::KidReused(7))
+    );
+}
+
+#[test]
 fn tampering_replay_wrong_metadata_and_unknown_keys_are_refused() {
     let (mut a, mut b) = pair(CipherSuite::Aes128GcmSha256, 9);
     let mut frame = [0u8; 64];
