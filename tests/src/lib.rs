@@ -551,3 +551,90 @@ pub fn issue_identities(
         })
         .collect()
 }
+
+/// A CA run in-process with the CA library (for tests of what a compromised server or network
+/// could deliver, where the CA's HTTPS API is not what is being tested).
+pub struct LocalCa {
+    _dir: tempfile::TempDir,
+    /// The authority (to revoke with, or read the CRL of).
+    pub ca: vcca::CertificationAuthority,
+}
+
+impl LocalCa {
+    /// A fresh CA whose certificates live a day.
+    pub fn new() -> LocalCa {
+        let dir = tempfile::tempdir().expect("tempdir");
+        vcca::CertificationAuthority::init(
+            dir.path(),
+            &vcca::config::CaConfig::default(),
+            Duration::from_secs(86_400),
+        )
+        .expect("init");
+        let ca = vcca::CertificationAuthority::open(dir.path()).expect("open");
+        LocalCa { _dir: dir, ca }
+    }
+
+    fn issue(
+        &self,
+        grant: vcca::grant::Grant,
+        subject: vcsdk::pki::CsrSubject,
+    ) -> vcsdk::identity::Identity {
+        let token = self.ca.create_token(&grant, None).expect("token");
+        let key = vcsdk::pki::new_key_pair().expect("key");
+        let cert = self
+            .ca
+            .enroll(&token, &subject.csr_pem(&key).expect("csr"))
+            .expect("enroll");
+        let pem = vcsdk::pki::pem::encode("CERTIFICATE", &cert.der);
+        vcsdk::identity::Identity::from_pem(
+            pem.as_bytes(),
+            &key.serialize_pem(),
+            self.ca.root_pem().as_bytes(),
+        )
+        .expect("identity")
+    }
+
+    /// A client identity for `id`.
+    pub fn client(&self, id: &str) -> vcsdk::identity::Identity {
+        let id = vcsdk::ClientId::new(id).expect("id");
+        self.issue(
+            vcca::grant::Grant::Client(id.clone()),
+            vcsdk::pki::CsrSubject::Client(id),
+        )
+    }
+
+    /// A server identity for `localhost`.
+    pub fn server(&self) -> vcsdk::identity::Identity {
+        let names = vec!["localhost".to_string()];
+        self.issue(
+            vcca::grant::Grant::Server(names.clone()),
+            vcsdk::pki::CsrSubject::Server(names),
+        )
+    }
+
+    /// The pinned root with the CA's current CRL.
+    pub fn check(&self) -> vcsdk::pki::CertificateCheck {
+        let mut check = vcsdk::pki::CertificateCheck::new(self.ca.root().clone()).expect("root");
+        check
+            .set_crl_der(&self.ca.current_crl().expect("crl").der)
+            .expect("crl");
+        check
+    }
+
+    /// Revokes `identity`'s certificate (key compromise).
+    pub fn revoke(&self, identity: &vcsdk::identity::Identity) {
+        self.ca
+            .revoke_serial(
+                &identity.info().serial,
+                vcsdk::proto::ca::RevocationReason::KeyCompromise,
+                vcca::service::Actor::Operator,
+            )
+            .expect("revoke");
+    }
+}
+
+impl Default for LocalCa {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -4,74 +4,15 @@
 //! certificates from a real CA, and every member — built from the same log — rejects it alike
 //! and stays where it was. (`conference.rs` shows the real server refusing them first.)
 
-use std::time::Duration;
-
-use vcca::config::CaConfig;
-use vcca::grant::Grant;
-use vcca::CertificationAuthority;
 use vcsdk::conference::entry::{sha256_hex, Body, Content, Entry, Sequenced, SERVER_AUTHOR};
-use vcsdk::conference::group_key::{
-    unwrap_epoch, wrap_epoch, MemberSecrets, Recipient, WrapContext,
-};
+use vcsdk::conference::group_key::{unwrap_epoch, MemberSecrets, WrapContext};
 use vcsdk::conference::state::{Change, ConferenceState, Verifier};
-use vcsdk::conference::{Mode, Policy};
+use vcsdk::conference::{next_epoch, Mode, Policy};
 use vcsdk::identity::Identity;
-use vcsdk::pki::{CertificateCheck, CsrSubject};
+use vcsdk::pki::CertificateCheck;
 use vcsdk::util::hex;
-use vcsdk::ClientId;
 
-struct Ca {
-    _dir: tempfile::TempDir,
-    ca: CertificationAuthority,
-}
-
-impl Ca {
-    fn new() -> Ca {
-        let dir = tempfile::tempdir().unwrap();
-        CertificationAuthority::init(
-            dir.path(),
-            &CaConfig::default(),
-            Duration::from_secs(86_400),
-        )
-        .unwrap();
-        let ca = CertificationAuthority::open(dir.path()).unwrap();
-        Ca { _dir: dir, ca }
-    }
-
-    fn issue(&self, grant: Grant, subject: CsrSubject) -> Identity {
-        let token = self.ca.create_token(&grant, None).unwrap();
-        let key = vcsdk::pki::new_key_pair().unwrap();
-        let cert = self
-            .ca
-            .enroll(&token, &subject.csr_pem(&key).unwrap())
-            .unwrap();
-        let pem = vcsdk::pki::pem::encode("CERTIFICATE", &cert.der);
-        Identity::from_pem(
-            pem.as_bytes(),
-            &key.serialize_pem(),
-            self.ca.root_pem().as_bytes(),
-        )
-        .unwrap()
-    }
-
-    fn client(&self, id: &str) -> Identity {
-        let id = ClientId::new(id).unwrap();
-        self.issue(Grant::Client(id.clone()), CsrSubject::Client(id))
-    }
-
-    fn server(&self) -> Identity {
-        let names = vec!["localhost".to_string()];
-        self.issue(Grant::Server(names.clone()), CsrSubject::Server(names))
-    }
-
-    fn check(&self) -> CertificateCheck {
-        let mut check = CertificateCheck::new(self.ca.root().clone()).unwrap();
-        check
-            .set_crl_der(&self.ca.current_crl().unwrap().der)
-            .unwrap();
-        check
-    }
-}
+type Ca = vcsdk_tests::LocalCa;
 
 const CONF: &str = "00112233445566778899aabbccddeeff";
 
@@ -166,30 +107,8 @@ fn forged_replayed_stale_and_unauthorised_entries_are_rejected_by_every_member()
     );
     log.post(&mut st, sign(&alice, &create));
     let bundle_for = |st: &ConferenceState, author: &Identity| {
-        let recipients: Vec<Recipient<'_>> = st
-            .members()
-            .iter()
-            .filter(|m| m.id != author.id())
-            .map(|m| Recipient {
-                member: m.index,
-                id: &m.id,
-                keys: &m.keys,
-            })
-            .collect();
-        let ctx = WrapContext {
-            conf: CONF,
-            epoch: st.epoch() + 1,
-            roster_hash: st.roster_hash(),
-            post_quantum: false,
-        };
-        let prepared = wrap_epoch(&ctx, &recipients).unwrap();
-        let body = Body::Bundle {
-            epoch: st.epoch() + 1,
-            ephemeral: hex(&prepared.ephemeral),
-            policy: st.pending_policy().copied().unwrap_or(*st.policy()),
-            wraps: prepared.wrap_refs(),
-        };
-        (sign(author, &content(st, author.id(), body)), prepared)
+        let made = next_epoch(st, author, st.counter_of(author.id()) + 1).unwrap();
+        (made.entry, made.prepared)
     };
     let (b1, _) = bundle_for(&st, &alice);
     log.post(&mut st, b1);
@@ -286,7 +205,13 @@ fn forged_replayed_stale_and_unauthorised_entries_are_rejected_by_every_member()
         ),
         "forbidden",
     ));
-    let (bob_bundle, _) = bundle_for(&member, &bob);
+    let bob_bundle = {
+        let (e, _) = bundle_for(&member, &alice);
+        let mut c: Content = serde_json::from_str(&e.content).unwrap();
+        c.author = "bob".into();
+        c.counter = member.counter_of("bob") + 1;
+        sign(&bob, &c)
+    };
     attacks.push(("bob distributes", bob_bundle, "forbidden"));
     attacks.push((
         "a client signs a departure",
@@ -465,14 +390,7 @@ fn a_revoked_authors_entries_are_refused_and_lapsed_invitations_cannot_be_used()
     assert!(late.contains("lapsed"), "{late}");
 
     // Alice's certificate is revoked: with the new CRL, her next entry is refused.
-    let serial = alice.info().serial.clone();
-    ca.ca
-        .revoke_serial(
-            &serial,
-            vcsdk::proto::ca::RevocationReason::KeyCompromise,
-            vcca::service::Actor::Operator,
-        )
-        .unwrap();
+    ca.revoke(&alice);
     log.check = ca.check();
     let mut m = log.member_state_historical();
     let leave = sign(&alice, &content(&m, "alice", Body::Leave));

@@ -2,63 +2,12 @@
 //! frames encrypted with them open on the other side, and every attack a relaying server could try
 //! on the handshake is refused. `media.rs` runs it between SDK clients through the real `vc-server`.
 
-use std::time::Duration;
-
-use vcca::config::CaConfig;
-use vcca::grant::Grant;
-use vcca::CertificationAuthority;
 use vcsdk::identity::Identity;
 use vcsdk::media::handshake::{kid, CalleeHandshake, CallerHandshake, HandshakeMessage, Stream};
 use vcsdk::media::sframe::SframeContext;
-use vcsdk::pki::{CertificateCheck, CsrSubject};
-use vcsdk::ClientId;
+use vcsdk::pki::CertificateCheck;
 
-struct Ca {
-    _dir: tempfile::TempDir,
-    ca: CertificationAuthority,
-}
-
-impl Ca {
-    fn new() -> Ca {
-        let dir = tempfile::tempdir().unwrap();
-        CertificationAuthority::init(
-            dir.path(),
-            &CaConfig::default(),
-            Duration::from_secs(86_400),
-        )
-        .unwrap();
-        let ca = CertificationAuthority::open(dir.path()).unwrap();
-        Ca { _dir: dir, ca }
-    }
-
-    fn identity(&self, id: &str) -> Identity {
-        let id = ClientId::new(id).unwrap();
-        let token = self
-            .ca
-            .create_token(&Grant::Client(id.clone()), None)
-            .unwrap();
-        let key = vcsdk::pki::new_key_pair().unwrap();
-        let cert = self
-            .ca
-            .enroll(&token, &CsrSubject::Client(id).csr_pem(&key).unwrap())
-            .unwrap();
-        let pem = vcsdk::pki::pem::encode("CERTIFICATE", &cert.der);
-        Identity::from_pem(
-            pem.as_bytes(),
-            &key.serialize_pem(),
-            self.ca.root_pem().as_bytes(),
-        )
-        .unwrap()
-    }
-
-    fn check(&self) -> CertificateCheck {
-        let mut check = CertificateCheck::new(self.ca.root().clone()).unwrap();
-        check
-            .set_crl_der(&self.ca.current_crl().unwrap().der)
-            .unwrap();
-        check
-    }
-}
+type Ca = vcsdk_tests::LocalCa;
 
 /// Runs the three messages; returns both sides' secrets.
 fn run(
@@ -81,7 +30,7 @@ fn run(
 #[test]
 fn both_sides_derive_the_same_keys_and_media_flows() {
     let ca = Ca::new();
-    let (alice, bob) = (ca.identity("alice"), ca.identity("bob"));
+    let (alice, bob) = (ca.client("alice"), ca.client("bob"));
     let check = ca.check();
     for level in [2u8, 3] {
         let (a, b) = run(&alice, &bob, &check, level);
@@ -135,11 +84,7 @@ fn flip_hex(v: &mut serde_json::Value, key: &str) {
 #[test]
 fn a_relaying_server_cannot_alter_substitute_or_replay() {
     let ca = Ca::new();
-    let (alice, bob, mallory) = (
-        ca.identity("alice"),
-        ca.identity("bob"),
-        ca.identity("mallory"),
-    );
+    let (alice, bob, mallory) = (ca.client("alice"), ca.client("bob"), ca.client("mallory"));
     let check = ca.check();
     let (_, offer) = CallerHandshake::start(&alice, "call-1", "bob", 3).unwrap();
     let answer_to = |offer: &HandshakeMessage| {
@@ -180,19 +125,12 @@ fn a_relaying_server_cannot_alter_substitute_or_replay() {
     assert!(answer_to(&forged).is_err(), "impersonation");
     // A certificate from another CA.
     let other = Ca::new();
-    let (_, foreign) =
-        CallerHandshake::start(&other.identity("alice"), "call-1", "bob", 3).unwrap();
+    let (_, foreign) = CallerHandshake::start(&other.client("alice"), "call-1", "bob", 3).unwrap();
     let err = answer_to(&foreign).unwrap_err().to_string();
     assert!(err.contains("not issued by the pinned CA root"), "{err}");
     // A revoked caller.
-    let revoked = ca.identity("alice");
-    ca.ca
-        .revoke_serial(
-            &revoked.info().serial,
-            vcsdk::proto::ca::RevocationReason::KeyCompromise,
-            vcca::service::Actor::Operator,
-        )
-        .unwrap();
+    let revoked = ca.client("alice");
+    ca.revoke(&revoked);
     let (_, from_revoked) = CallerHandshake::start(&revoked, "call-1", "bob", 3).unwrap();
     let fresh_crl = ca.check();
     let err = CalleeHandshake::answer(&bob, &from_revoked, "call-1", "alice", 3, &fresh_crl)
@@ -219,14 +157,8 @@ fn a_relaying_server_cannot_alter_substitute_or_replay() {
     );
     // The caller's own check: a callee whose certificate was revoked (with the fresh CRL) is
     // refused before any key is derived.
-    let revoked_bob = ca.identity("bob");
-    ca.ca
-        .revoke_serial(
-            &revoked_bob.info().serial,
-            vcsdk::proto::ca::RevocationReason::KeyCompromise,
-            vcca::service::Actor::Operator,
-        )
-        .unwrap();
+    let revoked_bob = ca.client("bob");
+    ca.revoke(&revoked_bob);
     let (to_revoked, offer_r) = CallerHandshake::start(&alice, "call-9", "bob", 2).unwrap();
     let (_, answer_r) =
         CalleeHandshake::answer(&revoked_bob, &offer_r, "call-9", "alice", 2, &check).unwrap();

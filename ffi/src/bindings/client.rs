@@ -1,18 +1,15 @@
 //! Clients for the bindings: connect, register, presence, calls, account; events to listeners.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::watch;
 use vcsdk::client::{ClientEvent, ClientOptions};
 use vcsdk::proto::signal::AccountInfo;
 
 use super::conference::{AccessList, Conference, ConferencePolicy};
+use super::listeners::Listeners;
 use super::media::{MediaOptions, MediaSession};
 use super::{on_runtime, Identity, Subscription, VcError};
-
-/// Events kept while no listener is registered (the oldest are dropped beyond this).
-const PENDING_EVENTS: usize = 1024;
 
 /// The state of a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
@@ -146,25 +143,6 @@ pub trait ClientListener: Send + Sync {
     fn on_conference_invitation(&self, conf: String, from: String);
 }
 
-/// The registered listeners of a client.
-#[derive(Default)]
-struct Listeners {
-    next: Mutex<u64>,
-    list: Mutex<Vec<(u64, Arc<dyn ClientListener>)>>,
-    added: Notify,
-}
-
-impl Listeners {
-    fn snapshot(&self) -> Vec<Arc<dyn ClientListener>> {
-        self.list
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(_, l)| l.clone())
-            .collect()
-    }
-}
-
 fn deliver(listener: &dyn ClientListener, event: &ClientEvent) {
     match event.clone() {
         ClientEvent::IncomingCall { call_id, from } => listener.on_incoming_call(call_id, from),
@@ -188,60 +166,11 @@ fn deliver(listener: &dyn ClientListener, event: &ClientEvent) {
     }
 }
 
-/// Starts the thread that hands `events` to the listeners until `stop` is set or the client is
-/// gone.
-fn start_pump(
-    listeners: Arc<Listeners>,
-    mut events: mpsc::Receiver<ClientEvent>,
-    mut stop: watch::Receiver<bool>,
-) -> Result<(), VcError> {
-    std::thread::Builder::new()
-        .name("vcsdk-events".into())
-        .spawn(move || {
-            let mut pending: VecDeque<ClientEvent> = VecDeque::new();
-            loop {
-                let next = crate::runtime::block_on(async {
-                    tokio::select! {
-                        biased;
-                        _ = stop.wait_for(|s| *s) => None,
-                        _ = listeners.added.notified() => Some(None),
-                        event = events.recv() => event.map(Some),
-                    }
-                });
-                let event = match next {
-                    Ok(Some(event)) => event,
-                    _ => break,
-                };
-                let current = listeners.snapshot();
-                if current.is_empty() {
-                    if let Some(event) = event {
-                        if pending.len() == PENDING_EVENTS {
-                            pending.pop_front();
-                        }
-                        pending.push_back(event);
-                    }
-                    continue;
-                }
-                for event in pending.drain(..).chain(event) {
-                    for listener in &current {
-                        // A listener that throws is reported by UniFFI as a panic here; it must
-                        // not end delivery to it or to the others.
-                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            deliver(listener.as_ref(), &event)
-                        }));
-                    }
-                }
-            }
-        })
-        .map(drop)
-        .map_err(|e| VcError::kind(crate::result::vc_result::VC_RESULT_STORE, e.to_string()))
-}
-
 /// A client connected to a vc-server. Lost connections are repaired in the background.
 #[derive(uniffi::Object)]
 pub struct Client {
     client: vcsdk::client::Client,
-    listeners: Arc<Listeners>,
+    listeners: Arc<Listeners<dyn ClientListener>>,
     stop: watch::Sender<bool>,
 }
 
@@ -274,9 +203,9 @@ pub async fn connect(
         let mut options = ClientOptions::new(server, current, check);
         options.server_name = server_name;
         let (client, events) = vcsdk::client::Client::connect(options).await?;
-        let listeners = Arc::new(Listeners::default());
+        let listeners = Listeners::new();
         let (stop, stopped) = watch::channel(false);
-        start_pump(listeners.clone(), events, stopped)?;
+        listeners.pump("vcsdk-events", events, deliver, stopped)?;
         Ok(Arc::new(Client {
             client,
             listeners,
@@ -291,31 +220,7 @@ impl Client {
     /// Adds a listener for this client's events; it hears them until the returned subscription is
     /// cancelled or dropped.
     pub fn add_listener(&self, listener: Arc<dyn ClientListener>) -> Arc<Subscription> {
-        let id = {
-            let mut next = self
-                .listeners
-                .next
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            *next += 1;
-            *next
-        };
-        self.listeners
-            .list
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((id, listener));
-        self.listeners.added.notify_one();
-        let listeners = Arc::downgrade(&self.listeners);
-        Arc::new(Subscription::new(move || {
-            if let Some(listeners) = listeners.upgrade() {
-                listeners
-                    .list
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .retain(|(i, _)| *i != id);
-            }
-        }))
+        self.listeners.add(listener)
     }
 
     /// This client's user id.

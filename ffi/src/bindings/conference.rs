@@ -1,7 +1,7 @@
 //! Conferences for the bindings: create one or join one you were invited to, invite, leave,
 //! remove, set or vote on the policy, events to a listener, frames to and from every member.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -9,6 +9,7 @@ use vcsdk::client::ConferenceOptions;
 use vcsdk::conference::{ConferenceMediaConfig, Mode, Protection};
 use vcsdk::media::MediaPath;
 
+use super::listeners::Listeners;
 use super::media::{PathKind, SecurityLevel, Stream};
 use super::{on_runtime, Subscription, VcError};
 use crate::result::vc_result;
@@ -415,91 +416,23 @@ pub struct ConferenceStats {
     pub foreign_packets: u64,
 }
 
-/// Events kept while no listener is registered (the oldest are dropped beyond this).
-const PENDING_EVENTS: usize = 1024;
-
-/// The registered listeners of a conference.
-#[derive(Default)]
-struct Listeners {
-    next: Mutex<u64>,
-    list: Mutex<Vec<(u64, Arc<dyn ConferenceListener>)>>,
-    added: tokio::sync::Notify,
-}
-
-impl Listeners {
-    fn snapshot(&self) -> Vec<Arc<dyn ConferenceListener>> {
-        self.list
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(_, l)| l.clone())
-            .collect()
-    }
-}
-
-/// Starts the thread that hands the conference's events to every listener (holding them while
-/// there is none) until `stop` is set.
-fn start_pump(
-    conference: vcsdk::client::Conference,
-    listeners: Arc<Listeners>,
-    mut stop: watch::Receiver<bool>,
-) -> Result<(), VcError> {
-    std::thread::Builder::new()
-        .name("vcsdk-conference".into())
-        .spawn(move || {
-            let mut pending = std::collections::VecDeque::new();
-            loop {
-                let next = crate::runtime::block_on(async {
-                    tokio::select! {
-                        biased;
-                        _ = stop.wait_for(|s| *s) => None,
-                        _ = listeners.added.notified() => Some(None),
-                        event = conference.next_event() => event.map(Some),
-                    }
-                });
-                let event = match next {
-                    Ok(Some(event)) => event,
-                    _ => break,
-                };
-                let current = listeners.snapshot();
-                if current.is_empty() {
-                    if let Some(event) = event {
-                        if pending.len() == PENDING_EVENTS {
-                            pending.pop_front();
-                        }
-                        pending.push_back(event);
-                    }
-                    continue;
-                }
-                for event in pending.drain(..).chain(event) {
-                    let event: ConferenceEvent = event.into();
-                    for listener in &current {
-                        // A listener that throws is reported by UniFFI as a panic; delivery to it
-                        // and to the others goes on.
-                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            listener.on_event(event.clone())
-                        }));
-                    }
-                }
-            }
-        })
-        .map(drop)
-        .map_err(|e| VcError::kind(vc_result::VC_RESULT_STORE, e.to_string()))
+fn deliver(listener: &dyn ConferenceListener, event: &vcsdk::client::ConferenceEvent) {
+    listener.on_event(event.clone().into())
 }
 
 /// A conference this client is in. Dropping it does not leave: call `leave` first.
 #[derive(uniffi::Object)]
 pub struct Conference {
     conference: vcsdk::client::Conference,
-    listeners: Arc<Listeners>,
+    listeners: Arc<Listeners<dyn ConferenceListener>>,
     stop: watch::Sender<bool>,
 }
 
 impl Conference {
     pub(crate) fn new(conference: vcsdk::client::Conference) -> Result<Self, VcError> {
-        let listeners = Arc::new(Listeners::default());
+        let listeners = Listeners::new();
         let (stop, stopped) = watch::channel(false);
-        start_pump(conference.clone(), listeners.clone(), stopped)?;
+        listeners.pump("vcsdk-conference", conference.clone(), deliver, stopped)?;
         Ok(Conference {
             conference,
             listeners,
@@ -569,31 +502,7 @@ impl Conference {
     /// a time, in order); it hears them until the returned subscription is cancelled or dropped.
     /// Events before the first listener wait for it (up to 1 024).
     pub fn add_listener(&self, listener: Arc<dyn ConferenceListener>) -> Arc<Subscription> {
-        let id = {
-            let mut next = self
-                .listeners
-                .next
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            *next += 1;
-            *next
-        };
-        self.listeners
-            .list
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((id, listener));
-        self.listeners.added.notify_one();
-        let listeners = Arc::downgrade(&self.listeners);
-        Arc::new(Subscription::new(move || {
-            if let Some(listeners) = listeners.upgrade() {
-                listeners
-                    .list
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .retain(|(i, _)| *i != id);
-            }
-        }))
+        self.listeners.add(listener)
     }
 
     /// Invites `user` (its certificate is checked first).

@@ -13,6 +13,7 @@ mod client;
 mod conference;
 mod error;
 mod identity;
+mod listeners;
 mod media;
 mod subscription;
 

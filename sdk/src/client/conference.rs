@@ -22,10 +22,9 @@ use tokio::sync::{mpsc, watch, Mutex};
 
 use super::{unexpected, Client, ClientEvent, Inner};
 use crate::conference::acl::AccessList;
+use crate::conference::bundle::next_epoch;
 use crate::conference::entry::{sha256_hex, Body, Content, Entry, Sequenced, CONFERENCE_VERSION};
-use crate::conference::group_key::{
-    unwrap_epoch, wrap_epoch, EpochSecret, MemberSecrets, Recipient, WrapContext,
-};
+use crate::conference::group_key::{unwrap_epoch, EpochSecret, MemberSecrets, WrapContext};
 use crate::conference::media::{
     ConferenceFrame, ConferenceMedia, ConferenceMediaConfig, ConferenceMediaStats,
 };
@@ -401,6 +400,20 @@ fn next_counter(last: u64) -> u64 {
     now.max(last + 1)
 }
 
+/// The content of an entry its author signs without the conference's state (creating it, or
+/// answering an invitation): the epoch and roster it names are not checked.
+fn content_outside(conf: &str, author: &str, roster: String, body: Body) -> Content {
+    Content {
+        version: CONFERENCE_VERSION,
+        conf: conf.to_owned(),
+        author: author.to_owned(),
+        counter: next_counter(0),
+        epoch: 0,
+        roster,
+        body,
+    }
+}
+
 /// The sealed media addresses a member sends the others.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -517,15 +530,8 @@ impl Client {
             policy: options.policy,
             keys: conference.shared.secrets.public().clone(),
         };
-        let content = Content {
-            version: CONFERENCE_VERSION,
-            conf: conf.clone(),
-            author: self.user().to_owned(),
-            counter: next_counter(0),
-            epoch: 0,
-            roster: hex(crate::conference::state::ConferenceState::new(&conf).roster_hash()),
-            body,
-        };
+        let roster = hex(ConferenceState::new(&conf).roster_hash());
+        let content = content_outside(&conf, self.user(), roster, body);
         conference.enter(content).await?;
         Ok(conference)
     }
@@ -545,18 +551,11 @@ impl Client {
                 Error::InvalidArgument(format!("no open invitation to conference {conf}"))
             })?;
         let conference = Conference::start(self, conf, options)?;
-        let content = Content {
-            version: CONFERENCE_VERSION,
-            conf: conf.to_owned(),
-            author: self.user().to_owned(),
-            counter: next_counter(0),
-            epoch: 0,
-            roster: pending.roster.clone(),
-            body: Body::Join {
-                invite: pending.id.clone(),
-                keys: conference.shared.secrets.public().clone(),
-            },
+        let body = Body::Join {
+            invite: pending.id.clone(),
+            keys: conference.shared.secrets.public().clone(),
         };
+        let content = content_outside(conf, self.user(), pending.roster.clone(), body);
         conference.enter(content).await?;
         Ok(conference)
     }
@@ -599,15 +598,7 @@ impl Client {
         pending: &PendingInvitation,
         body: Body,
     ) -> Result<u64> {
-        let content = Content {
-            version: CONFERENCE_VERSION,
-            conf: conf.to_owned(),
-            author: self.user().to_owned(),
-            counter: next_counter(0),
-            epoch: 0,
-            roster: pending.roster.clone(),
-            body,
-        };
+        let content = content_outside(conf, self.user(), pending.roster.clone(), body);
         let entry = Entry::sign(&self.inner.options.identity, &content)?;
         self.post_entry(conf, entry).await
     }
@@ -1452,59 +1443,23 @@ impl Engine {
                 return;
             }
             let started = Instant::now();
-            let policy = st.pending_policy().copied().unwrap_or(*st.policy());
-            let recipients: Vec<Recipient<'_>> = st
-                .members()
-                .iter()
-                .filter(|m| m.id != me)
-                .map(|m| Recipient {
-                    member: m.index,
-                    id: &m.id,
-                    keys: &m.keys,
-                })
-                .collect();
-            let ctx = WrapContext {
-                conf: st.conf(),
-                epoch: next,
-                roster_hash: st.roster_hash(),
-                post_quantum: policy.post_quantum(),
-            };
-            let prepared = match wrap_epoch(&ctx, &recipients) {
-                Ok(p) => p,
+            let counter = self.shared.counter(st.counter_of(&me));
+            let made = next_epoch(&st, &self.shared.client.inner.options.identity, counter);
+            let made = match made {
+                Ok(made) => made,
                 Err(e) => {
                     tracing::warn!(conf = %self.shared.conf, "cannot make epoch {next}: {e}");
                     return;
                 }
             };
-            let mut content = st.content(
-                &me,
-                Body::Bundle {
-                    epoch: next,
-                    ephemeral: hex(&prepared.ephemeral),
-                    policy,
-                    wraps: prepared.wrap_refs(),
-                },
-            );
-            content.counter = self.shared.counter(st.counter_of(&me));
-            let entry = match Entry::sign(&self.shared.client.inner.options.identity, &content) {
-                Ok(e) => e,
-                Err(e) => {
-                    tracing::warn!("cannot sign epoch {next}: {e}");
-                    return;
-                }
-            };
-            let bytes = entry.content.len()
-                + entry.signature.len()
-                + entry.certificate.len()
-                + prepared.wrap_bytes() * 2;
             let mut t = self
                 .shared
                 .timings
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             t.last_bundle_micros = started.elapsed().as_micros() as u64;
-            t.last_bundle_bytes = bytes;
-            (next, prepared, entry)
+            t.last_bundle_bytes = made.bytes();
+            (made.epoch, made.prepared, made.entry)
         };
         let (next, prepared, entry) = prepared;
         // Wraps first (in pieces that fit a frame), then the bundle.

@@ -26,10 +26,9 @@ use vcsdk::conference::group_key::{
 };
 use vcsdk::conference::media::{ConferenceMedia, ConferenceMediaConfig};
 use vcsdk::conference::state::{ConferenceState, Verifier};
-use vcsdk::conference::{Mode, Policy};
+use vcsdk::conference::{next_epoch, Mode, Policy};
 use vcsdk::identity::Identity;
 use vcsdk::pki::CertificateCheck;
-use vcsdk::util::hex;
 use vcsdk_tests::{TestCa, TestServer};
 
 /// Measures group rekeying on leave.
@@ -103,44 +102,16 @@ impl Bed<'_> {
     }
 
     /// The distributor's next epoch: (bundle entry, wraps).
-    fn bundle(&self, post_quantum: bool) -> (Entry, vcsdk::conference::group_key::PreparedEpoch) {
+    fn bundle(&self) -> (Entry, vcsdk::conference::group_key::PreparedEpoch) {
         let me = self.state.distributor().expect("distributor");
-        let recipients: Vec<Recipient<'_>> = self
-            .state
-            .members()
-            .iter()
-            .filter(|m| m.id != me)
-            .map(|m| Recipient {
-                member: m.index,
-                id: &m.id,
-                keys: &m.keys,
-            })
-            .collect();
-        let ctx = WrapContext {
-            conf: CONF,
-            epoch: self.state.epoch() + 1,
-            roster_hash: self.state.roster_hash(),
-            post_quantum,
-        };
-        let prepared = wrap_epoch(&ctx, &recipients).expect("wrap");
-        let body = Body::Bundle {
-            epoch: self.state.epoch() + 1,
-            ephemeral: hex(&prepared.ephemeral),
-            policy: self
-                .state
-                .pending_policy()
-                .copied()
-                .unwrap_or(*self.state.policy()),
-            wraps: prepared.wrap_refs(),
-        };
         let identity = self
             .identities
             .iter()
             .find(|i| i.id() == me)
             .expect("the distributor's identity");
-        let mut content = self.state.content(me, body);
-        content.counter = self.state.counter_of(me) + 1;
-        (Entry::sign(identity, &content).expect("sign"), prepared)
+        let made =
+            next_epoch(&self.state, identity, self.state.counter_of(me) + 1).expect("bundle");
+        (made.entry, made.prepared)
     }
 }
 
@@ -190,7 +161,7 @@ fn in_process(
         let s = bed.post(leaver, Body::Leave);
         drop(s);
         // The distributor's work: wrap to every remaining member and sign.
-        let ((entry, prepared), us) = cpu(|| bed.bundle(pq));
+        let ((entry, prepared), us) = cpu(|| bed.bundle());
         make.push(us / 1000.0);
         bytes = entry.content.len()
             + entry.signature.len()
