@@ -326,7 +326,12 @@ static void garbage_on_live_client(vc_client *c) {
   EXPECT(vc_client_account(c, NULL), VC_RESULT_NULL_PARAMETER);
   EXPECT(vc_client_redeem_voucher(c, NULL, NULL), VC_RESULT_NULL_PARAMETER);
   EXPECT(vc_client_active_users(c, NULL, 10, &len), VC_RESULT_NULL_PARAMETER);
+  EXPECT(vc_client_hangup(c, "no-such-call"), VC_RESULT_REFUSED); /* not registered yet */
+  CODE("not_registered");
   EXPECT(vc_media_open(c, NULL, NULL, &media), VC_RESULT_NULL_PARAMETER);
+  EXPECT(vc_media_open(c, "x", NULL, NULL), VC_RESULT_NULL_PARAMETER);
+  EXPECT(vc_media_open(c, "no-such-call", NULL, &media), VC_RESULT_INVALID_ARGUMENT);
+  MESSAGE("not one this client placed or accepted");
   OK(vc_media_options_default(&options));
   options.level = 9;
   EXPECT(vc_media_open(c, "x", &options, &media), VC_RESULT_INVALID_ARGUMENT);
@@ -392,6 +397,10 @@ static void enrollment_refusals(const char *work, vc_identity *alice) {
   TRUE(strcmp(name, "alice") == 0 && len == 5);
   EXPECT(vc_identity_id(id, name, 3, &len), VC_RESULT_BUFFER_TOO_SMALL);
   TRUE(len == 5);
+  EXPECT(vc_identity_id(id, NULL, 8, &len), VC_RESULT_NULL_PARAMETER);
+  OK(vc_identity_id(id, name, sizeof name, NULL)); /* the length is optional */
+  TRUE(strcmp(name, "alice") == 0);
+  EXPECT(vc_identity_load("\xff\xfe", &id), VC_RESULT_INVALID_ARGUMENT);
   vc_identity_info before, after;
   OK(vc_identity_get_info(id, &before));
   TRUE(before.not_after > before.not_before && !before.renewal_due);
@@ -571,7 +580,15 @@ static vc_media_path media_call(vc_client *alice, listener_state *as, vc_client 
   EXPECT(vc_media_send(a.media, 4, big, 1), VC_RESULT_INVALID_ARGUMENT);
   EXPECT(vc_media_send(a.media, VC_STREAM_AUDIO, NULL, 5), VC_RESULT_NULL_PARAMETER);
   EXPECT(vc_media_receive(b.media, 0, room, sizeof room, NULL, NULL), VC_RESULT_NULL_PARAMETER);
+  EXPECT(vc_media_receive(b.media, 0, NULL, 10, &got, NULL), VC_RESULT_NULL_PARAMETER);
   EXPECT(vc_media_get_stats(a.media, NULL), VC_RESULT_NULL_PARAMETER);
+  /* A frame over the largest the session takes (4 MiB by default) is refused, not cut. */
+  size_t huge_len = (4u << 20) + 1;
+  uint8_t *huge = calloc(huge_len, 1);
+  TRUE(huge != NULL);
+  EXPECT(vc_media_send(a.media, VC_STREAM_DATA, huge, huge_len), VC_RESULT_INVALID_ARGUMENT);
+  MESSAGE("exceeds the largest frame");
+  free(huge);
 
   /* Frames of every size, checked byte for byte and acknowledged; then a new key epoch. */
   pthread_create(&bt, NULL, echo_frames, &b);
@@ -596,6 +613,8 @@ static vc_media_path media_call(vc_client *alice, listener_state *as, vc_client 
 
   /* Alice hangs up: both see the end; the media closes. */
   OK(vc_client_hangup(alice, call_id));
+  EXPECT(vc_client_hangup(alice, "no-such-call"), VC_RESULT_REFUSED);
+  CODE("unknown_call");
   wait_count(as, &as->ended, a_ended + 1, 30, "the end of the call (alice)");
   wait_count(bs, &bs->ended, b_ended + 1, 30, "the end of the call (bob)");
   OK(vc_media_close(a.media));

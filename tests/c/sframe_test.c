@@ -115,6 +115,8 @@ static void bad_arguments(void) {
     EXPECT(vc_sframe_add_receive_key(NULL, 4, 1, key, 16), VC_RESULT_NULL_PARAMETER);
     EXPECT(vc_sframe_add_receive_key(ctx, 4, 1, NULL, 16), VC_RESULT_NULL_PARAMETER);
     EXPECT(vc_sframe_add_receive_key(ctx, 5, 1, key, 0), VC_RESULT_INVALID_ARGUMENT);
+    EXPECT(vc_sframe_add_receive_key(ctx, 3, 1, key, 16), VC_RESULT_INVALID_ARGUMENT);
+    EXPECT(vc_sframe_add_receive_key(ctx, 0xffff, 1, key, 16), VC_RESULT_INVALID_ARGUMENT);
     EXPECT(vc_sframe_remove_send_key(NULL, 1), VC_RESULT_NULL_PARAMETER);
     EXPECT(vc_sframe_retire_receive_key(NULL, 1, 10), VC_RESULT_NULL_PARAMETER);
     EXPECT(vc_sframe_add_send_key(ctx, 4, 1, key, 16), VC_RESULT_OK);
@@ -128,6 +130,7 @@ static void bad_arguments(void) {
     EXPECT(vc_sframe_decrypt(ctx, NULL, 0, NULL, 20, buf, 64, &n, NULL), VC_RESULT_NULL_PARAMETER);
     EXPECT(vc_sframe_decrypt(ctx, NULL, 0, buf, 20, NULL, 64, &n, NULL), VC_RESULT_NULL_PARAMETER);
     EXPECT(vc_sframe_decrypt(ctx, NULL, 0, buf, 20, buf + 32, 32, NULL, NULL), VC_RESULT_NULL_PARAMETER);
+    EXPECT(vc_sframe_decrypt(ctx, NULL, 6, buf, 20, buf + 32, 32, &n, NULL), VC_RESULT_NULL_PARAMETER);
     /* Garbage frames: random-looking bytes of every short length. */
     uint8_t junk[64];
     for (size_t i = 0; i < sizeof junk; i++) junk[i] = (uint8_t)(i * 73 + 11);
@@ -143,6 +146,12 @@ static void bad_arguments(void) {
     CHECK(strstr(text, "0x0009") != NULL, "error names the suite: %s", text);
     vc_last_error_message(tiny, sizeof tiny);
     CHECK(strlen(tiny) == sizeof tiny - 1, "truncated and terminated");
+    /* NULL with a length: nothing written, the size still reported; the code truncates too. */
+    CHECK(vc_last_error_message(NULL, 32) == need, "NULL buffer with a length");
+    char code[4];
+    size_t code_len = vc_last_error_code(code, sizeof code);
+    CHECK(code_len == strlen("invalid_argument") && strcmp(code, "inv") == 0, "code truncated: %s", code);
+    CHECK(vc_last_error_code(NULL, 16) == code_len, "NULL code buffer with a length");
     EXPECT(vc_sframe_remove_send_key(ctx, 1), VC_RESULT_OK);
     CHECK(vc_last_error_message(NULL, 0) == 0, "cleared after success");
     CHECK(strcmp(vc_result_message(VC_RESULT_REPLAY), "replayed or too old frame") == 0, "text");

@@ -636,3 +636,55 @@ async fn each_participant_pays_for_its_own_time_with_signed_receipts() {
         assert!(out.contains(" 0 failed"), "{out}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_frame_of_a_remaining_member_is_lost_when_the_epoch_switches() {
+    let w = World::new(&[]);
+    let alice = w.user("alice").await;
+    let mut bob = w.user("bob").await;
+    let mut carol = w.user("carol").await;
+    let a = alice
+        .0
+        .create_conference(ConferenceOptions::default())
+        .await
+        .unwrap();
+    let b = bring_in(&a, &mut bob, "bob").await;
+    all_at(&[&a, &b], 2).await;
+    deliver(&a, &b, b"path up").await;
+    while b.try_recv().is_some() {}
+    // alice streams numbered frames while carol joins and leaves: two switches (2 → 3 → 4).
+    let sender = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            for i in 0u32..400 {
+                a.send(Stream::Audio, &i.to_be_bytes()).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let c = bring_in(&a, &mut carol, "carol").await;
+    all_at(&[&a, &b, &c], 3).await;
+    c.leave().await.unwrap();
+    all_at(&[&a, &b], 4).await;
+    sender.await.unwrap();
+    let mut got = Vec::new();
+    let mut epochs = std::collections::BTreeSet::new();
+    while got.len() < 400 {
+        let f = tokio::time::timeout(WAIT, b.recv())
+            .await
+            .unwrap_or_else(|_| panic!("bob got {} of 400 frames", got.len()))
+            .unwrap();
+        if &*f.member == "alice" && f.data.len() == 4 {
+            got.push(u32::from_be_bytes(f.data[..].try_into().unwrap()));
+            epochs.insert(f.epoch);
+        }
+    }
+    assert_eq!(got, (0..400).collect::<Vec<_>>(), "every frame, in order");
+    assert!(epochs.len() >= 2, "the stream crossed epochs: {epochs:?}");
+    let s = b.stats();
+    assert_eq!(
+        (s.frames_lost, s.unknown_key, s.auth_failures),
+        (0, 0, 0),
+        "{s:?}"
+    );
+}
