@@ -688,3 +688,50 @@ async fn no_frame_of_a_remaining_member_is_lost_when_the_epoch_switches() {
         "{s:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn when_the_moderator_leaves_the_next_member_by_rule_moderates_and_distributes() {
+    let w = World::new(&[]);
+    let alice = w.user("alice").await;
+    let mut bob = w.user("bob").await;
+    let mut carol = w.user("carol").await;
+    let a = alice
+        .0
+        .create_conference(ConferenceOptions::default())
+        .await
+        .unwrap();
+    let b = bring_in(&a, &mut bob, "bob").await;
+    let c = bring_in(&a, &mut carol, "carol").await;
+    all_at(&[&a, &b, &c], 3).await;
+    a.leave().await.unwrap();
+    // bob, the longest-present member left, is the moderator and makes the next epoch.
+    let (epoch, distributor, roster) = until(&c, |e| match e {
+        ConferenceEvent::Epoch {
+            epoch,
+            distributor,
+            roster,
+            ..
+        } if roster.len() == 2 => Some((*epoch, distributor.clone(), roster.clone())),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        (distributor.as_str(), roster),
+        ("bob", vec!["bob".to_string(), "carol".to_string()])
+    );
+    b.wait_for_epoch(epoch, WAIT).await.unwrap();
+    assert_eq!(c.moderator().as_deref(), Some("bob"));
+    deliver(&b, &c, b"bob runs it now").await;
+    // And bob can hand the role on.
+    b.hand_over("carol").await.unwrap();
+    let seen = async {
+        while c.moderator().as_deref() != Some("carol") {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, seen).await.unwrap();
+    assert!(
+        b.remove("carol").await.is_err(),
+        "bob is no longer the moderator"
+    );
+}
