@@ -303,7 +303,7 @@ async fn per_stream_protection_and_a_policy_change_at_one_epoch_for_all() {
     assert_eq!(epochs[0], epochs[1]);
     assert_eq!(a.policy(), level3);
     assert_eq!(b.policy(), level3);
-    // Bob's plain video is now refused: the policy encrypts it.
+    // Frames flow at level 3 too.
     deliver(&a, &b, b"level three").await;
     assert!(a.timings().last_bundle_bytes > 1088, "{:?}", a.timings());
     // A bob who is not the moderator may not set the policy.
@@ -733,5 +733,121 @@ async fn when_the_moderator_leaves_the_next_member_by_rule_moderates_and_distrib
     assert!(
         b.remove("carol").await.is_err(),
         "bob is no longer the moderator"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_vote_without_a_majority_lapses_at_its_deadline_for_everyone() {
+    let w = World::new(&[]);
+    let alice = w.user("alice").await;
+    let mut bob = w.user("bob").await;
+    let mut carol = w.user("carol").await;
+    let voting = Policy::for_level(2, Mode::Voting);
+    let a = alice
+        .0
+        .create_conference(ConferenceOptions {
+            policy: voting,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let b = bring_in(&a, &mut bob, "bob").await;
+    let c = bring_in(&a, &mut carol, "carol").await;
+    all_at(&[&a, &b, &c], 3).await;
+    // bob proposes level 3 (his own vote: 1 of 3); carol votes against; nobody else votes.
+    let id = b
+        .propose(Policy::for_level(3, Mode::Voting), Duration::from_secs(1))
+        .await
+        .unwrap();
+    c.vote(id, false).await.unwrap();
+    assert!(c.vote(id, true).await.is_err(), "one ballot per member");
+    for m in [&a, &b, &c] {
+        let (adopted, reason) = until(m, |e| match e {
+            ConferenceEvent::ProposalDecided {
+                proposal,
+                adopted,
+                reason,
+            } if *proposal == id => Some((*adopted, reason.clone())),
+            _ => None,
+        })
+        .await;
+        assert!(
+            !adopted && reason.contains("deadline"),
+            "{}: {reason}",
+            m.me()
+        );
+        assert_eq!(m.policy(), voting);
+        assert!(m.proposal().is_none());
+    }
+    // A vote after the deadline is refused; a new proposal may be made.
+    assert!(a.vote(id, true).await.is_err());
+    let again = a
+        .propose(Policy::for_level(3, Mode::Voting), Duration::from_secs(30))
+        .await
+        .unwrap();
+    b.vote(again, true).await.unwrap();
+    until(&c, |e| match e {
+        ConferenceEvent::Epoch { policy, .. } if policy.level == 3 => Some(()),
+        _ => None,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_participant_out_of_credit_is_removed_and_the_group_rekeys() {
+    let ca = TestCa::start(&[]);
+    let server = TestServer::start(
+        &ca,
+        &[
+            "connect_fee = 0",
+            "rate_per_minute = 60",
+            "first_increment_secs = 1",
+            "debit_interval_secs = 1",
+            "low_balance_warning_secs = 5",
+        ],
+    );
+    let home = tempfile::tempdir().unwrap();
+    let alice = online(&server, &ca, &enroll(&ca, home.path(), "alice").await).await;
+    let mut bob = online(&server, &ca, &enroll(&ca, home.path(), "bob").await).await;
+    server.cli(&["credit", "add", "--user", "alice", "--amount", "1000"]);
+    server.cli(&["credit", "add", "--user", "bob", "--amount", "4"]);
+    let a = alice
+        .0
+        .create_conference(ConferenceOptions::default())
+        .await
+        .unwrap();
+    let b = bring_in(&a, &mut bob, "bob").await;
+    all_at(&[&a, &b], 2).await;
+    // bob is warned, then runs out of credit within seconds and is removed by the server.
+    let warned = async {
+        loop {
+            match bob.1.recv().await {
+                Some(ClientEvent::LowBalance { .. }) => return,
+                Some(_) => {}
+                None => panic!("bob's events closed"),
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, warned)
+        .await
+        .expect("a low-balance warning");
+    let (who, why) = until(&a, |e| match e {
+        ConferenceEvent::Left { member, reason } => Some((member.clone(), reason.clone())),
+        _ => None,
+    })
+    .await;
+    assert_eq!((who.as_str(), why.as_str()), ("bob", "insufficient credit"));
+    a.wait_for_epoch(3, WAIT).await.unwrap();
+    let ended = until(&b, |e| match e {
+        ConferenceEvent::Ended { reason } => Some(reason.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(ended, "insufficient credit");
+    let info = bob.0.account_info().await.unwrap();
+    assert!(
+        info.balance >= 0,
+        "prepaid never overdrawn: {}",
+        info.balance
     );
 }
