@@ -79,6 +79,8 @@ pub enum ControlRequest {
     Policy {
         /// The policy.
         policy: Policy,
+        /// Keep the conference's mode (moderation or voting) instead of the policy's.
+        keep_mode: bool,
         /// Votes count this many seconds (voting mode).
         deadline_secs: u64,
     },
@@ -396,9 +398,13 @@ async fn handle(conf: &Conference, request: ControlRequest) -> ControlAnswer {
                 Ok(format!("removed {member}"))
             }
             ControlRequest::Policy {
-                policy,
+                mut policy,
+                keep_mode,
                 deadline_secs,
             } => {
+                if keep_mode {
+                    policy.mode = conf.policy().mode;
+                }
                 if conf.policy().mode == Mode::Voting {
                     let id = conf
                         .propose(policy, Duration::from_secs(deadline_secs))

@@ -222,9 +222,10 @@ struct PolicyArgs {
     /// post-quantum key wraps.
     #[arg(long, default_value_t = 2)]
     level: u8,
-    /// moderation (the moderator decides) or voting (a majority decides).
-    #[arg(long, default_value = "moderation")]
-    mode: String,
+    /// moderation (the moderator decides) or voting (a majority decides); creating: moderation
+    /// unless given; changing the policy: the conference's mode unless given.
+    #[arg(long)]
+    mode: Option<String>,
     /// Streams to leave plain at level 2 (audio, video, data; comma-separated).
     #[arg(long, value_delimiter = ',')]
     plain: Vec<String>,
@@ -668,7 +669,8 @@ async fn conf(command: ConfCommand) -> Result<(), String> {
             invite,
             session,
         } => {
-            let policy = conference::policy(policy.level, &policy.mode, &policy.plain)?;
+            let mode = policy.mode.as_deref().unwrap_or("moderation");
+            let policy = conference::policy(policy.level, mode, &policy.plain)?;
             let session = session.session(&server.dir.identity_dir)?;
             conference::create(connect(&server).await?, policy, invite, session).await
         }
@@ -695,13 +697,16 @@ async fn conf(command: ConfCommand) -> Result<(), String> {
             deadline,
             dir,
         } => {
-            let policy = conference::policy(policy.level, &policy.mode, &policy.plain)?;
+            let keep_mode = policy.mode.is_none();
+            let mode = policy.mode.as_deref().unwrap_or("moderation");
+            let policy = conference::policy(policy.level, mode, &policy.plain)?;
             let deadline =
                 vcsdk::util::parse_duration(&deadline).map_err(|e| format!("--deadline: {e}"))?;
             conference::control(
                 &dir.identity_dir,
                 R::Policy {
                     policy,
+                    keep_mode,
                     deadline_secs: deadline.as_secs(),
                 },
             )
