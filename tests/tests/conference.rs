@@ -93,6 +93,26 @@ async fn all_at(members: &[&Conference], epoch: u32) {
     }
 }
 
+/// alice creates a conference with `policy`; bob and carol join; all three reach epoch 3. The
+/// clients stay with the caller (their connections carry the conference).
+async fn trio(w: &World, policy: Policy) -> ([Connected; 3], [Conference; 3]) {
+    let alice = w.user("alice").await;
+    let mut bob = w.user("bob").await;
+    let mut carol = w.user("carol").await;
+    let a = alice
+        .0
+        .create_conference(ConferenceOptions {
+            policy,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let b = bring_in(&a, &mut bob, "bob").await;
+    let c = bring_in(&a, &mut carol, "carol").await;
+    all_at(&[&a, &b, &c], 3).await;
+    ([alice, bob, carol], [a, b, c])
+}
+
 /// Sends `data` from `from` until `to` has it (the first frames of a new path may be lost while
 /// the path is chosen).
 async fn deliver(from: &Conference, to: &Conference, data: &[u8]) {
@@ -316,20 +336,7 @@ async fn per_stream_protection_and_a_policy_change_at_one_epoch_for_all() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn conflicting_proposals_end_with_one_policy_everywhere() {
     let w = World::new(&[]);
-    let alice = w.user("alice").await;
-    let mut bob = w.user("bob").await;
-    let mut carol = w.user("carol").await;
-    let a = alice
-        .0
-        .create_conference(ConferenceOptions {
-            policy: Policy::for_level(2, Mode::Voting),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let b = bring_in(&a, &mut bob, "bob").await;
-    let c = bring_in(&a, &mut carol, "carol").await;
-    all_at(&[&a, &b, &c], 3).await;
+    let (_clients, [a, b, c]) = trio(&w, Policy::for_level(2, Mode::Voting)).await;
 
     let p1 = Policy::for_level(3, Mode::Voting);
     let mut p2 = Policy::for_level(2, Mode::Voting);
@@ -692,17 +699,7 @@ async fn no_frame_of_a_remaining_member_is_lost_when_the_epoch_switches() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn when_the_moderator_leaves_the_next_member_by_rule_moderates_and_distributes() {
     let w = World::new(&[]);
-    let alice = w.user("alice").await;
-    let mut bob = w.user("bob").await;
-    let mut carol = w.user("carol").await;
-    let a = alice
-        .0
-        .create_conference(ConferenceOptions::default())
-        .await
-        .unwrap();
-    let b = bring_in(&a, &mut bob, "bob").await;
-    let c = bring_in(&a, &mut carol, "carol").await;
-    all_at(&[&a, &b, &c], 3).await;
+    let (_clients, [a, b, c]) = trio(&w, Policy::default()).await;
     a.leave().await.unwrap();
     // bob, the longest-present member left, is the moderator and makes the next epoch.
     let (epoch, distributor, roster) = until(&c, |e| match e {
@@ -739,21 +736,8 @@ async fn when_the_moderator_leaves_the_next_member_by_rule_moderates_and_distrib
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_vote_without_a_majority_lapses_at_its_deadline_for_everyone() {
     let w = World::new(&[]);
-    let alice = w.user("alice").await;
-    let mut bob = w.user("bob").await;
-    let mut carol = w.user("carol").await;
     let voting = Policy::for_level(2, Mode::Voting);
-    let a = alice
-        .0
-        .create_conference(ConferenceOptions {
-            policy: voting,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let b = bring_in(&a, &mut bob, "bob").await;
-    let c = bring_in(&a, &mut carol, "carol").await;
-    all_at(&[&a, &b, &c], 3).await;
+    let (_clients, [a, b, c]) = trio(&w, voting).await;
     // bob proposes level 3 (his own vote: 1 of 3); carol votes against; nobody else votes.
     let id = b
         .propose(Policy::for_level(3, Mode::Voting), Duration::from_secs(1))
