@@ -12,13 +12,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use vcsdk::conference::entry::{
-    sha256_hex, Body, Content, Entry, Sequenced, CONFERENCE_VERSION, SERVER_AUTHOR,
+    sha256_hex, Body, Content, Entry, Sequenced, CONFERENCE_VERSION, MAX_ENTRY_ENCODED,
+    SERVER_AUTHOR,
 };
 use vcsdk::conference::state::{Change, ConferenceState, Verifier};
 use vcsdk::proto::signal::{Event, ServerMessage, WrapDelivery, MAX_CONF_PAGE_BYTES, MAX_WRAP_HEX};
 use vcsdk::util::unhex;
 
-use crate::hub::{now_ms, receipt_request, send_locked, Billed, Hub, Refusal, State};
+use crate::hub::{
+    deliverable, now_ms, receipt_request, send_frame_locked, send_locked, Billed, Hub, Refusal,
+    State,
+};
 use vcsdk::billing::ReceiptKind;
 
 /// Most bytes of entries one conference's log may hold.
@@ -27,6 +31,8 @@ pub const MAX_LOG_BYTES: usize = 4 << 20;
 pub const MAX_CONFERENCES_PER_USER: usize = 16;
 /// Most conferences on one server.
 pub const MAX_CONFERENCES: usize = 10_000;
+/// Why members depart when the creator who pays for them leaves.
+const PAYER_LEFT: &str = "the member who pays for this conference left";
 
 /// One member's time being billed.
 pub(crate) struct Participation {
@@ -58,8 +64,9 @@ pub(crate) struct Conf {
     server_counter: u64,
 }
 
+/// What an entry costs in a page of the log or an event: its encoded size and a comma.
 fn entry_size(s: &Sequenced) -> usize {
-    s.entry.content.len() + s.entry.certificate.len() + s.entry.signature.len() + 96
+    s.encoded_len().saturating_add(1)
 }
 
 fn conf_refusal(code: &str, message: String) -> Refusal {
@@ -110,6 +117,7 @@ impl Hub {
         }
         let mut state = self.lock();
         let creating = matches!(opened.content.body, Body::Create { .. });
+        // Every check first: a refused entry leaves nothing behind.
         if creating {
             if !valid_conf_id(conf) {
                 return Err(Refusal::new(
@@ -129,18 +137,6 @@ impl Hub {
                     "the server holds too many conferences",
                 ));
             }
-            state.conferences.insert(
-                conf.to_owned(),
-                Conf {
-                    state: ConferenceState::new(conf),
-                    log: Vec::new(),
-                    log_bytes: 0,
-                    wraps: None,
-                    participations: HashMap::new(),
-                    creator: user.to_owned(),
-                    server_counter: 0,
-                },
-            );
         } else if !state.conferences.contains_key(conf) {
             return Err(Refusal::new(
                 "conf_unknown",
@@ -162,12 +158,49 @@ impl Hub {
                     format!("{invitee} is not online"),
                 ));
             }
+            self.check_billed_invite_locked(&state, conf, user)?;
+        }
+        if creating {
+            state.conferences.insert(
+                conf.to_owned(),
+                Conf {
+                    state: ConferenceState::new(conf),
+                    log: Vec::new(),
+                    log_bytes: 0,
+                    wraps: None,
+                    participations: HashMap::new(),
+                    creator: user.to_owned(),
+                    server_counter: 0,
+                },
+            );
         }
         let result = self.sequence_locked(&mut state, conf, entry);
         if result.is_err() && creating {
             state.conferences.remove(conf);
         }
         result
+    }
+
+    /// Whether the conferences' creators pay for every member's time.
+    fn creator_pays(&self) -> bool {
+        self.config.billing.conference_payer == "creator"
+    }
+
+    /// Where the creator pays for everyone, only the creator may bring in someone it pays for.
+    fn check_billed_invite_locked(
+        &self,
+        state: &State,
+        conf: &str,
+        user: &str,
+    ) -> Result<(), Refusal> {
+        let creator = state.conferences.get(conf).map(|c| c.creator.as_str());
+        if self.creator_pays() && creator != Some(user) {
+            return Err(Refusal::new(
+                "conf_forbidden",
+                "the creator pays for this conference: only the creator invites",
+            ));
+        }
+        Ok(())
     }
 
     /// conf_wraps: the distributor's wraps of the next epoch, kept until its bundle.
@@ -292,15 +325,15 @@ impl Hub {
                 .map(|m| m.id.clone())
                 .collect(),
         };
-        let message = ServerMessage::Event {
+        let frame = deliverable(&ServerMessage::Event {
             event: Event::ConfSignal {
                 conf: conf.to_owned(),
                 from: user.to_owned(),
                 payload,
             },
-        };
+        })?;
         for r in recipients {
-            send_locked(&mut state, &r, &message);
+            send_frame_locked(&mut state, &r, frame.clone());
         }
         Ok(())
     }
@@ -403,7 +436,16 @@ impl Hub {
             at_ms: now_ms(),
             entry,
         };
+        // Never sequence what cannot be delivered: the bound is the size as it travels.
         let size = entry_size(&sequenced);
+        if size > MAX_ENTRY_ENCODED {
+            return Err(Refusal::new(
+                "conf_too_large",
+                format!(
+                    "the entry is {size} bytes once encoded; at most {MAX_ENTRY_ENCODED} can be delivered"
+                ),
+            ));
+        }
         if c.log_bytes + size > MAX_LOG_BYTES {
             return Err(Refusal::new(
                 "conf_full",
@@ -527,10 +569,33 @@ impl Hub {
                 },
             );
         }
+        let payer_left = self.creator_pays()
+            && state.conferences.get(conf).is_some_and(|c| {
+                changes
+                    .iter()
+                    .any(|ch| matches!(ch, Change::Left { member, .. } if *member == c.creator))
+            });
         for change in changes {
             self.conf_change_locked(state, conf, change);
         }
+        if payer_left {
+            self.end_for_payer_locked(state, conf);
+        }
         Ok(seq)
+    }
+
+    /// The creator who pays for everyone left: nobody is billed to it any more, so the conference
+    /// ends — every remaining member departs (its time charged up to now).
+    fn end_for_payer_locked(&self, state: &mut State, conf: &str) {
+        let remaining: Vec<String> = state
+            .conferences
+            .get(conf)
+            .map(|c| c.state.members().iter().map(|m| m.id.clone()).collect())
+            .unwrap_or_default();
+        for member in remaining {
+            self.end_participation_locked(state, conf, &member, PAYER_LEFT);
+            self.conf_departed_locked(state, conf, &member, PAYER_LEFT);
+        }
     }
 
     /// Acts on one change of a conference: billing, relay legs, vote deadlines, the end.
@@ -709,4 +774,60 @@ fn page(entries: &[Sequenced]) -> (Vec<Sequenced>, bool) {
         n += 1;
     }
     (entries[..n].to_vec(), n < entries.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vcsdk::proto::frame::{encode, MAX_FRAME};
+    use vcsdk::proto::signal::Response;
+
+    /// An entry whose content escapes badly (every quote doubles), sized to `encoded` bytes.
+    fn entry_of(seq: u64, encoded: usize) -> Sequenced {
+        let mut s = Sequenced {
+            seq,
+            at_ms: i64::MAX,
+            entry: Entry {
+                content: String::new(),
+                certificate: "ab".repeat(600),
+                signature: "cd".repeat(72),
+            },
+        };
+        while s.encoded_len() + 2 <= encoded {
+            s.entry.content.push('"');
+        }
+        s
+    }
+
+    #[test]
+    fn every_page_of_entries_the_server_may_sequence_fits_a_frame() {
+        let conf = "0".repeat(32);
+        for size in [2_000, 20_000, MAX_ENTRY_ENCODED - 10, MAX_ENTRY_ENCODED] {
+            let log: Vec<Sequenced> = (0..12).map(|i| entry_of(u64::MAX - i, size)).collect();
+            assert!(log.iter().all(|e| entry_size(e) <= MAX_ENTRY_ENCODED + 1));
+            let mut rest = &log[..];
+            while !rest.is_empty() {
+                let (entries, more) = page(rest);
+                rest = &rest[entries.len()..];
+                let event = ServerMessage::Event {
+                    event: Event::ConfEntries {
+                        conf: conf.clone(),
+                        entries: entries.clone(),
+                    },
+                };
+                let response = ServerMessage::Response {
+                    id: u64::MAX,
+                    result: Response::ConfLog {
+                        conf: conf.clone(),
+                        entries,
+                        next: more.then_some(u64::MAX),
+                    },
+                };
+                for m in [event, response] {
+                    let frame = encode(&m).unwrap_or_else(|e| panic!("entries of {size}: {e}"));
+                    assert!(frame.len() - 4 <= MAX_FRAME);
+                }
+            }
+        }
+    }
 }

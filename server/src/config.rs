@@ -34,6 +34,13 @@ pub struct ServerConfig {
     pub outbound_queue: usize,
     /// Most connections served at once.
     pub max_connections: usize,
+    /// Most connections from one source address at once, in any stage (so one address cannot
+    /// hold the slots everyone else needs).
+    pub max_connections_per_address: usize,
+    /// Seconds a new connection has for the TLS handshake, and then again for `hello`.
+    pub handshake_timeout_secs: u64,
+    /// Calls one user may place a minute (each attempt is a call record, answered or not).
+    pub call_attempts_per_minute: u32,
     /// UDP address of the media relay when `--media-listen` is not given; empty: no relay.
     pub media_listen: String,
     /// The relay address told to clients (`host:port`); empty: the bound address, or — when that
@@ -90,6 +97,9 @@ impl Default for ServerConfig {
             rate_limit_burst: 40,
             outbound_queue: 256,
             max_connections: 20_000,
+            max_connections_per_address: 64,
+            handshake_timeout_secs: 10,
+            call_attempts_per_minute: 30,
             media_listen: "127.0.0.1:7443".into(),
             media_advertise: String::new(),
             relay_max_kbit_per_sec: 20_000,
@@ -120,6 +130,15 @@ impl ServerConfig {
             ("rate_limit_burst", u64::from(self.rate_limit_burst)),
             ("outbound_queue", self.outbound_queue as u64),
             ("max_connections", self.max_connections as u64),
+            (
+                "max_connections_per_address",
+                self.max_connections_per_address as u64,
+            ),
+            ("handshake_timeout_secs", self.handshake_timeout_secs),
+            (
+                "call_attempts_per_minute",
+                u64::from(self.call_attempts_per_minute),
+            ),
             ("relay_max_kbit_per_sec", self.relay_max_kbit_per_sec),
         ];
         for (name, value) in positive {
@@ -174,6 +193,11 @@ impl ServerConfig {
             ));
         }
         Ok(())
+    }
+
+    /// How long a connection has for its TLS handshake, and again for `hello`.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout_secs)
     }
 
     /// Keepalive period.

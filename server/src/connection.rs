@@ -22,8 +22,6 @@ use vcsdk::util::unix_now;
 use crate::hub::{Hub, Peer, Refusal};
 use crate::Server;
 
-/// How long a client has to send `hello`.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long queued frames may take to drain when a connection closes.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -92,7 +90,11 @@ pub async fn serve(server: Arc<Server>, tls: TlsStream<TcpStream>, addr: SocketA
 
     // hello
     let mut buf = Vec::new();
-    let hello = tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut reader, &mut buf)).await;
+    let hello = tokio::time::timeout(
+        hub.config.handshake_timeout(),
+        read_frame(&mut reader, &mut buf),
+    )
+    .await;
     let refusal = match hello {
         Ok(Ok(true)) => match serde_json::from_slice::<ClientMessage>(&buf) {
             Ok(ClientMessage::Hello { protocol, .. }) if protocol == PROTOCOL_VERSION => None,

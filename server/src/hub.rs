@@ -20,6 +20,7 @@ use vcsdk::util::unix_now;
 
 use crate::conference::Conf;
 use crate::config::ServerConfig;
+use crate::limits::KeyedBuckets;
 use crate::relay::Relay;
 use crate::store::{DebitOutcome, Disposition, Store};
 
@@ -90,6 +91,8 @@ pub(crate) struct State {
     pub(crate) conf_of: HashMap<String, BTreeSet<String>>,
     /// Conference participations whose payer was warned of a low balance.
     pub(crate) warned: HashSet<String>,
+    /// Call attempts per user (each is a call record): whatever connections the user has.
+    call_attempts: Option<KeyedBuckets<String>>,
 }
 
 /// What a running debit pays for.
@@ -400,6 +403,17 @@ impl Hub {
                 ))
             }
         }
+        // Every attempt from here on is a call record (and rings someone): limited per user.
+        let per_minute = self.config.call_attempts_per_minute;
+        let attempts = state
+            .call_attempts
+            .get_or_insert_with(|| KeyedBuckets::per_minute(per_minute));
+        if let Err(wait) = attempts.take(&caller.to_owned()) {
+            return Err(Refusal::new(
+                "rate_limited",
+                format!("more than {per_minute} calls a minute; try again in {wait} s"),
+            ));
+        }
         let call_id = new_call_id();
         self.store
             .call_requested(&call_id, caller, callee, now_ms());
@@ -545,17 +559,14 @@ impl Hub {
     pub fn relay(&self, user: &str, call_id: &str, payload: String) -> Result<(), Refusal> {
         let mut state = self.lock();
         let other = other_party(&state, user, call_id)?;
-        send_locked(
-            &mut state,
-            &other,
-            &ServerMessage::Event {
-                event: Event::SessionMessage {
-                    call_id: call_id.to_owned(),
-                    from: user.to_owned(),
-                    payload,
-                },
+        let frame = deliverable(&ServerMessage::Event {
+            event: Event::SessionMessage {
+                call_id: call_id.to_owned(),
+                from: user.to_owned(),
+                payload,
             },
-        );
+        })?;
+        send_frame_locked(&mut state, &other, frame);
         Ok(())
     }
 
@@ -870,15 +881,28 @@ fn end_calls_locked(state: &mut State, store: &Store, user: &str, reason: &str) 
 
 /// Queues `message` for `user`; a full queue disconnects that user (too slow), never blocks.
 pub(crate) fn send_locked(state: &mut State, user: &str, message: &ServerMessage) {
+    match deliverable(message) {
+        Ok(frame) => send_frame_locked(state, user, frame),
+        Err(r) => tracing::error!(code = r.code, "message not sent: {}", r.message),
+    }
+}
+
+/// Encodes `message` as a frame, refusing (`too_large`) one that would not fit: whatever the
+/// server passes on is checked at its encoded size before it is accepted, so nothing it accepted
+/// is lost on the way out.
+pub(crate) fn deliverable(message: &ServerMessage) -> Result<Bytes, Refusal> {
+    frame::encode(message).map(Bytes::from).map_err(|e| {
+        Refusal::new(
+            "too_large",
+            format!("once encoded for delivery, the message would not fit a frame: {e}"),
+        )
+    })
+}
+
+/// Queues an encoded frame for `user` (every connection of it); a full queue drops the client.
+pub(crate) fn send_frame_locked(state: &mut State, user: &str, frame: Bytes) {
     let Some(peer) = state.peers.get(user) else {
         return;
-    };
-    let frame = match frame::encode(message) {
-        Ok(f) => Bytes::from(f),
-        Err(e) => {
-            tracing::error!(error = %e, "message not encodable");
-            return;
-        }
     };
     if peer.out.try_send(frame).is_err() {
         let _ = peer.kill.send(Some("too slow: outbound queue full".into()));

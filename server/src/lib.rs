@@ -8,6 +8,7 @@ pub mod conference;
 pub mod config;
 pub mod connection;
 pub mod hub;
+pub mod limits;
 pub mod relay;
 pub mod store;
 
@@ -29,8 +30,6 @@ use store::Store;
 pub const ROOT_FILE: &str = "root.pem";
 /// Directory of the server's identity (key, certificate) in the data directory.
 pub const IDENTITY_DIR: &str = "identity";
-/// How long a client has for the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `vc-server init`: pins the CA root and writes the default settings into `dir`.
 pub fn init(dir: &Path, ca_root: &Path) -> Result<(), String> {
@@ -232,6 +231,8 @@ pub async fn serve(
     };
 
     let limit = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
+    let per_address = limits::AddressSlots::new(config.max_connections_per_address);
+    let mut refused_addresses = limits::RefusalLog::default();
     ready(listener.local_addr().map_err(|e| e.to_string())?);
     tokio::pin!(shutdown);
     loop {
@@ -250,12 +251,20 @@ pub async fn serve(
                 }
             },
         };
+        // One address gets its share of the slots and no more: the rest is closed at once.
+        let Some(slot) = per_address.acquire(addr.ip()) else {
+            refused_addresses.note(addr);
+            drop(tcp);
+            continue;
+        };
         let acceptor = acceptor.clone();
         let server = server.clone();
+        let handshake_timeout = config.handshake_timeout();
         tokio::spawn(async move {
             let _permit = permit;
+            let _slot = slot;
             let _ = tcp.set_nodelay(true);
-            match vcsdk::tls::accept_or_refuse(&acceptor, tcp, HANDSHAKE_TIMEOUT).await {
+            match vcsdk::tls::accept_or_refuse(&acceptor, tcp, handshake_timeout).await {
                 Ok(tls) => connection::serve(server, tls, addr).await,
                 Err(why) => tracing::debug!(%addr, "{why}"),
             }

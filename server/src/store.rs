@@ -1,4 +1,4 @@
-//! The server's durable state in SQLite (WAL, foreign keys on): registered users and which terms
+//! The server's durable state in SQLite (WAL, synchronous=FULL, foreign keys on): registered users and which terms
 //! version each accepted when, accounts, and call records. Writes go through one writer thread in
 //! the order they were made; reads use their own connection.
 
@@ -296,7 +296,8 @@ fn open_connection(path: &Path) -> Result<Connection, String> {
     let setup = || -> rusqlite::Result<()> {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // Committed money survives power loss: every commit reaches the disk before it returns.
+        conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         Ok(())
     };
@@ -864,14 +865,31 @@ fn load_receipts(
     Ok(())
 }
 
-fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let version: usize = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    for sql in MIGRATIONS.iter().skip(version) {
-        tx.execute_batch(sql)?;
+/// Brings the schema up to this program's version; refuses (touching nothing) a database whose
+/// schema is newer than this program knows.
+fn migrate(conn: &mut Connection) -> Result<(), String> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(|e| e.to_string())?;
+    let version: usize = tx
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| e.to_string())?;
+    if version > MIGRATIONS.len() {
+        return Err(format!(
+            "the database schema is version {version}, newer than this vc-server knows ({}); \
+             run the newer vc-server that wrote it",
+            MIGRATIONS.len()
+        ));
     }
-    tx.pragma_update(None, "user_version", MIGRATIONS.len())?;
-    tx.commit()
+    if version == MIGRATIONS.len() {
+        return Ok(());
+    }
+    for sql in &MIGRATIONS[version..] {
+        tx.execute_batch(sql).map_err(|e| e.to_string())?;
+    }
+    tx.pragma_update(None, "user_version", MIGRATIONS.len())
+        .map_err(|e| e.to_string())?;
+    tx.commit().map_err(|e| e.to_string())
 }
 
 /// Closes every call a previous run left open: an answered call ends at its last durable debit
@@ -1072,6 +1090,18 @@ fn apply(conn: &mut Connection, write: Write) -> rusqlite::Result<()> {
             let result = (|| {
                 let tx =
                     conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                // An acceptance is recorded when it is news: a new user, other terms, or a
+                // return after unregistering — registering again changes nothing else.
+                let previous: Option<(String, Option<i64>)> = tx
+                    .query_row(
+                        "SELECT terms_version, unregistered_at FROM users WHERE id = ?1",
+                        params![user],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?;
+                let accepted_now = previous
+                    .as_ref()
+                    .is_none_or(|(t, gone)| *t != terms || gone.is_some());
                 let registered_at: i64 = tx.query_row(
                     "INSERT INTO users (id, cert_serial, cert_der, terms_version, registered_at, account_type, credit_limit)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
@@ -1082,10 +1112,12 @@ fn apply(conn: &mut Connection, write: Write) -> rusqlite::Result<()> {
                     params![user, serial, der, terms, now, account_type, credit_limit],
                     |r| r.get(0),
                 )?;
-                tx.execute(
-                    "INSERT INTO terms_acceptances (user_id, terms_version, accepted_at) VALUES (?1, ?2, ?3)",
-                    params![user, terms, now],
-                )?;
+                if accepted_now {
+                    tx.execute(
+                        "INSERT INTO terms_acceptances (user_id, terms_version, accepted_at) VALUES (?1, ?2, ?3)",
+                        params![user, terms, now],
+                    )?;
+                }
                 tx.commit()?;
                 Ok(registered_at)
             })();

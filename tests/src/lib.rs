@@ -2,6 +2,8 @@
 //! and temporary data directories, reads the address they log, and stops them when dropped.
 #![forbid(unsafe_code)]
 
+pub mod conference;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -34,7 +34,7 @@ use crate::identity::Identity;
 use crate::media::relay::{RelayGrant, RelaySecret, RelayToken};
 use crate::media::Stream;
 use crate::pki::CertificateCheck;
-use crate::proto::signal::{Event, Request, Response, WrapDelivery, MAX_CONF_PAGE_BYTES};
+use crate::proto::signal::{Event, Request, Response, WrapDelivery, MAX_WRAPS_CHUNK_BYTES};
 use crate::util::{hex, unhex};
 use crate::{Error, Result};
 
@@ -933,6 +933,38 @@ impl Conference {
         self.media()?.open_frame(frame).await
     }
 
+    /// The local UDP address this member's conference media is received on.
+    pub fn media_address(&self) -> Result<std::net::SocketAddr> {
+        self.media()?.local_addr()
+    }
+
+    /// Seals `addresses` as this member's media address list (with its current transport key)
+    /// and sends it to `to`, or to every other member. The conference announces its own
+    /// addresses by itself; this is for tools and tests — members take one list per member and
+    /// epoch, so a member cannot keep steering the others' probes.
+    pub async fn announce_addresses(
+        &self,
+        addresses: &[std::net::SocketAddr],
+        to: Option<&str>,
+    ) -> Result<()> {
+        let sealed = self.media()?.seal_addresses(addresses.to_vec()).await?;
+        let payload = serde_json::to_string(&ConfSignalPayload::Candidates { sealed })
+            .map_err(|e| Error::Protocol(format!("encoding addresses: {e}")))?;
+        match self
+            .shared
+            .client
+            .request(Request::ConfSignal {
+                conf: self.shared.conf.clone(),
+                to: to.map(str::to_owned),
+                payload,
+            })
+            .await?
+        {
+            Response::Ok => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Media statistics (zero before the media starts).
     pub fn stats(&self) -> ConferenceMediaStats {
         self.media().map(|m| m.stats()).unwrap_or_default()
@@ -1468,7 +1500,7 @@ impl Engine {
         let mut chunks = Vec::new();
         for (member, wrap) in &prepared.wraps {
             let w = hex(wrap);
-            if chunk_bytes + w.len() > MAX_CONF_PAGE_BYTES && !chunk.is_empty() {
+            if chunk_bytes + w.len() > MAX_WRAPS_CHUNK_BYTES && !chunk.is_empty() {
                 chunks.push(std::mem::take(&mut chunk));
                 chunk_bytes = 0;
             }

@@ -23,6 +23,14 @@ pub const CONFERENCE_VERSION: u8 = 1;
 pub const SERVER_AUTHOR: &str = "@server";
 /// Longest `content` of one entry, bytes.
 pub const MAX_CONTENT: usize = 40 * 1024;
+/// Largest size of one sequenced entry as it travels, encoded in JSON (content escaped inside a
+/// string, certificate and signature in hex, sequence number and time), bytes. The server
+/// sequences nothing larger, so every entry it sequences fits a frame and a page of the log.
+/// Escaping can double raw content (quotes, tabs, newlines), so this, not [`MAX_CONTENT`],
+/// is the bound that matters.
+pub const MAX_ENTRY_ENCODED: usize = 48 * 1024;
+/// Room an entry needs beside itself once sequenced (`{"seq":…,"at_ms":…,"entry":…}`).
+const SEQUENCED_ROOM: usize = 64;
 /// Most members of one conference.
 pub const MAX_MEMBERS: usize = 256;
 /// Longest an invitation may stay open, seconds.
@@ -214,6 +222,13 @@ pub struct Sequenced {
     pub entry: Entry,
 }
 
+impl Sequenced {
+    /// Its size as it travels inside an event or a page of the log (JSON), bytes.
+    pub fn encoded_len(&self) -> usize {
+        crate::proto::frame::encoded_len(self)
+    }
+}
+
 /// An entry whose content was parsed (not yet verified).
 #[derive(Debug, Clone)]
 pub struct Opened {
@@ -241,11 +256,24 @@ impl Entry {
             )));
         }
         let signature = identity.sign(&[SIGNING_LABEL, text.as_bytes()].concat())?;
-        Ok(Entry {
+        let entry = Entry {
             content: text,
             certificate: hex(identity.certificate()),
             signature: hex(&signature),
-        })
+        };
+        let encoded = entry.encoded_len();
+        if encoded + SEQUENCED_ROOM > MAX_ENTRY_ENCODED {
+            return Err(Error::InvalidArgument(format!(
+                "conference entry of {encoded} bytes once encoded exceeds {}",
+                MAX_ENTRY_ENCODED - SEQUENCED_ROOM
+            )));
+        }
+        Ok(entry)
+    }
+
+    /// Its size as it travels (JSON, content escaped), bytes.
+    pub fn encoded_len(&self) -> usize {
+        crate::proto::frame::encoded_len(self)
     }
 
     /// Parses the content and certificate (strictly; nothing verified yet).

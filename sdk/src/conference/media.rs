@@ -46,6 +46,13 @@ const PENDING_FRAMES: usize = 16;
 /// Frames of a not yet known epoch held, and for how long.
 const EARLY_FRAMES: usize = 512;
 const EARLY_FOR: Duration = Duration::from_secs(3);
+/// Of those, most held for one sender (so no member crowds out the others' frames).
+const EARLY_FRAMES_PER_SENDER: usize = 128;
+/// How far past our current epoch a frame may be held for: a bundle in flight is one epoch
+/// ahead (two when a join and a leave come together); anything further is no early frame.
+const EARLY_EPOCHS_AHEAD: u32 = 2;
+/// Most probes sent to one address of one member's list.
+const PROBES_PER_ADDRESS: u32 = 32;
 /// Epochs whose receiving keys are kept (the current one and those in their grace period).
 const KEPT_EPOCHS: usize = 3;
 
@@ -176,6 +183,8 @@ pub struct ConferenceMediaStats {
     pub send_errors: u64,
     /// Frames held because they came before their epoch's keys (then opened or dropped).
     pub early_frames: u64,
+    /// Address lists refused because the member had sent one in that epoch already.
+    pub addresses_refused: u64,
 }
 
 #[derive(Default)]
@@ -196,6 +205,7 @@ struct Counters {
     dropped_slow_receiver: AtomicU64,
     send_errors: AtomicU64,
     early_frames: AtomicU64,
+    addresses_refused: AtomicU64,
     epoch: AtomicU32,
 }
 
@@ -609,6 +619,17 @@ impl ConferenceMedia {
         } else {
             Vec::new()
         };
+        self.seal_addresses(list).await
+    }
+
+    /// `list`, sealed as our address list with our transport key of the current epoch (hex).
+    pub async fn seal_addresses(&self, list: Vec<SocketAddr>) -> Result<String> {
+        if list.len() > crate::media::control::MAX_CANDIDATES {
+            return Err(Error::InvalidArgument(format!(
+                "at most {} addresses in one list",
+                crate::media::control::MAX_CANDIDATES
+            )));
+        }
         let plain = Control::Candidates(list).encode();
         let mut s = self.shared.sender.lock().await;
         let (n, _) = Shared::protect(&mut s, self.shared.me, TRANSPORT_STREAM, &plain)?;
@@ -685,6 +706,7 @@ impl ConferenceMedia {
             dropped_slow_receiver: get(&c.dropped_slow_receiver),
             send_errors: get(&c.send_errors),
             early_frames: get(&c.early_frames),
+            addresses_refused: get(&c.addresses_refused),
         }
     }
 
@@ -714,6 +736,22 @@ struct Probe {
     trusted: Vec<SocketAddr>,
     /// When its addresses arrived (or it appeared): probing lasts `direct_timeout` from then.
     since: Instant,
+    /// The epoch its address list was sealed in: one list per member per epoch is taken.
+    list_epoch: Option<u32>,
+    /// Probes still to be sent to each address of the list.
+    probes_left: u32,
+}
+
+impl Probe {
+    fn new(now: Instant) -> Self {
+        Probe {
+            candidates: Vec::new(),
+            trusted: Vec::new(),
+            since: now,
+            list_epoch: None,
+            probes_left: 0,
+        }
+    }
 }
 
 struct Early {
@@ -787,11 +825,7 @@ impl Receiver {
                 }
                 for (index, _) in &keys.roster {
                     if *index != self.shared.me {
-                        self.peers.entry(*index).or_insert_with(|| Probe {
-                            candidates: Vec::new(),
-                            trusted: Vec::new(),
-                            since: now,
-                        });
+                        self.peers.entry(*index).or_insert_with(|| Probe::new(now));
                     }
                 }
                 let roster: Vec<u16> = keys.roster.iter().map(|(i, _)| *i).collect();
@@ -859,6 +893,8 @@ impl Receiver {
                     s == member && self.current_epoch().is_none_or(|c| e > c)
                 }) =>
             {
+                // One held list per member: a newer one replaces it.
+                self.early_candidates.retain(|(_, m, _)| *m != member);
                 if self.early_candidates.len() < 64 {
                     self.early_candidates.push((Instant::now(), member, sealed));
                 }
@@ -869,22 +905,28 @@ impl Receiver {
                 return bump(&self.shared.counters.malformed);
             }
         };
-        if kid_parts(kid).is_none_or(|(_, s, n)| s != member || n != TRANSPORT_STREAM) {
+        let Some((epoch, _, _)) =
+            kid_parts(kid).filter(|(_, s, n)| *s == member && *n == TRANSPORT_STREAM)
+        else {
             return bump(&self.shared.counters.malformed);
+        };
+        let Some(Control::Candidates(list)) = Control::decode(&sealed[range]) else {
+            return bump(&self.shared.counters.malformed);
+        };
+        let direct = self.shared.config.direct;
+        let Some(p) = self.peers.get_mut(&member) else {
+            return;
+        };
+        // One list per member per epoch: a member cannot keep pointing our probes at addresses
+        // of its choosing by sending lists again.
+        if p.list_epoch.is_some_and(|e| epoch <= e) {
+            tracing::debug!(member, epoch, "a second address list in one epoch refused");
+            return bump(&self.shared.counters.addresses_refused);
         }
-        match Control::decode(&sealed[range]) {
-            Some(Control::Candidates(list)) => {
-                if let Some(p) = self.peers.get_mut(&member) {
-                    p.candidates = if self.shared.config.direct {
-                        list
-                    } else {
-                        Vec::new()
-                    };
-                    p.since = Instant::now();
-                }
-            }
-            _ => bump(&self.shared.counters.malformed),
-        }
+        p.list_epoch = Some(epoch);
+        p.candidates = if direct { list } else { Vec::new() };
+        p.since = Instant::now();
+        p.probes_left = PROBES_PER_ADDRESS;
     }
 
     fn path_of(&self, member: u16) -> Option<MediaPath> {
@@ -906,9 +948,14 @@ impl Receiver {
         }
         let timeout = self.shared.config.direct_timeout;
         let mut targets = Vec::new();
-        for (index, p) in &self.peers {
-            let direct = matches!(self.path_of(*index), Some(MediaPath::Direct(_)));
-            if !direct && p.since.elapsed() < timeout {
+        let mut paths = HashMap::new();
+        for index in self.peers.keys() {
+            paths.insert(*index, self.path_of(*index));
+        }
+        for (index, p) in self.peers.iter_mut() {
+            let direct = matches!(paths.get(index), Some(Some(MediaPath::Direct(_))));
+            if !direct && p.since.elapsed() < timeout && p.probes_left > 0 {
+                p.probes_left -= 1;
                 targets.extend(p.candidates.iter().copied());
             }
         }
@@ -1045,7 +1092,18 @@ impl Receiver {
     /// Holds a frame of an epoch whose keys have not arrived yet (the oldest goes when full).
     fn park(&mut self, header: PacketHeader, frame: Vec<u8>, from: SocketAddr, trusted: bool) {
         let c = &self.shared.counters;
-        if self.early.len() >= EARLY_FRAMES {
+        let sender = header.sender;
+        let of_sender = self
+            .early
+            .iter()
+            .filter(|e| e.header.sender == sender)
+            .count();
+        if of_sender >= EARLY_FRAMES_PER_SENDER {
+            if let Some(oldest) = self.early.iter().position(|e| e.header.sender == sender) {
+                self.early.remove(oldest);
+                bump(&c.unknown_key);
+            }
+        } else if self.early.len() >= EARLY_FRAMES {
             self.early.pop_front();
             bump(&c.unknown_key);
         }
@@ -1126,10 +1184,16 @@ impl Receiver {
         let (kid, range) = match self.decrypt(frame) {
             Ok(v) => v,
             Err(SframeError::UnknownKid(kid))
-                if kid_parts(kid).is_some_and(|(e, s, _)| {
-                    s == header.sender && self.current_epoch().is_none_or(|cur| e > cur)
-                }) =>
+                if trusted
+                    && kid_parts(kid).is_some_and(|(e, s, _)| {
+                        s == header.sender
+                            && self
+                                .current_epoch()
+                                .is_none_or(|cur| e > cur && e - cur <= EARLY_EPOCHS_AHEAD)
+                    }) =>
             {
+                // Held only from an authenticated source (the relay, or an address that proved
+                // the member's keys), and only for the next epochs.
                 return Opened::Early;
             }
             Err(_) if !trusted => {

@@ -58,6 +58,27 @@ pub fn encode<T: serde::Serialize>(message: &T) -> Result<Vec<u8>, crate::Error>
     Ok(out)
 }
 
+/// The length of `message` encoded as a frame body (its JSON), without encoding it into memory;
+/// `usize::MAX` when it cannot be encoded. What a hop checks before accepting something it must
+/// pass on: the encoded size, not the size of one field, decides whether it fits a frame.
+pub fn encoded_len<T: serde::Serialize + ?Sized>(message: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, message) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
+    }
+}
+
 /// Writes an encoded frame and flushes it.
 pub async fn write_frame<W: AsyncWrite + Unpin>(
     writer: &mut W,

@@ -181,8 +181,11 @@ pub struct WrapDelivery {
 
 /// Longest `conf_signal` payload, bytes.
 pub const MAX_CONF_SIGNAL: usize = 4096;
-/// Most bytes of entries in one `conf_log` page or `conf_entries` event (more follow).
-pub const MAX_CONF_PAGE_BYTES: usize = 40 * 1024;
+/// Most bytes of entries, as encoded in JSON (a comma each included), in one `conf_log` page or
+/// `conf_entries` event (more follow). Leaves room in a frame for the message around them.
+pub const MAX_CONF_PAGE_BYTES: usize = 60 * 1024;
+/// Most bytes of wraps (hex, with room for their fields) in one `conf_wraps` request.
+pub const MAX_WRAPS_CHUNK_BYTES: usize = 40 * 1024;
 /// Longest wrap in a `conf_wraps` request (hex of an ML-KEM ciphertext and a sealed secret).
 pub const MAX_WRAP_HEX: usize = 2 * (1088 + 48);
 
