@@ -1349,6 +1349,22 @@ impl Store {
 mod tests {
     use super::*;
 
+    #[test]
+    fn every_connection_commits_to_the_disk_before_it_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let reader = store.reader.lock().unwrap();
+        let synchronous: i64 = reader
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(synchronous, 2, "synchronous=FULL");
+        let conn = open_connection(&dir.path().join(DB_FILE)).unwrap();
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
     fn per_second_tariff() -> Tariff {
         Tariff {
             currency: "EUR".into(),

@@ -69,7 +69,21 @@ async fn joins_and_leaves_rekey_and_only_members_can_read() {
     );
     assert!(c.open_frame(&after_bob).await.is_ok());
     deliver(&c, &a, b"still here").await;
-    assert!(b.send(Stream::Audio, b"x").await.is_ok() || b.ended().is_some());
+    // bob's conference is over with the reason he was told, and what he still sends reaches no
+    // one.
+    assert_eq!(b.ended().as_deref(), Some(why.as_str()));
+    let _ = b.send(Stream::Audio, b"from the removed bob").await;
+    let heard = tokio::time::timeout(Duration::from_millis(500), async {
+        loop {
+            match a.recv().await {
+                Some(f) if &*f.member == "bob" => return true,
+                Some(_) => {}
+                None => return false,
+            }
+        }
+    })
+    .await;
+    assert_ne!(heard, Ok(true), "alice heard the removed bob");
     assert_eq!(
         a.roster().into_iter().map(|m| m.id).collect::<Vec<_>>(),
         ["alice", "carol"]
