@@ -793,9 +793,10 @@ mod tests {
                 signature: "cd".repeat(72),
             },
         };
-        while s.encoded_len() + 2 <= encoded {
-            s.entry.content.push('"');
-        }
+        // Each quote is two bytes once escaped.
+        let quotes = encoded.saturating_sub(s.encoded_len()) / 2;
+        s.entry.content = "\"".repeat(quotes);
+        assert!(s.encoded_len() <= encoded && s.encoded_len() + 2 > encoded);
         s
     }
 
