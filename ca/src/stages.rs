@@ -11,6 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// Where a connection is.
@@ -64,7 +65,30 @@ impl StageLimits {
 /// A connection's current stage and deadline.
 pub struct Clock {
     limits: StageLimits,
-    state: Mutex<(Stage, Instant)>,
+    state: Mutex<State>,
+    /// Wakes [`Clock::expired`] when the deadline moves (it may move earlier).
+    moved: Notify,
+}
+
+struct State {
+    stage: Stage,
+    /// End of the current stage (for [`Stage::Writing`], see `unflushed_since`).
+    deadline: Instant,
+    /// Since when a response has been waiting to be flushed. It is tracked apart from the stage
+    /// because a pipelined request may start while an earlier response is still unwritten.
+    unflushed_since: Option<Instant>,
+}
+
+impl State {
+    /// The next deadline and the stage that would have outlived it.
+    fn next(&self, limits: &StageLimits) -> (Stage, Instant) {
+        match self.unflushed_since.map(|t| t + limits.writing) {
+            Some(write) if self.stage == Stage::Writing || write < self.deadline => {
+                (Stage::Writing, write)
+            }
+            _ => (self.stage, self.deadline),
+        }
+    }
 }
 
 impl Clock {
@@ -72,48 +96,71 @@ impl Clock {
     pub fn new(limits: StageLimits) -> Arc<Self> {
         Arc::new(Clock {
             limits,
-            state: Mutex::new((Stage::Headers, Instant::now() + limits.headers)),
+            state: Mutex::new(State {
+                stage: Stage::Headers,
+                deadline: Instant::now() + limits.headers,
+                unflushed_since: None,
+            }),
+            moved: Notify::new(),
         })
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, (Stage, Instant)> {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn enter(&self, stage: Stage) {
-        *self.state() = (stage, Instant::now() + self.limits.of(stage));
-    }
-
-    fn enter_from(&self, from: Stage, to: Stage) {
-        let mut state = self.state();
-        if state.0 == from {
-            *state = (to, Instant::now() + self.limits.of(to));
-        }
+    fn enter(&self, state: &mut State, stage: Stage) {
+        state.stage = stage;
+        state.deadline = Instant::now() + self.limits.of(stage);
+        self.moved.notify_one();
     }
 
     /// A request's headers have been read and its handling starts.
     pub fn request_started(&self) {
-        self.enter(Stage::Handling);
+        self.enter(&mut self.state(), Stage::Handling);
     }
 
     /// The response is ready to be written.
     pub fn response_ready(&self) {
-        self.enter(Stage::Writing);
+        let mut state = self.state();
+        self.enter(&mut state, Stage::Writing);
+        state.unflushed_since.get_or_insert_with(Instant::now);
+    }
+
+    /// Bytes arrived: an idle connection is now reading a request's headers.
+    fn bytes_read(&self) {
+        let mut state = self.state();
+        if state.stage == Stage::Idle {
+            self.enter(&mut state, Stage::Headers);
+        }
+    }
+
+    /// Everything written so far has left: a written response makes the connection idle.
+    fn flushed(&self) {
+        let mut state = self.state();
+        state.unflushed_since = None;
+        if state.stage == Stage::Writing {
+            self.enter(&mut state, Stage::Idle);
+        }
     }
 
     /// The stage the connection is in.
     pub fn stage(&self) -> Stage {
-        self.state().0
+        self.state().stage
     }
 
-    /// Completes, with the stage, once the current stage has outlived its deadline.
+    /// Completes, with the stage, once the current stage (or an unwritten response) has outlived
+    /// its deadline.
     pub async fn expired(&self) -> Stage {
         loop {
-            let (stage, deadline) = *self.state();
+            let (stage, deadline) = self.state().next(&self.limits);
             if Instant::now() >= deadline {
                 return stage;
             }
-            tokio::time::sleep_until(deadline).await;
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = self.moved.notified() => {}
+            }
         }
     }
 }
@@ -141,7 +188,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.clock.enter_from(Stage::Idle, Stage::Headers);
+            self.clock.bytes_read();
         }
         result
     }
@@ -171,7 +218,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let result = Pin::new(&mut self.inner).poll_flush(cx);
         if matches!(result, Poll::Ready(Ok(()))) {
-            self.clock.enter_from(Stage::Writing, Stage::Idle);
+            self.clock.flushed();
         }
         result
     }
@@ -206,5 +253,40 @@ mod tests {
         assert!(waited.is_err(), "handling has a minute");
         clock.response_ready();
         assert_eq!(clock.stage(), Stage::Writing);
+    }
+
+    #[tokio::test]
+    async fn a_deadline_moved_earlier_wakes_the_watch() {
+        let clock = Clock::new(StageLimits {
+            headers: Duration::from_secs(60),
+            writing: Duration::from_millis(100),
+            ..limits()
+        });
+        let watch = tokio::spawn({
+            let clock = clock.clone();
+            async move { clock.expired().await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        clock.request_started();
+        clock.response_ready();
+        let expired = tokio::time::timeout(Duration::from_secs(5), watch).await;
+        assert_eq!(expired.ok().and_then(Result::ok), Some(Stage::Writing));
+    }
+
+    #[tokio::test]
+    async fn an_unwritten_response_expires_even_while_a_pipelined_request_is_handled() {
+        let clock = Clock::new(StageLimits {
+            writing: Duration::from_millis(100),
+            ..limits()
+        });
+        clock.request_started();
+        clock.response_ready();
+        // The next pipelined request starts before the first response has left.
+        clock.request_started();
+        let expired = tokio::time::timeout(Duration::from_secs(5), clock.expired()).await;
+        assert_eq!(expired.ok(), Some(Stage::Writing));
+        clock.flushed();
+        let waited = tokio::time::timeout(Duration::from_millis(200), clock.expired()).await;
+        assert!(waited.is_err(), "once flushed, the handling stage has its minute");
     }
 }
