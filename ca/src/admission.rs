@@ -147,7 +147,9 @@ mod tests {
     #[test]
     fn one_address_gets_its_share_and_frees_it_on_drop() {
         let admission = Admission::new(100, 3);
-        let held: Vec<Slot> = (0..3).map(|_| admission.admit(ip("10.0.0.1")).unwrap()).collect();
+        let held: Vec<Slot> = (0..3)
+            .map(|_| admission.admit(ip("10.0.0.1")).unwrap())
+            .collect();
         assert_eq!(
             admission.admit(ip("10.0.0.1")).err(),
             Some(Refusal::AddressCap)

@@ -162,14 +162,13 @@ async fn serve_connection(
     peer: SocketAddr,
 ) {
     let _ = tcp.set_nodelay(true);
-    let tls =
-        match vcsdk::tls::accept_or_refuse(&acceptor, tcp, context.times.handshake).await {
-            Ok(tls) => tls,
-            Err(why) => {
-                tracing::debug!(%peer, "{why}");
-                return;
-            }
-        };
+    let tls = match vcsdk::tls::accept_or_refuse(&acceptor, tcp, context.times.handshake).await {
+        Ok(tls) => tls,
+        Err(why) => {
+            tracing::debug!(%peer, "{why}");
+            return;
+        }
+    };
     let client_cert: Option<CertificateDer<'static>> = tls
         .get_ref()
         .1
@@ -319,7 +318,8 @@ async fn route(
                 .cloned()
                 .ok_or_else(CaError::certificate_required)?;
             let body: wire::RenewRequest = read_json(req, context.times.body).await?;
-            let (cert, crl) = blocking(context, move || ca.renew(&presented, &body.csr_pem)).await?;
+            let (cert, crl) =
+                blocking(context, move || ca.renew(&presented, &body.csr_pem)).await?;
             install_crl(&context.check, &crl.der);
             Ok(json_response(
                 StatusCode::CREATED,
@@ -397,7 +397,10 @@ async fn blocking<T: Send + 'static>(
 
 /// Reads a JSON body of at most [`wire::MAX_REQUEST_BODY`] bytes, arriving within `limit`, into
 /// `T`, refusing unknown fields.
-async fn read_json<T: DeserializeOwned>(req: Request<Incoming>, limit: Duration) -> Result<T, CaError> {
+async fn read_json<T: DeserializeOwned>(
+    req: Request<Incoming>,
+    limit: Duration,
+) -> Result<T, CaError> {
     let json = req
         .headers()
         .get(CONTENT_TYPE)

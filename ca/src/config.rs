@@ -110,7 +110,10 @@ impl Limits {
         }
         for (what, value) in [
             ("max_connections", self.max_connections),
-            ("max_connections_per_address", self.max_connections_per_address),
+            (
+                "max_connections_per_address",
+                self.max_connections_per_address,
+            ),
         ] {
             if value == 0 {
                 return Err(CaError::internal(format!(

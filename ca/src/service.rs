@@ -262,9 +262,9 @@ impl CertificationAuthority {
             let csr = csr?;
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let old = self.presented_record(&tx, presented, now)?;
-            self.check_renewal_interval(&tx, &old, now)?;
             let grant = old.grant()?;
             grant.check_csr(&csr)?;
+            self.check_renewal_interval(&tx, &old, now)?;
             let cert = self.authority.sign_csr(
                 csr,
                 &grant,

@@ -248,8 +248,7 @@ mod tests {
         assert_eq!(clock.expired().await, Stage::Headers);
         assert!(started.elapsed() >= Duration::from_millis(100));
         clock.request_started();
-        let waited =
-            tokio::time::timeout(Duration::from_millis(200), clock.expired()).await;
+        let waited = tokio::time::timeout(Duration::from_millis(200), clock.expired()).await;
         assert!(waited.is_err(), "handling has a minute");
         clock.response_ready();
         assert_eq!(clock.stage(), Stage::Writing);
@@ -287,6 +286,9 @@ mod tests {
         assert_eq!(expired.ok(), Some(Stage::Writing));
         clock.flushed();
         let waited = tokio::time::timeout(Duration::from_millis(200), clock.expired()).await;
-        assert!(waited.is_err(), "once flushed, the handling stage has its minute");
+        assert!(
+            waited.is_err(),
+            "once flushed, the handling stage has its minute"
+        );
     }
 }
