@@ -526,6 +526,8 @@ fn a_request_that_cannot_reach_the_database_in_time_is_answered_busy() {
     let rt = runtime();
     let home = tempfile::tempdir().unwrap();
     let token = ca.client_token("alice");
+    // The CA is serving (its start-up writes are done) before the database is locked.
+    rt.block_on(ca_client(&ca).crl_der()).unwrap();
     // Another process holds the database's write lock: an enrollment waits for it (up to 10 s)
     // with the database queue; requests behind it are answered `busy` after 1 s.
     let db = rusqlite::Connection::open(ca.data_dir().join("ca.db")).unwrap();
@@ -546,7 +548,7 @@ fn a_request_that_cannot_reach_the_database_in_time_is_answered_busy() {
                     busy = Some((code, message));
                     break;
                 }
-                Err(e) => panic!("{e}"),
+                Err(e) => panic!("{e}\n{}", ca.process.log()),
                 Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
