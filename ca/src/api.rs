@@ -11,28 +11,65 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use rustls_pki_types::CertificateDer;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use vcsdk::pki::{CertificateCheck, CertificateInfo, Usage};
 use vcsdk::proto::ca::{self as wire, CertificateResponse, RevocationReason, RevokeResponse};
 use vcsdk::tls::{self, PkiClientVerifier, SharedCheck};
 
+use crate::admission::Admission;
 use crate::authority::SignedCertificate;
+use crate::config::Limits;
 use crate::error::CaError;
 use crate::service::CertificationAuthority;
+use crate::stages::{Clock, StageLimits, Watched};
 
-/// How long a client may take for the TLS handshake and for sending request headers.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most connections served at once; more wait to be accepted.
-const MAX_CONNECTIONS: usize = 1024;
+/// How long work that has started on the database may take beyond the handler limit before the
+/// connection is given up on (SQLite waits up to 10 s for a lock held by another process, such as
+/// the operator's command line).
+const DATABASE_WORK_ALLOWANCE: Duration = Duration::from_secs(15);
+/// How often refused connections are summed up in the log.
+const REFUSAL_REPORT_PERIOD: Duration = Duration::from_secs(10);
+
+/// The `[limits]` of ca.toml as durations.
+#[derive(Debug, Clone, Copy)]
+struct Times {
+    handshake: Duration,
+    body: Duration,
+    handler: Duration,
+    stages: StageLimits,
+}
+
+impl Times {
+    fn new(limits: &Limits) -> Self {
+        Times {
+            handshake: limits.handshake_timeout(),
+            body: limits.body_timeout(),
+            handler: limits.handler_timeout(),
+            stages: StageLimits {
+                headers: limits.header_timeout(),
+                handling: limits.body_timeout()
+                    + limits.handler_timeout()
+                    + DATABASE_WORK_ALLOWANCE,
+                writing: limits.write_timeout(),
+                idle: limits.idle_timeout(),
+            },
+        }
+    }
+}
 
 /// Everything a request handler needs.
 struct Context {
     ca: Arc<CertificationAuthority>,
     check: SharedCheck,
+    times: Times,
+    /// Requests that need the database wait here, in order; one that waits longer than the
+    /// handler limit is answered `busy` instead of piling up.
+    database: Arc<Semaphore>,
 }
 
 /// Serves the API on `listener` until `shutdown` completes. Issues the CA's own HTTPS certificate
@@ -55,21 +92,21 @@ pub async fn serve(
     let config = tls::reloadable_server_config(certificate.clone(), verifier)
         .map_err(|e| CaError::internal(e.to_string()))?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let limits = &ca.config().limits;
+    let admission = Admission::new(limits.max_connections, limits.max_connections_per_address);
     let context = Arc::new(Context {
         ca: ca.clone(),
         check,
+        times: Times::new(limits),
+        database: Arc::new(Semaphore::new(1)),
     });
     tracing::info!(serial = %tls_cert.serial, not_after = tls_cert.not_after, "HTTPS certificate issued");
 
     let refresher = tokio::spawn(refresh_crl(context.clone()));
     let renewer = tokio::spawn(renew_tls_certificate(ca.clone(), certificate, tls_cert));
-    let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut last_report = tokio::time::Instant::now();
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            _ = &mut shutdown => break,
-            permit = limit.clone().acquire_owned() => permit.map_err(|e| CaError::internal(e.to_string()))?,
-        };
         let (tcp, peer) = tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
@@ -81,10 +118,34 @@ pub async fn serve(
                 }
             },
         };
+        if last_report.elapsed() >= REFUSAL_REPORT_PERIOD {
+            last_report = tokio::time::Instant::now();
+            let refused = admission.take_refused();
+            if refused > 0 {
+                tracing::warn!(
+                    refused,
+                    in_use = admission.in_use(),
+                    max = limits.max_connections,
+                    per_address = limits.max_connections_per_address,
+                    "connections refused over the caps in the last {} s",
+                    REFUSAL_REPORT_PERIOD.as_secs()
+                );
+            }
+        }
+        // Over a cap the connection is closed at once: a refused client learns it immediately
+        // and holds nothing.
+        let slot = match admission.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                tracing::debug!(%peer, "connection refused: {why}");
+                drop(tcp);
+                continue;
+            }
+        };
         let acceptor = acceptor.clone();
         let context = context.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let _slot = slot;
             serve_connection(acceptor, context, tcp, peer).await;
         });
     }
@@ -101,7 +162,7 @@ async fn serve_connection(
     peer: SocketAddr,
 ) {
     let _ = tcp.set_nodelay(true);
-    let tls = match vcsdk::tls::accept_or_refuse(&acceptor, tcp, HANDSHAKE_TIMEOUT).await {
+    let tls = match vcsdk::tls::accept_or_refuse(&acceptor, tcp, context.times.handshake).await {
         Ok(tls) => tls,
         Err(why) => {
             tracing::debug!(%peer, "{why}");
@@ -115,17 +176,35 @@ async fn serve_connection(
         .and_then(|c| c.first())
         .map(|c| c.clone().into_owned());
     let client_cert = Arc::new(client_cert);
-    let service = hyper::service::service_fn(move |req| {
+    let clock = Clock::new(context.times.stages);
+    let service = {
+        let clock = clock.clone();
         let context = context.clone();
-        let client_cert = client_cert.clone();
-        async move { Ok::<_, Infallible>(handle(&context, client_cert.as_ref().as_ref(), req).await) }
-    });
+        hyper::service::service_fn(move |req| {
+            let context = context.clone();
+            let client_cert = client_cert.clone();
+            let clock = clock.clone();
+            async move {
+                clock.request_started();
+                let response = handle(&context, client_cert.as_ref().as_ref(), req).await;
+                clock.response_ready();
+                Ok::<_, Infallible>(response)
+            }
+        })
+    };
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(HANDSHAKE_TIMEOUT)
-        .max_buf_size(64 * 1024);
-    if let Err(e) = http.serve_connection(TokioIo::new(tls), service).await {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    // The clock bounds header time (and every other stage); hyper's own timer is not used.
+    http.header_read_timeout(None).max_buf_size(64 * 1024);
+    let connection = http.serve_connection(TokioIo::new(Watched::new(tls, clock.clone())), service);
+    tokio::select! {
+        served = connection => {
+            if let Err(e) = served {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        }
+        stage = clock.expired() => {
+            tracing::debug!(%peer, %stage, "connection closed: {stage} took too long");
+        }
     }
 }
 
@@ -188,12 +267,14 @@ async fn handle(
     match result {
         Ok(response) => response,
         Err(e) => {
-            if e.status >= 500 {
+            if e.code == "busy" {
+                tracing::warn!(%method, %path, code = e.code, "{}", e.message);
+            } else if e.status >= 500 {
                 tracing::error!(%method, %path, code = e.code, "{}", e.message);
             } else {
                 tracing::debug!(%method, %path, code = e.code, "{}", e.message);
             }
-            json_response(
+            let mut response = json_response(
                 StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
                 &wire::ErrorBody {
                     error: wire::ErrorDetail {
@@ -201,7 +282,16 @@ async fn handle(
                         message: e.message,
                     },
                 },
-            )
+            );
+            // A body that timed out or was too large was not read to its end: the connection
+            // cannot carry another request.
+            if e.status == 408 || e.status == 413 {
+                response.headers_mut().insert(
+                    hyper::header::CONNECTION,
+                    hyper::header::HeaderValue::from_static("close"),
+                );
+            }
+            response
         }
     }
 }
@@ -216,8 +306,8 @@ async fn route(
     let ca = context.ca.clone();
     match (path.as_str(), method) {
         (wire::PATH_ENROLL, Method::POST) => {
-            let body: wire::EnrollRequest = read_json(req).await?;
-            let cert = blocking(move || ca.enroll(&body.token, &body.csr_pem)).await?;
+            let body: wire::EnrollRequest = read_json(req, context.times.body).await?;
+            let cert = blocking(context, move || ca.enroll(&body.token, &body.csr_pem)).await?;
             Ok(json_response(
                 StatusCode::CREATED,
                 &certificate_response(&context.ca, &cert)?,
@@ -227,8 +317,9 @@ async fn route(
             let presented = client_cert
                 .cloned()
                 .ok_or_else(CaError::certificate_required)?;
-            let body: wire::RenewRequest = read_json(req).await?;
-            let (cert, crl) = blocking(move || ca.renew(&presented, &body.csr_pem)).await?;
+            let body: wire::RenewRequest = read_json(req, context.times.body).await?;
+            let (cert, crl) =
+                blocking(context, move || ca.renew(&presented, &body.csr_pem)).await?;
             install_crl(&context.check, &crl.der);
             Ok(json_response(
                 StatusCode::CREATED,
@@ -239,9 +330,9 @@ async fn route(
             let presented = client_cert
                 .cloned()
                 .ok_or_else(CaError::certificate_required)?;
-            let body: wire::RevokeRequest = read_json(req).await?;
+            let body: wire::RevokeRequest = read_json(req, context.times.body).await?;
             let reason = body.reason.unwrap_or(RevocationReason::Unspecified);
-            let done = blocking(move || ca.revoke_presented(&presented, reason)).await?;
+            let done = blocking(context, move || ca.revoke_presented(&presented, reason)).await?;
             install_crl(&context.check, &done.crl.der);
             Ok(json_response(
                 StatusCode::OK,
@@ -253,11 +344,11 @@ async fn route(
             ))
         }
         (wire::PATH_CRL, Method::GET) => {
-            let crl = blocking(move || ca.current_crl()).await?;
+            let crl = blocking(context, move || ca.current_crl()).await?;
             Ok(bytes_response("application/pkix-crl", crl.der))
         }
         (wire::PATH_CRL_PEM, Method::GET) => {
-            let crl = blocking(move || ca.current_crl()).await?;
+            let crl = blocking(context, move || ca.current_crl()).await?;
             Ok(bytes_response(
                 "application/x-pem-file",
                 vcsdk::pki::pem::encode("X509 CRL", &crl.der).into_bytes(),
@@ -285,16 +376,31 @@ async fn route(
     }
 }
 
+/// Runs database work on a blocking thread once the database queue lets it in; a request that
+/// waits longer than the handler limit is answered `busy` and does nothing.
 async fn blocking<T: Send + 'static>(
+    context: &Context,
     work: impl FnOnce() -> Result<T, CaError> + Send + 'static,
 ) -> Result<T, CaError> {
-    tokio::task::spawn_blocking(work)
+    let limit = context.times.handler;
+    let turn = tokio::time::timeout(limit, context.database.clone().acquire_owned())
         .await
-        .map_err(|e| CaError::internal(format!("request task failed: {e}")))?
+        .map_err(|_| CaError::busy(limit))?
+        .map_err(|e| CaError::internal(e.to_string()))?;
+    tokio::task::spawn_blocking(move || {
+        let _turn = turn;
+        work()
+    })
+    .await
+    .map_err(|e| CaError::internal(format!("request task failed: {e}")))?
 }
 
-/// Reads a JSON body of at most [`wire::MAX_REQUEST_BODY`] bytes into `T`, refusing unknown fields.
-async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, CaError> {
+/// Reads a JSON body of at most [`wire::MAX_REQUEST_BODY`] bytes, arriving within `limit`, into
+/// `T`, refusing unknown fields.
+async fn read_json<T: DeserializeOwned>(
+    req: Request<Incoming>,
+    limit: Duration,
+) -> Result<T, CaError> {
     let json = req
         .headers()
         .get(CONTENT_TYPE)
@@ -316,23 +422,28 @@ async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, CaE
         .and_then(|v| v.parse::<u64>().ok());
     let mut body = req.into_body();
     if declared.is_some_and(|n| n > wire::MAX_REQUEST_BODY as u64) {
-        discard_rest(&mut body, 0).await;
+        discard_rest(&mut body, 0, limit).await;
         return Err(CaError::too_large(wire::MAX_REQUEST_BODY));
     }
+    let deadline = tokio::time::Instant::now() + limit;
     let mut bytes = Vec::new();
-    while let Some(frame) = body.frame().await {
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => return Err(CaError::request_timeout(limit)),
+            Ok(None) => break,
+            Ok(Some(frame)) => frame,
+        };
         let frame =
             frame.map_err(|e| CaError::malformed(format!("reading the request body: {e}")))?;
         if let Ok(data) = frame.into_data() {
             if bytes.len() + data.len() > wire::MAX_REQUEST_BODY {
-                discard_rest(&mut body, bytes.len() + data.len()).await;
+                discard_rest(&mut body, bytes.len() + data.len(), limit).await;
                 return Err(CaError::too_large(wire::MAX_REQUEST_BODY));
             }
             bytes.extend_from_slice(&data);
         }
     }
-    let body = bytes;
-    serde_json::from_slice(&body).map_err(|e| CaError::malformed(format!("request body: {e}")))
+    serde_json::from_slice(&bytes).map_err(|e| CaError::malformed(format!("request body: {e}")))
 }
 
 /// How much of an oversized body the CA reads and throws away before answering 413, so that
@@ -341,8 +452,8 @@ async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, CaE
 const DISCARD_LIMIT: usize = 1024 * 1024;
 
 /// Reads and drops the rest of a refused body, up to [`DISCARD_LIMIT`] bytes in all and at most
-/// a few seconds.
-async fn discard_rest(body: &mut Incoming, already: usize) {
+/// `limit` (the body time limit).
+async fn discard_rest(body: &mut Incoming, already: usize, limit: Duration) {
     let drain = async {
         let mut seen = already;
         while let Some(Ok(frame)) = body.frame().await {
@@ -354,7 +465,7 @@ async fn discard_rest(body: &mut Incoming, already: usize) {
             }
         }
     };
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drain).await;
+    let _ = tokio::time::timeout(limit, drain).await;
 }
 
 fn certificate_response(

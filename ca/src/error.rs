@@ -118,6 +118,40 @@ impl CaError {
             "request body must be application/json",
         )
     }
+    /// The request body did not arrive in time.
+    pub fn request_timeout(limit: std::time::Duration) -> Self {
+        Self::new(
+            "request_timeout",
+            408,
+            format!(
+                "the request body did not arrive within {} ms",
+                limit.as_millis()
+            ),
+        )
+    }
+    /// The CA could not start the request in time; the client may try again later.
+    pub fn busy(limit: std::time::Duration) -> Self {
+        Self::new(
+            "busy",
+            503,
+            format!(
+                "the CA could not take the request within {} ms; try again later",
+                limit.as_millis()
+            ),
+        )
+    }
+    /// The presented certificate came from a renewal too recently to be renewed again.
+    pub fn renew_too_soon(serial: &str, allowed_at: i64, now: i64) -> Self {
+        Self::new(
+            "renew_too_soon",
+            429,
+            format!(
+                "certificate {serial} was itself issued by a renewal and may be renewed again from {} (in {} s)",
+                vcsdk::util::rfc3339(allowed_at),
+                (allowed_at - now).max(0)
+            ),
+        )
+    }
     /// Something failed inside the CA; the message says what (no secrets).
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new("internal", 500, message)

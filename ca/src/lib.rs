@@ -3,12 +3,14 @@
 //! signed CRL, all over an HTTPS+JSON API (see `docs/protocol.md`).
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod api;
 pub mod authority;
 pub mod config;
 pub mod error;
 pub mod grant;
 pub mod service;
+pub mod stages;
 pub mod store;
 
 pub use error::CaError;

@@ -57,8 +57,20 @@ enum Command {
         /// Public base URL (https://host:port); issued certificates then name its CRL.
         #[arg(long)]
         public_url: Option<String>,
+        /// How old a certificate obtained by renewal must be before it renews again (e.g. 3d);
+        /// half of --cert-validity when absent.
+        #[arg(long)]
+        renew_min_interval: Option<String>,
     },
     /// Serve the HTTPS+JSON API; logs "listening on HOST:PORT" once bound.
+    ///
+    /// Connection and time limits come from the [limits] table of DIR/ca.toml (defaults shown):
+    /// max_connections = 1024, max_connections_per_address = 64 (IPv6: per /64; the last quarter
+    /// of max_connections is kept for addresses holding few connections), handshake_timeout =
+    /// "10s", header_timeout = "10s", body_timeout = "10s", handler_timeout = "20s" (waiting for
+    /// the database; then 503 busy), write_timeout = "10s" (the whole response), idle_timeout =
+    /// "15s" (between kept-alive requests). A connection over a cap is closed at once; one whose
+    /// stage outlives its limit is closed.
     Serve {
         #[command(flatten)]
         dir: DataDir,
@@ -165,6 +177,7 @@ fn run(command: Command) -> Result<(), String> {
             token_ttl,
             hostnames,
             public_url,
+            renew_min_interval,
         } => {
             let config = CaConfig {
                 name,
@@ -173,6 +186,8 @@ fn run(command: Command) -> Result<(), String> {
                 token_ttl,
                 tls_hostnames: hostnames,
                 public_url,
+                renew_min_interval,
+                limits: Default::default(),
             };
             let validity = Duration::from_secs(u64::from(validity_days) * 86_400);
             CertificationAuthority::init(&dir.data_dir, &config, validity).map_err(text)?;
@@ -286,8 +301,14 @@ fn run(command: Command) -> Result<(), String> {
                 }
                 Format::Table => {
                     for e in entries {
+                        let repeated = match e.last_at {
+                            Some(last) if e.count > 1 => {
+                                format!(" (x{}, last {})", e.count, vcsdk::util::rfc3339(last))
+                            }
+                            _ => String::new(),
+                        };
                         println!(
-                            "{:>5} {} {:<16} {:<24} {:<24} {:<32} {}",
+                            "{:>5} {} {:<16} {:<24} {:<24} {:<32} {}{repeated}",
                             e.seq,
                             vcsdk::util::rfc3339(e.at),
                             e.event,

@@ -228,7 +228,7 @@ impl CertificationAuthority {
             }
             Err(e) => {
                 let subject = grant.map(|g| g.subject());
-                let _ = store::audit(
+                let _ = store::audit_refusal(
                     &conn,
                     now,
                     "enroll_refused",
@@ -264,6 +264,7 @@ impl CertificationAuthority {
             let old = self.presented_record(&tx, presented, now)?;
             let grant = old.grant()?;
             grant.check_csr(&csr)?;
+            self.check_renewal_interval(&tx, &old, now)?;
             let cert = self.authority.sign_csr(
                 csr,
                 &grant,
@@ -298,7 +299,7 @@ impl CertificationAuthority {
             }
             Err(e) => {
                 let serial = CertificateInfo::parse(presented).map(|i| i.serial).ok();
-                let _ = store::audit(
+                let _ = store::audit_refusal(
                     &conn,
                     now,
                     "renew_refused",
@@ -316,6 +317,27 @@ impl CertificationAuthority {
                 Err(e)
             }
         }
+    }
+
+    /// Refuses to renew a certificate that was itself issued by a renewal less than
+    /// `renew_min_interval` ago, so that one holder cannot grow the certificate table and the CRL
+    /// by renewing in a loop. A certificate from enrollment (each costs a token) may renew at once.
+    fn check_renewal_interval(
+        &self,
+        conn: &Connection,
+        record: &CertificateRecord,
+        now: i64,
+    ) -> Result<(), CaError> {
+        if store::renewed_from(conn, &record.serial)?.is_none() {
+            return Ok(());
+        }
+        let allowed_at = record
+            .issued_at
+            .saturating_add(self.config.renew_min_interval().as_secs() as i64);
+        if now < allowed_at {
+            return Err(CaError::renew_too_soon(&record.serial, allowed_at, now));
+        }
+        Ok(())
     }
 
     /// revokeCert by the holder of `presented` (authenticated over mutual TLS).

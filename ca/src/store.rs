@@ -14,7 +14,8 @@ use crate::grant::Grant;
 pub const DB_FILE: &str = "ca.db";
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE certificates (
     serial            TEXT PRIMARY KEY,
     usage             TEXT NOT NULL CHECK (usage IN ('client', 'server')),
@@ -54,7 +55,23 @@ CREATE TABLE audit (
     serial  TEXT,
     detail  TEXT
 );
-"#];
+"#,
+    // Renewal limits look certificates up by what they replaced; repeated refusals are counted on
+    // one audit entry.
+    r#"
+CREATE INDEX certificates_replaced_by ON certificates(replaced_by);
+ALTER TABLE audit ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE audit ADD COLUMN last_at INTEGER;
+CREATE INDEX audit_event_at ON audit(event, at);
+"#,
+];
+
+/// How many CRLs are kept; older ones are deleted when a new one is stored.
+pub const CRLS_KEPT: i64 = 8;
+
+/// Repeated refusals with the same event, actor, subject, serial and detail within this many
+/// seconds are counted on one audit entry instead of each adding one.
+pub const REFUSAL_AGGREGATION_SECS: i64 = 3600;
 
 /// Opens (creating if needed) the database and brings its schema up to date.
 pub fn open(dir: &Path) -> Result<Connection, CaError> {
@@ -301,13 +318,28 @@ pub fn next_crl_number(conn: &Connection) -> Result<u64, CaError> {
     Ok(last.map_or(1, |n| n as u64 + 1))
 }
 
-/// Stores a newly signed CRL.
+/// Stores a newly signed CRL and deletes all but the newest [`CRLS_KEPT`].
 pub fn insert_crl(conn: &Connection, crl: &CrlRecord) -> Result<(), CaError> {
     conn.execute(
         "INSERT INTO crls (number, this_update, next_update, der) VALUES (?1, ?2, ?3, ?4)",
         params![crl.number as i64, crl.this_update, crl.next_update, crl.der],
     )?;
+    conn.execute(
+        "DELETE FROM crls WHERE number <= (SELECT MAX(number) FROM crls) - ?1",
+        params![CRLS_KEPT],
+    )?;
     Ok(())
+}
+
+/// The certificate that `serial` superseded by renewal, if it was issued by one.
+pub fn renewed_from(conn: &Connection, serial: &str) -> Result<Option<String>, CaError> {
+    Ok(conn
+        .query_row(
+            "SELECT serial FROM certificates WHERE replaced_by = ?1",
+            params![serial],
+            |r| r.get(0),
+        )
+        .optional()?)
 }
 
 /// The newest CRL.
@@ -345,6 +377,39 @@ pub fn audit(
     Ok(())
 }
 
+/// Records a refusal: counted on the newest entry with the same event, actor, subject, serial and
+/// detail from the last [`REFUSAL_AGGREGATION_SECS`], or appended when there is none, so that a
+/// peer repeating a refused request cannot grow the log without bound.
+pub fn audit_refusal(
+    conn: &Connection,
+    now: i64,
+    event: &str,
+    actor: &str,
+    subject: Option<&str>,
+    serial: Option<&str>,
+    detail: Option<&str>,
+) -> Result<(), CaError> {
+    let counted = conn.execute(
+        "UPDATE audit SET count = count + 1, last_at = ?1 WHERE seq = (
+             SELECT seq FROM audit WHERE event = ?2 AND at >= ?3 AND actor = ?4
+                 AND subject IS ?5 AND serial IS ?6 AND detail IS ?7
+             ORDER BY seq DESC LIMIT 1)",
+        params![
+            now,
+            event,
+            now - REFUSAL_AGGREGATION_SECS,
+            actor,
+            subject,
+            serial,
+            detail
+        ],
+    )?;
+    if counted == 0 {
+        audit(conn, now, event, actor, subject, serial, detail)?;
+    }
+    Ok(())
+}
+
 /// One audit log entry.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct AuditEntry {
@@ -362,12 +427,16 @@ pub struct AuditEntry {
     pub serial: Option<String>,
     /// More detail (reasons, codes).
     pub detail: Option<String>,
+    /// How many times it happened (repeated refusals are counted on one entry).
+    pub count: i64,
+    /// When it last happened, if more than once.
+    pub last_at: Option<i64>,
 }
 
 /// The whole audit log, oldest first.
 pub fn audit_log(conn: &Connection) -> Result<Vec<AuditEntry>, CaError> {
     let mut stmt = conn
-        .prepare("SELECT seq, at, event, actor, subject, serial, detail FROM audit ORDER BY seq")?;
+        .prepare("SELECT seq, at, event, actor, subject, serial, detail, count, last_at FROM audit ORDER BY seq")?;
     let rows = stmt.query_map([], |r| {
         Ok(AuditEntry {
             seq: r.get(0)?,
@@ -377,6 +446,8 @@ pub fn audit_log(conn: &Connection) -> Result<Vec<AuditEntry>, CaError> {
             subject: r.get(4)?,
             serial: r.get(5)?,
             detail: r.get(6)?,
+            count: r.get(7)?,
+            last_at: r.get(8)?,
         })
     })?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)

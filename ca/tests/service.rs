@@ -295,6 +295,13 @@ fn renewal_supersedes_and_revoked_or_foreign_certificates_cannot_renew() {
             .code,
         "wrong_id"
     );
+    // A certificate from a renewal renews again only after half its lifetime.
+    assert_eq!(
+        ca.renew(&second.der, &client_csr("alice").1)
+            .unwrap_err()
+            .code,
+        "renew_too_soon"
+    );
 
     // A certificate from another CA is unknown here, even with a colliding serial.
     let other_dir = tempfile::tempdir().unwrap();

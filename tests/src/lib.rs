@@ -211,12 +211,25 @@ pub struct TestCa {
 impl TestCa {
     /// `vc-ca init` with the extra `init_args`, then `vc-ca serve`.
     pub fn start(init_args: &[&str]) -> TestCa {
+        Self::start_with(init_args, &[])
+    }
+
+    /// `vc-ca init` with the extra `init_args`, ca.toml settings overridden by `settings`
+    /// (`key = value` lines replacing the line of that key, in whichever table it is), then
+    /// `vc-ca serve`.
+    pub fn start_with(init_args: &[&str], settings: &[&str]) -> TestCa {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("ca");
         let data = data.to_str().expect("utf-8 path");
         let mut args = vec!["init", "--data-dir", data];
         args.extend_from_slice(init_args);
         run_ok("vc-ca", &args);
+        if !settings.is_empty() {
+            let path = dir.path().join("ca").join("ca.toml");
+            let text = std::fs::read_to_string(&path).expect("ca.toml");
+            std::fs::write(&path, replace_settings(&text, settings, "ca.toml"))
+                .expect("write ca.toml");
+        }
         let process = Process::start(
             "vc-ca",
             &["serve", "--data-dir", data, "--listen", "127.0.0.1:0"],
@@ -261,6 +274,30 @@ impl TestCa {
     }
 }
 
+/// `text` (a TOML settings file) with each `key = value` line of `settings` replacing the line
+/// of that key, in whichever table it is; a key the file does not have is a test error.
+fn replace_settings(text: &str, settings: &[&str], file: &str) -> String {
+    let mut config = text.to_owned();
+    for line in settings {
+        let key = line.split('=').next().expect("key").trim();
+        let mut found = false;
+        config = config
+            .lines()
+            .map(|l| {
+                if l.split('=').next().map(str::trim) == Some(key) {
+                    found = true;
+                    line.to_string()
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(found, "{file} has no setting {key:?}");
+    }
+    config
+}
+
 /// Whether `path` exists and has exactly the Unix permissions `mode`.
 pub fn has_mode(path: &Path, mode: u32) -> bool {
     use std::os::unix::fs::PermissionsExt;
@@ -297,24 +334,8 @@ impl TestServer {
             ],
         );
         let config_path = data.join("server.toml");
-        let mut config = std::fs::read_to_string(&config_path).expect("server.toml");
-        for line in settings {
-            let key = line.split('=').next().expect("key").trim();
-            let mut found = false;
-            config = config
-                .lines()
-                .map(|l| {
-                    if l.split('=').next().map(str::trim) == Some(key) {
-                        found = true;
-                        line.to_string()
-                    } else {
-                        l.to_string()
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join("\n");
-            assert!(found, "server.toml has no setting {key:?}");
-        }
+        let config = std::fs::read_to_string(&config_path).expect("server.toml");
+        let config = replace_settings(&config, settings, "server.toml");
         std::fs::write(&config_path, config).expect("write server.toml");
         let token = ca
             .cli(&["token", "create", "--server", "localhost,127.0.0.1"])
