@@ -21,12 +21,9 @@ const CRL_SECS: i64 = 4;
 
 async fn long_lived(server: &TestServer, store: &IdentityStore) -> (Client, Receiver<ClientEvent>) {
     let identity = Arc::new(store.load().unwrap());
-    let mut options = ClientOptions::new(
-        server.addr(),
-        identity,
-        store.refresh_crl().await.unwrap(),
-    )
-    .with_crl_source(CrlSource::Store(store.clone()));
+    let mut options =
+        ClientOptions::new(server.addr(), identity, store.refresh_crl().await.unwrap())
+            .with_crl_source(CrlSource::Store(store.clone()));
     options.server_name = Some("localhost".into());
     options.crl_refresh = Duration::from_secs(1);
     let (client, events) = Client::connect(options).await.expect("connect");
@@ -88,7 +85,10 @@ async fn a_long_lived_client_outlives_many_crls_and_sees_new_revocations() {
     server.cli(&["credit", "add", "--user", "alice", "--amount", "100000"]);
     let first = alice.crl_status().crl.expect("a CRL from the CA");
     assert!(first.next_update - first.this_update <= CRL_SECS);
-    alice.peer_certificate("carol").await.expect("carol is valid");
+    alice
+        .peer_certificate("carol")
+        .await
+        .expect("carol is valid");
 
     // Three CRL lifetimes pass: the CRL alice connected with is long expired.
     tokio::time::sleep(Duration::from_secs(3 * CRL_SECS as u64 + 1)).await;
@@ -125,7 +125,10 @@ async fn a_long_lived_client_outlives_many_crls_and_sees_new_revocations() {
         matches!(e, ClientEvent::Reconnected).then_some(())
     })
     .await;
-    alice.peer_certificate("carol").await.expect("carol still valid");
+    alice
+        .peer_certificate("carol")
+        .await
+        .expect("carol still valid");
 
     // carol is revoked after alice connected: alice's own check refuses her certificate.
     let serial = carol_store.load().unwrap().info().serial.clone();
@@ -159,5 +162,63 @@ async fn a_long_lived_client_outlives_many_crls_and_sees_new_revocations() {
     let text = stale.to_string();
     assert!(text.contains("stale CRL"), "{text}");
     let status = alice.crl_status();
-    assert!(status.failures > 0 && status.last_error.is_some(), "{status:?}");
+    assert!(
+        status.failures > 0 && status.last_error.is_some(),
+        "{status:?}"
+    );
+}
+
+#[test]
+fn only_current_crls_signed_by_the_pinned_root_and_no_older_are_installed() {
+    let ca = vcsdk_tests::LocalCa::new();
+    let other = vcsdk_tests::LocalCa::new();
+    let live = vcsdk::pki::LiveCheck::new(
+        vcsdk::pki::CertificateCheck::new(ca.ca.root().clone()).unwrap(),
+    );
+    let now = unix_now();
+    let first = ca.ca.current_crl().unwrap().der;
+    let installed = live.install(&first, now).expect("the CA's CRL");
+    // Another CA's CRL (same name, another key), garbage, a tampered CRL and a CRL judged after
+    // its nextUpdate are refused.
+    let foreign = other.ca.current_crl().unwrap().der;
+    assert!(matches!(
+        live.install(&foreign, now),
+        Err(CertificateError::BadCrl(m)) if m.contains("signature")
+    ));
+    assert!(matches!(
+        live.install(&[0x30, 0x03, 1, 2, 3], now),
+        Err(CertificateError::BadCrl(_))
+    ));
+    let mut tampered = first.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    assert!(matches!(
+        live.install(&tampered, now),
+        Err(CertificateError::BadCrl(_))
+    ));
+    assert!(matches!(
+        live.install(&first, installed.next_update),
+        Err(CertificateError::BadCrl(m)) if m.contains("nextUpdate")
+    ));
+    // A revocation makes a newer CRL; the older one can no longer be put back.
+    let victim = ca.client("victim");
+    ca.revoke(&victim);
+    let newer = ca.ca.current_crl().unwrap().der;
+    let info = live.install(&newer, now).expect("the newer CRL");
+    assert!(info.number > installed.number && info.revoked == 1);
+    assert!(matches!(
+        live.install(&first, now),
+        Err(CertificateError::BadCrl(m)) if m.contains("older")
+    ));
+    assert_eq!(live.status().crl, Some(info));
+    assert_eq!(
+        live.verify(
+            std::slice::from_ref(victim.certificate()),
+            vcsdk::pki::Usage::Client,
+            Some("victim"),
+            rustls_pki_types::UnixTime::now()
+        )
+        .unwrap_err(),
+        CertificateError::Revoked
+    );
 }

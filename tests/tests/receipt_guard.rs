@@ -76,13 +76,19 @@ async fn refusals(
                 reason,
             })) => seen.push((call_id, kind, statement, reason)),
             Ok(Some(_)) => {}
-            other => panic!("only {} refusals reported: {seen:?} ({other:?})", seen.len()),
+            other => panic!(
+                "only {} refusals reported: {seen:?} ({other:?})",
+                seen.len()
+            ),
         }
     }
     seen
 }
 
-async fn connect_to(dishonest: &Dishonest, store: &IdentityStore) -> (Client, Receiver<ClientEvent>, Session) {
+async fn connect_to(
+    dishonest: &Dishonest,
+    store: &IdentityStore,
+) -> (Client, Receiver<ClientEvent>, Session) {
     let identity = Arc::new(store.load().unwrap());
     let mut options = ClientOptions::new(
         dishonest.addr(),
@@ -91,7 +97,8 @@ async fn connect_to(dishonest: &Dishonest, store: &IdentityStore) -> (Client, Re
     );
     options.server_name = Some("localhost".into());
     options.reconnect = false;
-    let (connected, session) = tokio::join!(Client::connect(options), dishonest.accept(identity.id()));
+    let (connected, session) =
+        tokio::join!(Client::connect(options), dishonest.accept(identity.id()));
     let (client, events) = connected.expect("connect to the dishonest server");
     (client, events, session)
 }
@@ -121,7 +128,13 @@ async fn invented_and_stretched_calls_get_no_signature() {
         reason: None,
     });
     let answered = now_ms();
-    bad.push(ask(ReceiptKind::Answer, &call, "alice", "bob", answered - 60_000));
+    bad.push(ask(
+        ReceiptKind::Answer,
+        &call,
+        "alice",
+        "bob",
+        answered - 60_000,
+    ));
     bad.push(ask(ReceiptKind::Answer, &call, "alice", "carol", answered));
     for e in &bad {
         session.event(e.clone());
@@ -160,11 +173,17 @@ async fn invented_and_stretched_calls_get_no_signature() {
     }
     let stretched = reported
         .iter()
-        .find(|(c, k, st, _)| *c == call && *k == ReceiptKind::Answer && st.ends_with(&format!("\n{}\n", answered - 60_000)))
+        .find(|(c, k, st, _)| {
+            *c == call
+                && *k == ReceiptKind::Answer
+                && st.ends_with(&format!("\n{}\n", answered - 60_000))
+        })
         .expect("the stretched answer is reported");
     assert!(stretched.3.contains("ms apart"), "{}", stretched.3);
     assert!(
-        reported.iter().any(|(c, _, _, r)| c == "invented-1" && r.contains("never placed")),
+        reported
+            .iter()
+            .any(|(c, _, _, r)| c == "invented-1" && r.contains("never placed")),
         "{reported:?}"
     );
 
@@ -172,7 +191,10 @@ async fn invented_and_stretched_calls_get_no_signature() {
     // statement.
     let sigs = signatures(&session);
     assert_eq!(sigs.len(), 2, "{sigs:?}");
-    for (genuine, kind) in [(&genuine_answer, ReceiptKind::Answer), (&genuine_end, ReceiptKind::End)] {
+    for (genuine, kind) in [
+        (&genuine_answer, ReceiptKind::Answer),
+        (&genuine_end, ReceiptKind::End),
+    ] {
         let s = statement(genuine);
         assert!(sigs
             .iter()
@@ -181,7 +203,8 @@ async fn invented_and_stretched_calls_get_no_signature() {
     for e in &bad {
         let s = statement(e);
         assert!(
-            sigs.iter().all(|(_, _, sig)| !verify_receipt(&key, &s, sig)),
+            sigs.iter()
+                .all(|(_, _, sig)| !verify_receipt(&key, &s, sig)),
             "a signature verifies over the refused {s:?}"
         );
     }
@@ -198,7 +221,13 @@ async fn conference_participations_are_signed_once_at_the_join_and_leave_seen() 
 
     // A participation in a conference alice was never in.
     let elsewhere = "00112233445566778899aabbccddeeff";
-    let invented = ask(ReceiptKind::Answer, "rec-0", "alice", &format!("conf:{elsewhere}"), now_ms());
+    let invented = ask(
+        ReceiptKind::Answer,
+        "rec-0",
+        "alice",
+        &format!("conf:{elsewhere}"),
+        now_ms(),
+    );
     session.event(invented.clone());
 
     let conference = client
@@ -216,16 +245,34 @@ async fn conference_participations_are_signed_once_at_the_join_and_leave_seen() 
     let callee = format!("conf:{conf}");
     // Billed from a minute before the join; then the genuine one; then a second record for the
     // same participation; and a member alice never saw.
-    let early = ask(ReceiptKind::Answer, "rec-1", "alice", &callee, joined - 60_000);
+    let early = ask(
+        ReceiptKind::Answer,
+        "rec-1",
+        "alice",
+        &callee,
+        joined - 60_000,
+    );
     let genuine_answer = ask(ReceiptKind::Answer, "rec-1", "alice", &callee, joined);
     let second = ask(ReceiptKind::Answer, "rec-2", "alice", &callee, joined);
-    let ghost = ask(ReceiptKind::Answer, "rec-3", "alice", &format!("{callee}:mallory"), joined);
+    let ghost = ask(
+        ReceiptKind::Answer,
+        "rec-3",
+        "alice",
+        &format!("{callee}:mallory"),
+        joined,
+    );
     for e in [&early, &genuine_answer, &second, &ghost] {
         session.event(e.clone());
     }
     signed(&session, "rec-1", ReceiptKind::Answer).await;
     // An end a minute in the future while alice is still in.
-    let future_end = ask(ReceiptKind::End, "rec-1", "alice", &callee, now_ms() + 60_000);
+    let future_end = ask(
+        ReceiptKind::End,
+        "rec-1",
+        "alice",
+        &callee,
+        now_ms() + 60_000,
+    );
     session.event(future_end.clone());
     conference.leave().await.unwrap();
     let left = session.with_log(|l| {
@@ -257,7 +304,10 @@ async fn conference_participations_are_signed_once_at_the_join_and_leave_seen() 
     }
     let sigs = signatures(&session);
     assert_eq!(sigs.len(), 2, "{sigs:?}");
-    for (genuine, kind) in [(&genuine_answer, ReceiptKind::Answer), (&genuine_end, ReceiptKind::End)] {
+    for (genuine, kind) in [
+        (&genuine_answer, ReceiptKind::Answer),
+        (&genuine_end, ReceiptKind::End),
+    ] {
         let s = statement(genuine);
         assert!(sigs
             .iter()
@@ -265,7 +315,9 @@ async fn conference_participations_are_signed_once_at_the_join_and_leave_seen() 
     }
     for e in &bad {
         let s = statement(e);
-        assert!(sigs.iter().all(|(_, _, sig)| !verify_receipt(&key, &s, sig)));
+        assert!(sigs
+            .iter()
+            .all(|(_, _, sig)| !verify_receipt(&key, &s, sig)));
     }
 }
 
@@ -292,7 +344,10 @@ async fn the_real_server_still_gets_every_genuine_receipt() {
     tokio::time::sleep(Duration::from_millis(1200)).await;
     a.terminate(&call, None).await.unwrap();
 
-    let conference = a.create_conference(ConferenceOptions::default()).await.unwrap();
+    let conference = a
+        .create_conference(ConferenceOptions::default())
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     conference.leave().await.unwrap();
 
@@ -312,7 +367,9 @@ async fn the_real_server_still_gets_every_genuine_receipt() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert!(
-        outcomes.iter().any(|o| matches!(o, RecordCheck::Verified { call_id, .. } if *call_id == call)),
+        outcomes
+            .iter()
+            .any(|o| matches!(o, RecordCheck::Verified { call_id, .. } if *call_id == call)),
         "{outcomes:?}"
     );
     assert_eq!(

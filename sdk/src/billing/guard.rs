@@ -337,11 +337,9 @@ impl ReceiptGuard {
             ));
         }
         let tolerance = self.tolerance_ms.unsigned_abs();
-        let seen = self
-            .participations
-            .iter_mut()
-            .rev()
-            .find(|p| p.conf == conf && p.member == member && p.joined_ms.abs_diff(s.at_ms) <= tolerance);
+        let seen = self.participations.iter_mut().rev().find(|p| {
+            p.conf == conf && p.member == member && p.joined_ms.abs_diff(s.at_ms) <= tolerance
+        });
         match seen {
             Some(p) => match &p.record {
                 Some(other) => Verdict::Refuse(format!(
@@ -439,7 +437,10 @@ mod tests {
             Verdict::Refuse(_)
         ));
         let good = st(ReceiptKind::Answer, "c1", "alice", "bob", 20_100);
-        assert_eq!(g.judge(ReceiptKind::Answer, "c1", &good, 20_100), Verdict::Sign);
+        assert_eq!(
+            g.judge(ReceiptKind::Answer, "c1", &good, 20_100),
+            Verdict::Sign
+        );
         assert!(matches!(
             g.judge(ReceiptKind::Answer, "c1", &good, 20_100),
             Verdict::Refuse(_)
@@ -472,7 +473,10 @@ mod tests {
         g.call_accepting("c3");
         g.call_answered("c3", 1000);
         let answer = st(ReceiptKind::Answer, "c3", "bob", "alice", 1200);
-        assert_eq!(g.judge(ReceiptKind::Answer, "c3", &answer, 1200), Verdict::Sign);
+        assert_eq!(
+            g.judge(ReceiptKind::Answer, "c3", &answer, 1200),
+            Verdict::Sign
+        );
     }
 
     #[test]
@@ -489,7 +493,10 @@ mod tests {
             format!("{}x", st(ReceiptKind::Answer, "c1", "alice", "bob", 1000)),
         ] {
             assert!(
-                matches!(g.judge(ReceiptKind::Answer, "c1", &bad, 1000), Verdict::Refuse(_)),
+                matches!(
+                    g.judge(ReceiptKind::Answer, "c1", &bad, 1000),
+                    Verdict::Refuse(_)
+                ),
                 "{bad:?}"
             );
         }
@@ -505,7 +512,10 @@ mod tests {
             Verdict::Unseen(_)
         ));
         g.conf_joined(CONF, "alice", 5100);
-        assert_eq!(g.judge(ReceiptKind::Answer, "r1", &answer, 5100), Verdict::Sign);
+        assert_eq!(
+            g.judge(ReceiptKind::Answer, "r1", &answer, 5100),
+            Verdict::Sign
+        );
         // A second record for the same participation is refused.
         let again = st(ReceiptKind::Answer, "r2", "alice", &callee, 5000);
         assert!(matches!(
@@ -518,7 +528,13 @@ mod tests {
             g.judge(ReceiptKind::Answer, "r3", &theirs, 5100),
             Verdict::Refuse(_)
         ));
-        let carol = st(ReceiptKind::Answer, "r4", "alice", &format!("{callee}:carol"), 5000);
+        let carol = st(
+            ReceiptKind::Answer,
+            "r4",
+            "alice",
+            &format!("{callee}:carol"),
+            5000,
+        );
         assert!(matches!(
             g.judge(ReceiptKind::Answer, "r4", &carol, 5100),
             Verdict::Unseen(_)
@@ -549,7 +565,10 @@ mod tests {
         let callee = format!("conf:{CONF}");
         g.conf_joined(CONF, "alice", 1000);
         let answer = st(ReceiptKind::Answer, "r1", "alice", &callee, 1000);
-        assert_eq!(g.judge(ReceiptKind::Answer, "r1", &answer, 1000), Verdict::Sign);
+        assert_eq!(
+            g.judge(ReceiptKind::Answer, "r1", &answer, 1000),
+            Verdict::Sign
+        );
         let now = st(ReceiptKind::End, "r1", "alice", &callee, 50_000);
         assert_eq!(g.judge(ReceiptKind::End, "r1", &now, 50_010), Verdict::Sign);
     }

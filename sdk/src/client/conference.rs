@@ -179,8 +179,14 @@ pub enum ConferenceEvent {
 pub(super) enum ConfInput {
     /// Entries, and when they arrived (Unix ms).
     Entries(Vec<Sequenced>, i64),
-    Wrap { epoch: u32, wrap: String },
-    Signal { from: String, payload: String },
+    Wrap {
+        epoch: u32,
+        wrap: String,
+    },
+    Signal {
+        from: String,
+        payload: String,
+    },
     Relay(RelayGrant),
     Lost(String),
 }

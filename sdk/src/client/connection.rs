@@ -103,10 +103,8 @@ impl Connection {
             links.check.wake();
             return Err(Error::Certificate(stale));
         }
-        let config = tls::client_config(
-            links.check.shared(),
-            Some(options.identity.certified_key()),
-        )?;
+        let config =
+            tls::client_config(links.check.shared(), Some(options.identity.certified_key()))?;
         let server_name = ServerName::try_from(name.clone())
             .map_err(|e| Error::InvalidArgument(format!("server name {name:?}: {e}")))?;
         let opening = async {

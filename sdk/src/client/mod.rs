@@ -28,11 +28,11 @@ use crate::pki::{self, CertificateCheck, CrlStatus, LiveCheck, Usage, VerifiedCe
 use crate::proto::signal::{AccountInfo, Answer, Request, Response, UserPresence};
 use crate::{Error, Result};
 
+pub use crate::billing::DEFAULT_RECEIPT_TOLERANCE;
 pub use conference::{
     Conference, ConferenceEvent, ConferenceOptions, ConferenceTimings, RosterMember,
     DEFAULT_INVITE_TTL,
 };
-pub use crate::billing::DEFAULT_RECEIPT_TOLERANCE;
 pub use connection::Welcome;
 pub use crl::{CrlSource, DEFAULT_CRL_REFRESH};
 pub use events::ClientEvent;

@@ -177,9 +177,7 @@ pub(super) async fn serve(
                 }),
                 Err(e) => desk.report(&events, &job, format!("signing failed: {e}")),
             },
-            Verdict::Refuse(reason) | Verdict::Unseen(reason) => {
-                desk.report(&events, &job, reason)
-            }
+            Verdict::Refuse(reason) | Verdict::Unseen(reason) => desk.report(&events, &job, reason),
         }
     }
 }

@@ -34,7 +34,9 @@ pub enum CertificateError {
     #[error("certificate revoked")]
     Revoked,
     /// The CRL is past its next-update time; fetch a fresh one.
-    #[error("the CRL is out of date (past its nextUpdate): a fresh one must be fetched from the CA")]
+    #[error(
+        "the CRL is out of date (past its nextUpdate): a fresh one must be fetched from the CA"
+    )]
     CrlExpired,
     /// The CRL a long-lived check holds expired and no fresher one could be fetched from the CA:
     /// revocation cannot be checked, so nothing is accepted until a refresh succeeds.

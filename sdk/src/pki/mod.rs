@@ -11,5 +11,5 @@ pub mod pem;
 pub use check::{CertificateCheck, CertificateError, VerifiedCertificate};
 pub use crl::CrlInfo;
 pub use info::{CertificateInfo, Usage};
-pub use live::{CrlStatus, LiveCheck};
 pub use keys::{new_key_pair, parse_key_pair, CsrSubject};
+pub use live::{CrlStatus, LiveCheck};
