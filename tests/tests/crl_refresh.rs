@@ -1,7 +1,11 @@
 //! A long-lived client keeps one live certificate check whose CRL it refreshes from the CA: with
 //! CRLs that live 4 s, it outlives many of them and still verifies peers, runs a call's key
 //! agreement and reconnects after the server restarts; it sees a revocation made after it
-//! connected; and once the CA is gone and its CRL expires, checks fail naming the stale CRL.
+//! connected (a dishonest server still delivering the revoked member's conference invitation
+//! gets it refused); and once the CA is gone and its CRL expires, checks fail naming the stale
+//! CRL.
+
+mod dishonest;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -220,5 +224,128 @@ fn only_current_crls_signed_by_the_pinned_root_and_no_older_are_installed() {
         )
         .unwrap_err(),
         CertificateError::Revoked
+    );
+}
+
+/// An invitation to a fresh conference, signed by `inviter`, for `invitee`.
+fn invitation(
+    inviter: &vcsdk::identity::Identity,
+    invitee: &vcsdk::identity::Identity,
+) -> (String, vcsdk::conference::entry::Sequenced) {
+    use vcsdk::conference::entry::{
+        sha256_hex, Body, Content, Entry, Sequenced, CONFERENCE_VERSION,
+    };
+    let mut id = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut id).unwrap();
+    let conf = vcsdk::util::hex(&id);
+    let content = Content {
+        version: CONFERENCE_VERSION,
+        conf: conf.clone(),
+        author: inviter.id().to_owned(),
+        counter: dishonest::now_ms() as u64,
+        epoch: 0,
+        roster: vcsdk::util::hex(
+            vcsdk::conference::state::ConferenceState::new(&conf).roster_hash(),
+        ),
+        body: Body::Invite {
+            invitee: invitee.id().to_owned(),
+            invitee_certificate: sha256_hex(invitee.certificate()),
+            ttl_secs: 300,
+        },
+    };
+    let entry = Entry::sign(inviter, &content).unwrap();
+    (
+        conf,
+        Sequenced {
+            seq: 1,
+            at_ms: dishonest::now_ms(),
+            entry,
+        },
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_revoked_after_connecting_cannot_invite_even_through_a_dishonest_server() {
+    let ca = TestCa::start(&[]);
+    let home = tempfile::tempdir().unwrap();
+    let alice_store = enroll(&ca, home.path(), "alice").await;
+    let bob = enroll(&ca, home.path(), "bob").await.load().unwrap();
+    let carol_store = enroll(&ca, home.path(), "carol").await;
+    let carol = carol_store.load().unwrap();
+    let alice = Arc::new(alice_store.load().unwrap());
+    let server = dishonest::Dishonest::start(&ca, home.path()).await;
+    let mut options = ClientOptions::new(
+        server.addr(),
+        alice.clone(),
+        alice_store.refresh_crl().await.unwrap(),
+    )
+    .with_crl_source(CrlSource::Store(alice_store.clone()));
+    options.server_name = Some("localhost".into());
+    options.reconnect = false;
+    options.crl_refresh = Duration::from_secs(1);
+    let (connected, session) = tokio::join!(Client::connect(options), server.accept(alice.id()));
+    let (client, mut events) = connected.unwrap();
+    let invited = |events: &mut Receiver<ClientEvent>| {
+        let mut seen = Vec::new();
+        while let Ok(e) = events.try_recv() {
+            if let ClientEvent::ConferenceInvitation { conf, from, .. } = e {
+                seen.push((conf, from));
+            }
+        }
+        seen
+    };
+
+    // Before: carol's invitation is shown.
+    let (conf, invite) = invitation(&carol, &alice);
+    session.event(vcsdk::proto::signal::Event::ConfInvitation {
+        conf: conf.clone(),
+        invite,
+    });
+    let (c, from) = wait_event(&mut events, 10, |e| match e {
+        ClientEvent::ConferenceInvitation { conf, from, .. } => Some((conf.clone(), from.clone())),
+        _ => None,
+    })
+    .await;
+    assert_eq!((c.as_str(), from.as_str()), (conf.as_str(), "carol"));
+
+    // carol is revoked; alice's client picks up the new CRL by itself.
+    let before = client.crl_status().crl.unwrap().number;
+    ca.cli(&[
+        "revoke",
+        "--serial",
+        &carol.info().serial,
+        "--reason",
+        "keyCompromise",
+    ]);
+    eventually(10, "alice's CRL lists carol", || {
+        let status = client.crl_status();
+        async move { status.crl.filter(|c| c.number > before && c.revoked >= 1) }
+    })
+    .await;
+
+    // After: the server still delivers carol's invitation, then bob's; only bob's is shown.
+    let (refused, invite) = invitation(&carol, &alice);
+    session.event(vcsdk::proto::signal::Event::ConfInvitation {
+        conf: refused.clone(),
+        invite,
+    });
+    let (accepted, invite) = invitation(&bob, &alice);
+    session.event(vcsdk::proto::signal::Event::ConfInvitation {
+        conf: accepted.clone(),
+        invite,
+    });
+    let (c, from) = wait_event(&mut events, 10, |e| match e {
+        ClientEvent::ConferenceInvitation { conf, from, .. } => Some((conf.clone(), from.clone())),
+        _ => None,
+    })
+    .await;
+    assert_eq!((c.as_str(), from.as_str()), (accepted.as_str(), "bob"));
+    assert!(invited(&mut events).is_empty());
+    assert!(
+        !client
+            .conference_invitations()
+            .iter()
+            .any(|(c, _)| *c == refused),
+        "the revoked member's invitation is held"
     );
 }

@@ -570,7 +570,12 @@ async fn supervise(inner: std::sync::Weak<Inner>, mut connection: Arc<Connection
                     break;
                 }
                 Err(e) => {
-                    tracing::debug!(error = %e, backoff_ms = backoff.as_millis() as u64, "reconnection failed");
+                    if matches!(e, Error::Certificate(_)) {
+                        // A refused server certificate or a stale CRL: worth the application's log.
+                        tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "reconnection failed");
+                    } else {
+                        tracing::debug!(error = %e, backoff_ms = backoff.as_millis() as u64, "reconnection failed");
+                    }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }

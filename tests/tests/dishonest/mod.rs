@@ -2,6 +2,8 @@
 //! speaks the signalling protocol with the SDK's own types, presents a server certificate
 //! enrolled from the real `vc-ca`, answers what a client asks (placing calls, sequencing its
 //! conference entries as they are), records every request, and sends whatever the test injects.
+// Shared by several test crates, each using part of it.
+#![allow(dead_code)]
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
