@@ -114,6 +114,10 @@ typedef enum {
   // signature, our access list): `conference`, `user` (the inviter), `seconds_left` (until
   // it lapses). Join with vc_conference_join() or decline with vc_client_decline_conference().
   VC_EVENT_CONFERENCE_INVITATION = 7,
+  // The server asked for a billing receipt the SDK refused to sign (it does not describe a
+  // call or conference participation of ours at the moments we saw): `call_id`, `payload`
+  // (the statement asked for), `reason`. Nothing was signed.
+  VC_EVENT_RECEIPT_REFUSED = 8,
 } vc_event_kind;
 
 // The state of a call.
@@ -250,7 +254,7 @@ typedef struct {
   int64_t balance;
   // About how many more seconds the balance pays for (VC_EVENT_LOW_BALANCE only).
   int64_t seconds_left;
-  // The message (VC_EVENT_SESSION_MESSAGE only), or NULL.
+  // The message (VC_EVENT_SESSION_MESSAGE), the statement (VC_EVENT_RECEIPT_REFUSED), or NULL.
   const char *payload;
   // The conference (VC_EVENT_CONFERENCE_INVITATION only), or NULL.
   const char *conference;

@@ -152,7 +152,8 @@ pub unsafe extern "C" fn vc_client_connect(
                     Ok(check) => check,
                     Err(_) => store.certificate_check().map_err(sdk_error)?,
                 }
-            });
+            })
+            .with_crl_source(vcsdk::client::CrlSource::Store(store));
             options.server_name = server_name.map(str::to_owned);
             let (client, events) = block_on(Client::connect(options))?.map_err(sdk_error)?;
             let dispatcher = Dispatcher::start(listener, events).map_err(|e| {

@@ -30,6 +30,10 @@ pub enum vc_event_kind {
     /// signature, our access list): `conference`, `user` (the inviter), `seconds_left` (until
     /// it lapses). Join with vc_conference_join() or decline with vc_client_decline_conference().
     VC_EVENT_CONFERENCE_INVITATION = 7,
+    /// The server asked for a billing receipt the SDK refused to sign (it does not describe a
+    /// call or conference participation of ours at the moments we saw): `call_id`, `payload`
+    /// (the statement asked for), `reason`. Nothing was signed.
+    VC_EVENT_RECEIPT_REFUSED = 8,
 }
 
 /// The state of a call.
@@ -84,7 +88,7 @@ pub struct vc_event {
     pub balance: i64,
     /// About how many more seconds the balance pays for (VC_EVENT_LOW_BALANCE only).
     pub seconds_left: i64,
-    /// The message (VC_EVENT_SESSION_MESSAGE only), or NULL.
+    /// The message (VC_EVENT_SESSION_MESSAGE), the statement (VC_EVENT_RECEIPT_REFUSED), or NULL.
     pub payload: *const c_char,
     /// The conference (VC_EVENT_CONFERENCE_INVITATION only), or NULL.
     pub conference: *const c_char,
@@ -207,6 +211,16 @@ impl EventStrings {
                 s.conference = Some(c_string(conf));
                 s.user = Some(c_string(from));
             }
+            ClientEvent::ReceiptRefused {
+                call_id,
+                statement,
+                reason,
+                ..
+            } => {
+                s.call_id = Some(c_string(call_id));
+                s.payload = Some(c_string(statement));
+                s.reason = Some(c_string(reason));
+            }
         }
         s
     }
@@ -251,6 +265,7 @@ impl EventStrings {
                 e.seconds_left = ((expires_at_ms - vcsdk::util::unix_now() * 1000) / 1000).max(0);
                 vc_event_kind::VC_EVENT_CONFERENCE_INVITATION
             }
+            ClientEvent::ReceiptRefused { .. } => vc_event_kind::VC_EVENT_RECEIPT_REFUSED,
         };
         e
     }

@@ -274,6 +274,12 @@ impl IdentityStore {
         Ok(check)
     }
 
+    /// Caches `der` as the CRL that [`IdentityStore::certificate_check`] installs (after it was
+    /// checked, e.g. by a [`crate::pki::LiveCheck`]).
+    pub fn save_crl(&self, der: &[u8]) -> Result<()> {
+        self.write(CRL_FILE, der, 0o644)
+    }
+
     /// updateCert: a new key and certificate for the same id, authorised by the current
     /// certificate. The CA revokes the old one as superseded.
     pub async fn renew(&self) -> Result<Identity> {

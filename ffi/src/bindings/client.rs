@@ -162,7 +162,9 @@ fn deliver(listener: &dyn ClientListener, event: &ClientEvent) {
         ClientEvent::ConferenceInvitation { conf, from, .. } => {
             listener.on_conference_invitation(conf, from)
         }
-        ClientEvent::SessionMessage { .. } => {}
+        // Session messages are the media's; refused receipts are logged by the SDK (the C
+        // interface reports them as VC_EVENT_RECEIPT_REFUSED).
+        ClientEvent::SessionMessage { .. } | ClientEvent::ReceiptRefused { .. } => {}
     }
 }
 
@@ -200,7 +202,8 @@ pub async fn connect(
             Ok(check) => check,
             Err(_) => store.certificate_check()?,
         };
-        let mut options = ClientOptions::new(server, current, check);
+        let mut options = ClientOptions::new(server, current, check)
+            .with_crl_source(vcsdk::client::CrlSource::Store(store));
         options.server_name = server_name;
         let (client, events) = vcsdk::client::Client::connect(options).await?;
         let listeners = Listeners::new();

@@ -792,7 +792,8 @@ async fn connect(
             store.certificate_check().map_err(text)?
         }
     };
-    let mut options = vcsdk::client::ClientOptions::new(args.server.clone(), identity, check);
+    let mut options = vcsdk::client::ClientOptions::new(args.server.clone(), identity, check)
+        .with_crl_source(vcsdk::client::CrlSource::Store(store));
     options.server_name = args.server_name.clone();
     vcsdk::client::Client::connect(options).await.map_err(text)
 }

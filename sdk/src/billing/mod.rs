@@ -1,11 +1,17 @@
 //! Billing by call length, shared by the server (which charges) and clients (which check): the
-//! tariff and its exact integer arithmetic, call detail records, and signed call receipts.
+//! tariff and its exact integer arithmetic, call detail records, signed call receipts, and the
+//! guard that decides which receipts a client signs.
 //! Money is always an integer number of minor currency units.
 
+mod guard;
 mod receipt;
 mod record;
 mod tariff;
 
+pub use guard::{
+    parse_statement, ReceiptGuard, Statement, Verdict, DEFAULT_RECEIPT_TOLERANCE,
+    MAX_STATEMENT_BYTES,
+};
 pub use receipt::{receipt_statement, verify_receipt, ReceiptKind};
 pub use record::{verify_records, CallRecord, Receipt, RecordCheck};
 pub use tariff::{Rounding, Tariff, MAX_AMOUNT};

@@ -33,7 +33,7 @@ use crate::conference::state::{Change, ConferenceState, Verifier};
 use crate::identity::Identity;
 use crate::media::relay::{RelayGrant, RelaySecret, RelayToken};
 use crate::media::Stream;
-use crate::pki::CertificateCheck;
+use crate::pki::LiveCheck;
 use crate::proto::signal::{Event, Request, Response, WrapDelivery, MAX_WRAPS_CHUNK_BYTES};
 use crate::util::{hex, unhex};
 use crate::{Error, Result};
@@ -177,9 +177,16 @@ pub enum ConferenceEvent {
 /// What the server sends a conference's task.
 #[derive(Debug)]
 pub(super) enum ConfInput {
-    Entries(Vec<Sequenced>),
-    Wrap { epoch: u32, wrap: String },
-    Signal { from: String, payload: String },
+    /// Entries, and when they arrived (Unix ms).
+    Entries(Vec<Sequenced>, i64),
+    Wrap {
+        epoch: u32,
+        wrap: String,
+    },
+    Signal {
+        from: String,
+        payload: String,
+    },
     Relay(RelayGrant),
     Lost(String),
 }
@@ -197,7 +204,7 @@ pub(super) struct PendingInvitation {
 /// or declined) and the traffic of the conferences this client is in.
 pub(super) struct ConferenceRouter {
     identity: Arc<Identity>,
-    check: CertificateCheck,
+    check: LiveCheck,
     server_name: String,
     acl: StdMutex<AccessList>,
     slots: StdMutex<HashMap<String, mpsc::UnboundedSender<ConfInput>>>,
@@ -219,7 +226,7 @@ impl ConferenceRouter {
     /// A router for `identity`, checking with `check`; declined invitations go to `declines`.
     pub(super) fn new(
         identity: Arc<Identity>,
-        check: CertificateCheck,
+        check: LiveCheck,
         server_name: String,
         declines: mpsc::UnboundedSender<(String, PendingInvitation)>,
     ) -> ConferenceRouter {
@@ -256,7 +263,10 @@ impl ConferenceRouter {
     /// Routes one event.
     pub(super) fn route(&self, event: Event) -> Routed {
         match event {
-            Event::ConfEntries { conf, entries } => self.to(&conf, ConfInput::Entries(entries)),
+            Event::ConfEntries { conf, entries } => self.to(
+                &conf,
+                ConfInput::Entries(entries, super::receipts::now_ms()),
+            ),
             Event::ConfWrap { conf, epoch, wrap } => {
                 self.to(&conf, ConfInput::Wrap { epoch, wrap })
             }
@@ -308,9 +318,13 @@ impl ConferenceRouter {
             if invitee != me || opened.content.conf != conf {
                 return Err(Error::Protocol("the invitation is not for us".into()));
             }
+            if let Some(stale) = self.check.stale(crate::util::unix_now()) {
+                self.check.wake();
+                return Err(Error::Certificate(stale));
+            }
             invite.entry.verify(
                 &opened,
-                &self.check,
+                &self.check.snapshot(),
                 Some(&self.server_name),
                 UnixTime::now(),
             )?;
@@ -660,6 +674,7 @@ impl Conference {
             in_flight: None,
             first_epoch: true,
             early_signals: Vec::new(),
+            arrived_ms: 0,
         };
         let task = tokio::spawn(engine.run(input_rx));
         Ok(Conference {
@@ -1016,6 +1031,8 @@ struct Engine {
     first_epoch: bool,
     /// Addresses that came before their sender's keys.
     early_signals: Vec<(String, Vec<u8>)>,
+    /// When the entries being applied arrived, Unix ms (what this member saw, for receipts).
+    arrived_ms: i64,
 }
 
 impl Engine {
@@ -1064,6 +1081,13 @@ impl Engine {
             m.depart_all();
         }
         self.shared.ended.send_replace(Some(reason.clone()));
+        let (conf, me) = (&self.shared.conf, &self.shared.me);
+        let now = super::receipts::now_ms();
+        self.shared
+            .client
+            .inner
+            .receipts
+            .observe(|g| g.conf_left(conf, me, now));
         self.shared
             .client
             .inner
@@ -1078,7 +1102,8 @@ impl Engine {
             return;
         }
         match input {
-            ConfInput::Entries(entries) => {
+            ConfInput::Entries(entries, arrived_ms) => {
+                self.arrived_ms = arrived_ms;
                 for s in entries {
                     self.entry(s).await;
                 }
@@ -1143,10 +1168,15 @@ impl Engine {
         });
         let live = joined || ours;
         let result = {
-            let client = &self.shared.client.inner.options;
-            let server_name = super::connection::server_name(client);
+            let inner = &self.shared.client.inner;
+            let server_name = super::connection::server_name(&inner.options);
+            if let Some(stale) = inner.check.stale(crate::util::unix_now()) {
+                inner.check.wake();
+                tracing::warn!(conf = %self.shared.conf, "entries cannot be checked: {stale}");
+            }
+            let check = inner.check.snapshot();
             let verifier = Verifier {
-                check: &client.check,
+                check: &check,
                 server_name: Some(&server_name),
                 live,
             };
@@ -1195,11 +1225,19 @@ impl Engine {
             if entries.is_empty() {
                 return;
             }
+            // These arrive now; the entry that revealed the gap keeps its own arrival.
+            let arrived = std::mem::replace(&mut self.arrived_ms, super::receipts::now_ms());
+            let mut reached = false;
             for e in entries {
                 if e.seq >= until {
-                    return;
+                    reached = true;
+                    break;
                 }
                 Box::pin(self.entry(e)).await;
+            }
+            self.arrived_ms = arrived;
+            if reached {
+                return;
             }
             match next {
                 Some(n) => after = Some(n),
@@ -1210,6 +1248,18 @@ impl Engine {
 
     async fn change(&mut self, change: Change, s: &Sequenced, live: bool, started: Instant) {
         let me = self.shared.me.clone();
+        // What this member saw of everyone's time here, for judging receipt requests.
+        let (conf, at) = (&self.shared.conf, self.arrived_ms);
+        let receipts = &self.shared.client.inner.receipts;
+        match &change {
+            Change::Joined { member, .. } if live || *member == me => {
+                receipts.observe(|g| g.conf_joined(conf, member, at))
+            }
+            Change::Left { member, .. } if live || *member == me => {
+                receipts.observe(|g| g.conf_left(conf, member, at))
+            }
+            _ => {}
+        }
         match change {
             Change::Joined { member, index } if member == me => {
                 let bind = match self.shared.options.media.bind {

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
@@ -14,9 +14,13 @@ use tokio_rustls::client::TlsStream;
 
 use super::conference::{ConferenceRouter, Routed};
 use super::media::CallRouter;
+use super::receipts::{now_ms, Job, ReceiptDesk};
 use super::{ClientEvent, ClientOptions};
+use crate::pki::LiveCheck;
 use crate::proto::frame::{self, read_frame, write_frame};
-use crate::proto::signal::{ClientMessage, Request, Response, ServerMessage, PROTOCOL_VERSION};
+use crate::proto::signal::{
+    CallState, ClientMessage, Event, Request, Response, ServerMessage, PROTOCOL_VERSION,
+};
 use crate::tls;
 use crate::{Error, Result};
 
@@ -42,10 +46,27 @@ pub struct Welcome {
 
 type Pending = Mutex<HashMap<u64, oneshot::Sender<Result<Response>>>>;
 
+/// What a connection shares with the client that owns it.
+#[derive(Clone)]
+pub(super) struct Links {
+    /// Events for the application.
+    pub events: mpsc::Sender<ClientEvent>,
+    /// The calls' media.
+    pub router: Arc<CallRouter>,
+    /// The conferences.
+    pub conferences: Arc<ConferenceRouter>,
+    /// The client's one live certificate check.
+    pub check: LiveCheck,
+    /// What the client saw, for judging receipt requests.
+    pub receipts: Arc<ReceiptDesk>,
+}
+
 pub(super) struct Connection {
     target: String,
     out: mpsc::Sender<Vec<u8>>,
     pending: Pending,
+    /// The callee of each `req_connect` waiting for its answer, by request id.
+    placing: Mutex<HashMap<u64, String>>,
     next_id: AtomicU64,
     alive: AtomicBool,
     closed: watch::Sender<Option<String>>,
@@ -70,9 +91,7 @@ pub(super) fn server_name(options: &ClientOptions) -> String {
 impl Connection {
     pub(super) async fn open(
         options: &ClientOptions,
-        events: mpsc::Sender<ClientEvent>,
-        router: Arc<CallRouter>,
-        conferences: Arc<ConferenceRouter>,
+        links: &Links,
     ) -> Result<(Arc<Self>, Welcome)> {
         let target = options.server.clone();
         let fail = |message: String| Error::Connection {
@@ -80,10 +99,12 @@ impl Connection {
             message,
         };
         let name = server_name(options);
-        let config = tls::client_config(
-            Arc::new(RwLock::new(options.check.clone())),
-            Some(options.identity.certified_key()),
-        )?;
+        if let Some(stale) = links.check.stale(crate::util::unix_now()) {
+            links.check.wake();
+            return Err(Error::Certificate(stale));
+        }
+        let config =
+            tls::client_config(links.check.shared(), Some(options.identity.certified_key()))?;
         let server_name = ServerName::try_from(name.clone())
             .map_err(|e| Error::InvalidArgument(format!("server name {name:?}: {e}")))?;
         let opening = async {
@@ -157,6 +178,7 @@ impl Connection {
             target: options.server.clone(),
             out,
             pending: Mutex::new(HashMap::new()),
+            placing: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             alive: AtomicBool::new(true),
             closed,
@@ -165,14 +187,7 @@ impl Connection {
         });
         let idle = Duration::from_secs(welcome.keepalive_secs.max(1) * 3 + 2);
         let writer_task = tokio::spawn(write_loop(writer, out_rx, connection.clone()));
-        let reader_task = tokio::spawn(read_loop(
-            reader,
-            connection.clone(),
-            events,
-            (router, conferences),
-            idle,
-            options.identity.clone(),
-        ));
+        let reader_task = tokio::spawn(read_loop(reader, connection.clone(), links.clone(), idle));
         connection
             .tasks
             .lock()
@@ -193,29 +208,57 @@ impl Connection {
     /// Sends a request and waits for its answer.
     pub(super) async fn request(&self, request: Request, timeout: Duration) -> Result<Response> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let callee = match &request {
+            Request::ReqConnect { dst, .. } => Some(dst.clone()),
+            _ => None,
+        };
         let frame = frame::encode(&ClientMessage::Request { id, request })?;
         let (tx, rx) = oneshot::channel();
+        if let Some(callee) = callee {
+            self.placing
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id, callee);
+        }
         self.pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, tx);
         if self.out.try_send(frame).is_err() {
-            self.pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&id);
+            self.forget(id);
             return Err(self.lost("the connection is closed or its send queue is full"));
         }
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(self.lost("the connection closed before the answer")),
             Err(_) => {
-                self.pending
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&id);
+                self.forget(id);
                 Err(self.lost(&format!("no answer within {} s", timeout.as_secs())))
             }
+        }
+    }
+
+    fn forget(&self, id: u64) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        self.placing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+    }
+
+    /// Sends a request whose answer nobody waits for (it is dropped when it comes).
+    pub(super) fn send_unanswered(&self, request: Request) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        match frame::encode(&ClientMessage::Request { id, request }) {
+            Ok(frame) => {
+                if self.out.try_send(frame).is_err() {
+                    tracing::debug!("request not sent: the connection is closed or full");
+                }
+            }
+            Err(e) => tracing::warn!("request not encoded: {e}"),
         }
     }
 
@@ -289,56 +332,37 @@ async fn write_loop(
     let _ = tokio::io::AsyncWriteExt::shutdown(&mut writer).await;
 }
 
-/// How far a receipt's time may be from the local clock for the SDK to sign it.
-const RECEIPT_CLOCK_TOLERANCE_MS: i64 = 5 * 60 * 1000;
-
-/// Signs a receipt statement if it is about a call of ours at a plausible time; the answer is sent
-/// without waiting for the server's reply.
-fn sign_receipt(
-    connection: &Connection,
-    identity: &crate::identity::Identity,
-    call_id: &str,
-    kind: crate::billing::ReceiptKind,
-    statement: &str,
-) {
-    let lines: Vec<&str> = statement.split('\n').collect();
-    let ours = lines.len() == 7
-        && lines[0] == "vcsdk-call-receipt/1"
-        && lines[1] == kind.as_str()
-        && lines[2] == call_id
-        && (lines[3] == identity.id() || lines[4] == identity.id())
-        && lines[6].is_empty();
-    let at_ms: i64 = lines.get(5).and_then(|t| t.parse().ok()).unwrap_or(0);
-    let now_ms = crate::util::unix_now() * 1000;
-    if !ours || (at_ms - now_ms).abs() > RECEIPT_CLOCK_TOLERANCE_MS {
-        tracing::warn!(
-            call_id,
-            "refusing to sign a receipt that does not describe our call now"
-        );
-        return;
-    }
-    let Ok(signature) = identity.sign(statement.as_bytes()) else {
-        return;
-    };
-    let id = connection.next_id.fetch_add(1, Ordering::Relaxed);
-    let request = Request::SignReceipt {
-        call_id: call_id.to_owned(),
-        kind,
-        signature_hex: crate::util::hex(&signature),
-    };
-    if let Ok(frame) = frame::encode(&ClientMessage::Request { id, request }) {
-        let _ = connection.out.try_send(frame);
+/// Records what the client sees of its calls, for judging receipt requests.
+fn observe_call(receipts: &ReceiptDesk, event: &Event) {
+    match event {
+        Event::IncomingCall { call_id, from } => {
+            receipts.observe(|g| g.call_offered(call_id, from));
+        }
+        Event::CallState { call_id, state, .. } => {
+            let at = now_ms();
+            match state {
+                CallState::Accepted => receipts.observe(|g| g.call_answered(call_id, at)),
+                s if s.is_final() => receipts.observe(|g| g.call_ended(call_id, at)),
+                _ => {}
+            }
+        }
+        _ => {}
     }
 }
 
 async fn read_loop(
     mut reader: ReadHalf<TlsStream<TcpStream>>,
     connection: Arc<Connection>,
-    events: mpsc::Sender<ClientEvent>,
-    (router, conferences): (Arc<CallRouter>, Arc<ConferenceRouter>),
+    links: Links,
     idle: Duration,
-    identity: Arc<crate::identity::Identity>,
 ) {
+    let Links {
+        events,
+        router,
+        conferences,
+        receipts,
+        ..
+    } = links;
     let mut buf = Vec::new();
     let mut disconnect_reason: Option<String> = None;
     let reason = loop {
@@ -369,8 +393,16 @@ async fn read_loop(
             }
             ServerMessage::Pong { .. } | ServerMessage::Welcome { .. } => {}
             ServerMessage::Response { id, result } => {
-                if let crate::proto::signal::Response::CallPlaced { call_id } = &result {
+                let callee = connection
+                    .placing
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
+                if let Response::CallPlaced { call_id } = &result {
                     router.placing(call_id);
+                    if let Some(callee) = callee {
+                        receipts.observe(|g| g.call_placed(call_id, &callee));
+                    }
                 }
                 if let Some(tx) = connection
                     .pending
@@ -386,6 +418,11 @@ async fn read_loop(
                 code,
                 message,
             } => {
+                connection
+                    .placing
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
                 if let Some(tx) = connection
                     .pending
                     .lock()
@@ -404,17 +441,22 @@ async fn read_loop(
             }
             ServerMessage::Event { event } => {
                 match &event {
-                    crate::proto::signal::Event::Disconnect { reason } => {
-                        disconnect_reason = Some(reason.clone())
-                    }
-                    crate::proto::signal::Event::ReceiptRequest {
+                    Event::Disconnect { reason } => disconnect_reason = Some(reason.clone()),
+                    Event::ReceiptRequest {
                         call_id,
                         receipt,
                         statement,
-                    } => {
-                        sign_receipt(&connection, &identity, call_id, *receipt, statement);
-                    }
-                    _ => {}
+                    } => receipts.submit(
+                        Job {
+                            connection: connection.clone(),
+                            call_id: call_id.clone(),
+                            kind: *receipt,
+                            statement: statement.clone(),
+                            arrived_ms: now_ms(),
+                        },
+                        &events,
+                    ),
+                    other => observe_call(&receipts, other),
                 }
                 let event = match conferences.route(event) {
                     Routed::Pass(event) => event,

@@ -1,5 +1,6 @@
 //! What a [`super::Client`] reports to the application.
 
+use crate::billing::ReceiptKind;
 use crate::proto::signal::{CallState, Event};
 
 /// An event for the application.
@@ -56,6 +57,19 @@ pub enum ClientEvent {
         from: String,
         /// Until when it is open, Unix ms.
         expires_at_ms: i64,
+    },
+    /// The server asked for a receipt this client refused to sign: it does not describe a call or
+    /// conference participation of ours at the moments we saw (an invented call, a stretched
+    /// one, a second record, or a malformed statement). Nothing was signed or sent.
+    ReceiptRefused {
+        /// The call (or participation record) the request names.
+        call_id: String,
+        /// Answer or end.
+        kind: ReceiptKind,
+        /// The statement we were asked to sign.
+        statement: String,
+        /// Why it was refused.
+        reason: String,
     },
     /// The connection was lost; the client reconnects unless the reason is final.
     Disconnected {

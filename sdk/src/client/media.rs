@@ -260,7 +260,7 @@ impl super::Client {
         // the peer signs with again.
         self.peer_certificate(&peer).await?;
         let identity = self.inner.options.identity.clone();
-        let check = &self.inner.options.check;
+        let check = &self.inner.check.snapshot();
         let send = |m: HandshakeMessage| async move {
             let payload = serde_json::to_string(&m)
                 .map_err(|e| Error::Protocol(format!("encoding a handshake message: {e}")))?;

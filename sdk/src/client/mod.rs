@@ -1,11 +1,20 @@
 //! The client of `vc-server`: an async API over the signalling protocol (mutual TLS 1.3), with an
 //! event stream for incoming calls, presence and call state, and automatic reconnection with
 //! backoff after a lost connection.
+//!
+//! Each client has one live certificate check ([`LiveCheck`]) for everything it checks — the
+//! server's certificate at every (re)connection, peers' certificates in call handshakes,
+//! conference entries and invitations — whose CRL is refreshed from the CA in the background
+//! ([`ClientOptions::crl_source`]). It signs a billing receipt only for a call or conference
+//! participation it took part in, at the moments it saw ([`ClientOptions::receipt_tolerance`]);
+//! it refuses any other and reports it ([`ClientEvent::ReceiptRefused`]).
 
 mod conference;
 mod connection;
+mod crl;
 mod events;
 mod media;
+mod receipts;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,18 +24,22 @@ use rustls::pki_types::UnixTime;
 use tokio::sync::{mpsc, watch};
 
 use crate::identity::Identity;
-use crate::pki::{self, CertificateCheck, Usage, VerifiedCertificate};
+use crate::pki::{self, CertificateCheck, CrlStatus, LiveCheck, Usage, VerifiedCertificate};
 use crate::proto::signal::{AccountInfo, Answer, Request, Response, UserPresence};
 use crate::{Error, Result};
 
+pub use crate::billing::DEFAULT_RECEIPT_TOLERANCE;
 pub use conference::{
     Conference, ConferenceEvent, ConferenceOptions, ConferenceTimings, RosterMember,
     DEFAULT_INVITE_TTL,
 };
 pub use connection::Welcome;
+pub use crl::{CrlSource, DEFAULT_CRL_REFRESH};
 pub use events::ClientEvent;
+pub use receipts::OBSERVATION_WAIT;
 
-use connection::Connection;
+use connection::{Connection, Links};
+use receipts::ReceiptDesk;
 
 /// How long a request may wait for its answer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
@@ -44,10 +57,22 @@ pub struct ClientOptions {
     pub server_name: Option<String>,
     /// The identity to authenticate with.
     pub identity: Arc<Identity>,
-    /// The check for the server's and peers' certificates (pinned root, CRL).
+    /// The check for the server's and peers' certificates (pinned root, CRL) to start with; the
+    /// client keeps its CRL fresh from [`ClientOptions::crl_source`].
     pub check: CertificateCheck,
     /// Reconnect after a lost connection (default on).
     pub reconnect: bool,
+    /// Where the CRL is refreshed from (normally [`CrlSource::Store`] of the identity, whose CA
+    /// it was enrolled with). Without one the CRL in `check` is never refreshed, and once it is
+    /// past its nextUpdate every certificate check fails ("stale CRL").
+    pub crl_source: Option<CrlSource>,
+    /// Longest time between CRL refreshes (default [`DEFAULT_CRL_REFRESH`]); the client also
+    /// refreshes before half the remaining life of the CRL in hand has passed.
+    pub crl_refresh: Duration,
+    /// How far a receipt's moment may be from the moment this client saw (default
+    /// [`DEFAULT_RECEIPT_TOLERANCE`]): it covers network delay and the clock difference with the
+    /// server.
+    pub receipt_tolerance: Duration,
 }
 
 impl ClientOptions {
@@ -63,7 +88,16 @@ impl ClientOptions {
             identity,
             check,
             reconnect: true,
+            crl_source: None,
+            crl_refresh: DEFAULT_CRL_REFRESH,
+            receipt_tolerance: DEFAULT_RECEIPT_TOLERANCE,
         }
+    }
+
+    /// Refreshes the CRL from `source` (see [`ClientOptions::crl_source`]).
+    pub fn with_crl_source(mut self, source: CrlSource) -> Self {
+        self.crl_source = Some(source);
+        self
     }
 }
 
@@ -84,6 +118,23 @@ struct Inner {
     router: Arc<media::CallRouter>,
     conferences: Arc<conference::ConferenceRouter>,
     decliner: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The one live certificate check.
+    check: LiveCheck,
+    receipts: Arc<ReceiptDesk>,
+    /// The CRL refresher and the receipt desk's worker.
+    helpers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Inner {
+    fn links(&self) -> Links {
+        Links {
+            events: self.events.clone(),
+            router: self.router.clone(),
+            conferences: self.conferences.clone(),
+            check: self.check.clone(),
+            receipts: self.receipts.clone(),
+        }
+    }
 }
 
 impl Client {
@@ -94,19 +145,46 @@ impl Client {
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let router = Arc::new(media::CallRouter::default());
         let (declines_tx, declines_rx) = mpsc::unbounded_channel();
+        let check = LiveCheck::new(options.check.clone());
+        if let Some(source) = &options.crl_source {
+            // Without a usable CRL in hand, fetch one before connecting (best effort: the
+            // refresher keeps trying).
+            let now = crate::util::unix_now();
+            if !check.snapshot().has_crl() || check.stale(now).is_some() {
+                if let Err(e) = crl::refresh_once(&check, source).await {
+                    tracing::warn!(error = %e, "CRL not fetched before connecting");
+                }
+            }
+        }
         let conferences = Arc::new(conference::ConferenceRouter::new(
             options.identity.clone(),
-            options.check.clone(),
+            check.clone(),
             connection::server_name(&options),
             declines_tx,
         ));
-        let (connection, welcome) = Connection::open(
-            &options,
+        let (receipts, receipt_jobs) =
+            ReceiptDesk::new(options.identity.id(), options.receipt_tolerance);
+        let links = Links {
+            events: events_tx.clone(),
+            router: router.clone(),
+            conferences: conferences.clone(),
+            check: check.clone(),
+            receipts: receipts.clone(),
+        };
+        let (connection, welcome) = Connection::open(&options, &links).await?;
+        let mut helpers = vec![tokio::spawn(receipts::serve(
+            receipts.clone(),
+            receipt_jobs,
+            options.identity.clone(),
             events_tx.clone(),
-            router.clone(),
-            conferences.clone(),
-        )
-        .await?;
+        ))];
+        if let Some(source) = options.crl_source.clone() {
+            helpers.push(tokio::spawn(crl::refresh(
+                check.clone(),
+                source,
+                options.crl_refresh,
+            )));
+        }
         let (current, _) = watch::channel(Some(connection.clone()));
         let inner = Arc::new(Inner {
             options,
@@ -119,6 +197,9 @@ impl Client {
             router,
             conferences,
             decliner: Mutex::new(None),
+            check,
+            receipts,
+            helpers: Mutex::new(helpers),
         });
         let supervisor = tokio::spawn(supervise(Arc::downgrade(&inner), connection));
         *inner.supervisor.lock().unwrap_or_else(|p| p.into_inner()) = Some(supervisor);
@@ -137,6 +218,17 @@ impl Client {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// The client's live certificate check (pinned root and current CRL), for checking anything
+    /// else with the same CRL.
+    pub fn certificate_check(&self) -> LiveCheck {
+        self.inner.check.clone()
+    }
+
+    /// How the client's CRL is doing (number, nextUpdate, refresh failures).
+    pub fn crl_status(&self) -> CrlStatus {
+        self.inner.check.status()
     }
 
     /// The authenticated id.
@@ -169,7 +261,7 @@ impl Client {
         match self.request(Request::GetServerCert).await? {
             Response::ServerCert { certificate_pem } => {
                 let cert = pki::pem::certificate(certificate_pem.as_bytes(), "server certificate")?;
-                Ok(self.inner.options.check.verify(
+                Ok(self.inner.check.verify(
                     &[cert],
                     Usage::Server,
                     Some(&self.server_name()),
@@ -263,7 +355,7 @@ impl Client {
                 certificate_pem, ..
             } => {
                 let cert = pki::pem::certificate(certificate_pem.as_bytes(), "peer certificate")?;
-                let verified = self.inner.options.check.verify(
+                let verified = self.inner.check.verify(
                     std::slice::from_ref(&cert),
                     Usage::Client,
                     Some(user),
@@ -298,6 +390,7 @@ impl Client {
         if answer == Answer::Accept {
             // Ready for the caller's handshake before the server tells the caller.
             self.inner.router.accepted(call_id);
+            self.inner.receipts.observe(|g| g.call_accepting(call_id));
         }
         self.expect_ok(Request::Answer {
             call_id: call_id.to_owned(),
@@ -419,6 +512,14 @@ impl Drop for Inner {
                 task.abort();
             }
         }
+        for task in self
+            .helpers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
         if let Some(c) = self.current.borrow().clone() {
             c.shutdown();
         }
@@ -455,14 +556,7 @@ async fn supervise(inner: std::sync::Weak<Inner>, mut connection: Arc<Connection
             if strong.closed.load(Ordering::SeqCst) {
                 return;
             }
-            match Connection::open(
-                &strong.options,
-                strong.events.clone(),
-                strong.router.clone(),
-                strong.conferences.clone(),
-            )
-            .await
-            {
+            match Connection::open(&strong.options, &strong.links()).await {
                 Ok((fresh, welcome)) => {
                     *strong.welcome.lock().unwrap_or_else(|p| p.into_inner()) = welcome;
                     strong.current.send_replace(Some(fresh.clone()));
@@ -476,7 +570,12 @@ async fn supervise(inner: std::sync::Weak<Inner>, mut connection: Arc<Connection
                     break;
                 }
                 Err(e) => {
-                    tracing::debug!(error = %e, backoff_ms = backoff.as_millis() as u64, "reconnection failed");
+                    if matches!(e, Error::Certificate(_)) {
+                        // A refused server certificate or a stale CRL: worth the application's log.
+                        tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "reconnection failed");
+                    } else {
+                        tracing::debug!(error = %e, backoff_ms = backoff.as_millis() as u64, "reconnection failed");
+                    }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }

@@ -8,7 +8,7 @@ use webpki::{
     RevocationCheckDepth, RevocationOptionsBuilder, UnknownStatusPolicy,
 };
 
-use super::{CertificateInfo, Usage};
+use super::{CertificateInfo, CrlInfo, Usage};
 
 /// DER value of the id-kp-clientAuth OID (1.3.6.1.5.5.7.3.2).
 const EKU_CLIENT_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
@@ -34,8 +34,21 @@ pub enum CertificateError {
     #[error("certificate revoked")]
     Revoked,
     /// The CRL is past its next-update time; fetch a fresh one.
-    #[error("the CRL is out of date")]
+    #[error(
+        "the CRL is out of date (past its nextUpdate): a fresh one must be fetched from the CA"
+    )]
     CrlExpired,
+    /// The CRL a long-lived check holds expired and no fresher one could be fetched from the CA:
+    /// revocation cannot be checked, so nothing is accepted until a refresh succeeds.
+    #[error("stale CRL: CRL number {number} expired at {} (its nextUpdate) and no fresher one could be fetched from the CA ({why})", crate::util::rfc3339(*.next_update))]
+    StaleCrl {
+        /// The number of the CRL in hand.
+        number: u64,
+        /// Its nextUpdate, Unix seconds.
+        next_update: i64,
+        /// Why no fresher one was installed (the last refresh error).
+        why: String,
+    },
     /// The CRL is malformed or was not signed by the pinned CA.
     #[error("CRL refused: {0}")]
     BadCrl(String),
@@ -68,6 +81,7 @@ pub struct CertificateCheck {
     root: CertificateDer<'static>,
     anchor: TrustAnchor<'static>,
     crl: Option<std::sync::Arc<CertRevocationList<'static>>>,
+    crl_info: Option<CrlInfo>,
 }
 
 impl CertificateCheck {
@@ -86,6 +100,7 @@ impl CertificateCheck {
             root,
             anchor,
             crl: None,
+            crl_info: None,
         })
     }
 
@@ -105,13 +120,29 @@ impl CertificateCheck {
         let crl = OwnedCertRevocationList::from_der(der)
             .map_err(|e| CertificateError::BadCrl(format!("{e:?}")))?;
         self.crl = Some(std::sync::Arc::new(CertRevocationList::from(crl)));
+        self.crl_info = super::crl::crl_info(der).ok();
         Ok(())
+    }
+
+    /// Installs a CRL only after checking it: issued and signed by the pinned root and not past
+    /// its nextUpdate at `now` (Unix seconds). Returns its facts.
+    pub fn install_crl(&mut self, der: &[u8], now: i64) -> Result<CrlInfo, CertificateError> {
+        let info = super::crl::check_crl(der, &self.root, now)?;
+        self.set_crl_der(der)?;
+        self.crl_info = Some(info.clone());
+        Ok(info)
+    }
+
+    /// The facts of the installed CRL (number, thisUpdate, nextUpdate), when it has them.
+    pub fn crl_info(&self) -> Option<&CrlInfo> {
+        self.crl_info.as_ref()
     }
 
     /// Removes the CRL: revocation is no longer checked (for signatures judged at their own time,
     /// such as a conference's log before one joined).
     pub fn clear_crl(&mut self) {
         self.crl = None;
+        self.crl_info = None;
     }
 
     /// Whether a CRL is installed (without one, revocation is not checked).
