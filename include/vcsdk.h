@@ -857,6 +857,25 @@ size_t vc_last_error_message(char *buf, size_t len);
 // `buf`, when not NULL, must point to `len` writable bytes.
 size_t vc_last_error_code(char *buf, size_t len);
 
+// Shuts the library down for the rest of the process: every vc_* call waiting on the network
+// returns VC_RESULT_CLOSED at once, every connection still open is cut (no goodbye is said),
+// every client's and conference's event thread ends (its listener's `destroy` has run when this
+// returns, unless called from a callback: that thread's `destroy` runs when the callback
+// returns), and the library's own threads stop (waiting up to 5 s for them).
+//
+// After it, every function that needs the network or the library's threads (connecting,
+// enrolling, renewing, every client, conference and media call) returns VC_RESULT_CLOSED
+// (vc_last_error_code() "closed"); nothing crashes. The library cannot be started again in this
+// process. What needs no thread keeps working: the SFrame functions, vc_identity_load,
+// vc_identity_id, vc_identity_get_info, the option defaults, the error functions. Handles must
+// still be freed with their vc_*_free function (which then says no goodbye). Calling it again
+// returns VC_RESULT_OK and does nothing.
+//
+// Call it when the application is done with the library (typically at exit, after freeing its
+// handles): memory checkers then see no thread of the library still running. Refused
+// (VC_RESULT_INVALID_ARGUMENT) from inside an asynchronous runtime.
+vc_result vc_library_shutdown(void);
+
 // Creates an empty context into `*out`. Free it with vc_sframe_context_free().
 //
 // # Safety

@@ -37,11 +37,13 @@ impl vc_client {
 
 impl Drop for vc_client {
     fn drop(&mut self) {
+        // Delivery stops first (a callback running elsewhere is waited for, `destroy` runs), so
+        // nothing the goodbye causes — VC_EVENT_DISCONNECTED above all — reaches the listener.
+        drop(self.dispatcher.take());
         let client = self.client.clone();
         let _ = block_on(async move {
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, client.close()).await;
         });
-        drop(self.dispatcher.take());
     }
 }
 

@@ -23,6 +23,7 @@ pub use events::*;
 pub use identity::*;
 pub use media::*;
 pub use result::*;
+pub use runtime::vc_library_shutdown;
 pub use sframe::*;
 
 uniffi::setup_scaffolding!("vcsdk");
