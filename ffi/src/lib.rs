@@ -11,6 +11,8 @@ pub mod bindings;
 mod client;
 mod conference;
 mod events;
+#[cfg(test)]
+mod header_check;
 mod identity;
 mod media;
 mod result;

@@ -78,6 +78,7 @@ fn handle() -> Result<Handle, vc_result> {
     let started = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(WORKERS)
         .thread_name("vcsdk-worker")
+        .on_thread_start(block_sigpipe)
         .enable_all()
         .build()
         .map_err(|e| {
@@ -128,15 +129,78 @@ pub(crate) fn block_on<F: Future>(work: F) -> Result<F::Output, vc_result> {
     let _counted = InFlight::enter()?;
     let handle = handle()?;
     let mut stop = LIBRARY.stop.subscribe();
-    handle
-        .block_on(async move {
+    // The work runs on this (the caller's) thread too: connecting, TLS handshakes.
+    without_sigpipe(|| {
+        handle.block_on(async move {
             tokio::select! {
                 biased;
                 _ = stop.wait_for(|stopped| *stopped) => None,
                 out = work => Some(out),
             }
         })
-        .ok_or_else(shut_down)
+    })
+    .ok_or_else(shut_down)
+}
+
+/// The signal set holding only SIGPIPE.
+fn sigpipe_set() -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the set it is given; sigaddset adds a valid signal.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        set
+    }
+}
+
+/// Blocks SIGPIPE for good on one of the library's own threads.
+///
+/// Writing to a socket the peer has reset raises SIGPIPE, whose default action kills the
+/// process. TLS writes go out as vectored writes (writev), which cannot ask the kernel not to
+/// raise it (MSG_NOSIGNAL), and a library must not change the process's signal handling; so the
+/// threads that write block it instead, and the write fails with EPIPE.
+fn block_sigpipe() {
+    let set = sigpipe_set();
+    // SAFETY: a valid set; the old mask is not asked for.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+}
+
+/// Runs `f` with SIGPIPE blocked on the calling thread (see [`block_sigpipe`]), then consumes a
+/// SIGPIPE raised for it meanwhile and restores the caller's mask. A thread that blocks SIGPIPE
+/// already is left alone.
+fn without_sigpipe<T>(f: impl FnOnce() -> T) -> T {
+    let set = sigpipe_set();
+    // SAFETY: valid sets; `old` is written by pthread_sigmask before it is read.
+    let old = unsafe {
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+        old
+    };
+    // SAFETY: `old` is an initialised set.
+    if unsafe { libc::sigismember(&old, libc::SIGPIPE) } == 1 {
+        return f();
+    }
+    /// Restores the mask however `f` ends.
+    struct Restore(libc::sigset_t, libc::sigset_t);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            // SAFETY: valid sets; a zero timeout makes sigtimedwait return at once.
+            unsafe {
+                let mut pending: libc::sigset_t = std::mem::zeroed();
+                libc::sigpending(&mut pending);
+                if libc::sigismember(&pending, libc::SIGPIPE) == 1 {
+                    let now = libc::timespec {
+                        tv_sec: 0,
+                        tv_nsec: 0,
+                    };
+                    libc::sigtimedwait(&self.1, std::ptr::null_mut(), &now);
+                }
+                libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut());
+            }
+        }
+    }
+    let _restore = Restore(old, set);
+    f()
 }
 
 /// Spawns `work` on the runtime (VC_RESULT_CLOSED after the shutdown; work still running at the
@@ -168,12 +232,27 @@ pub(crate) fn event_thread(
                 }
             }
             let _running = Running;
+            block_sigpipe();
             EVENT_THREAD.with(|e| e.set(true));
             body();
         })
         .inspect_err(|_| {
             LIBRARY.event_threads.fetch_sub(1, Ordering::SeqCst);
         })
+}
+
+/// Whether vc_library_shutdown() ran.
+pub(crate) fn is_shut_down() -> bool {
+    LIBRARY.shut_down.load(Ordering::SeqCst)
+}
+
+/// VC_RESULT_CLOSED when the library was shut down (for calls that would not otherwise wait).
+pub(crate) fn check_running() -> Result<(), vc_result> {
+    if is_shut_down() {
+        Err(shut_down())
+    } else {
+        Ok(())
+    }
 }
 
 /// Waits (up to `until`) for `count` to fall to `target` or below.
@@ -186,16 +265,20 @@ fn wait_for(count: &AtomicUsize, target: usize, until: Instant) {
 /// Shuts the library down for the rest of the process: every vc_* call waiting on the network
 /// returns VC_RESULT_CLOSED at once, every connection still open is cut (no goodbye is said),
 /// every client's and conference's event thread ends (its listener's `destroy` has run when this
-/// returns, unless called from a callback: that thread's `destroy` runs when the callback
-/// returns), and the library's own threads stop (waiting up to 5 s for them).
+/// returns — except on the thread of a callback that called this: there it runs when the
+/// callback returns), and the library's own threads stop (waiting up to 5 s for them).
 ///
-/// After it, every function that needs the network or the library's threads (connecting,
-/// enrolling, renewing, every client, conference and media call) returns VC_RESULT_CLOSED
-/// (vc_last_error_code() "closed"); nothing crashes. The library cannot be started again in this
-/// process. What needs no thread keeps working: the SFrame functions, vc_identity_load,
-/// vc_identity_id, vc_identity_get_info, the option defaults, the error functions. Handles must
-/// still be freed with their vc_*_free function (which then says no goodbye). Calling it again
-/// returns VC_RESULT_OK and does nothing.
+/// After it, every function that needs the network or the library's threads returns
+/// VC_RESULT_CLOSED (vc_last_error_code() `closed`) instead of crashing: connecting, enrolling,
+/// renewing, and every client, conference and media function that asks the server or the peer,
+/// sends or receives (also with a zero timeout). What only reads what a handle already holds keeps
+/// answering from it (vc_client_is_registered, ids, rosters, policies, statistics — a media
+/// session's path is then VC_MEDIA_PATH_CLOSED only once it was closed —, vc_media_close,
+/// vc_client_set_access_list), and so do the SFrame functions, vc_identity_load, vc_identity_id,
+/// vc_identity_get_info, the option defaults and the error functions. Handles must still be freed
+/// with their vc_*_free function (which then says no goodbye); the descriptors of the stopped
+/// runtime are released when the last handle that used the network is freed. The library cannot
+/// be started again in this process. Calling this again returns VC_RESULT_OK and does nothing.
 ///
 /// Call it when the application is done with the library (typically at exit, after freeing its
 /// handles): memory checkers then see no thread of the library still running. Refused
@@ -235,4 +318,59 @@ pub extern "C" fn vc_library_shutdown() -> vc_result {
             Ok(())
         })())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Command;
+
+    const CHILD: &str = "VCSDK_SIGPIPE_CHILD";
+    const NAME: &str = "runtime::tests::a_sigpipe_raised_in_a_call_does_not_kill_the_process";
+
+    /// In a child process with SIGPIPE's default action (as in a C program): raises SIGPIPE for
+    /// the thread, inside `without_sigpipe` ("guarded") or not ("bare"), then exits 0 if the
+    /// caller's mask was restored.
+    fn child(mode: &str) -> ! {
+        // SAFETY: plain libc calls on this thread and process.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            let raise = || {
+                libc::pthread_kill(libc::pthread_self(), libc::SIGPIPE);
+            };
+            if mode == "guarded" {
+                super::without_sigpipe(raise);
+            } else {
+                raise();
+            }
+            let mut now: libc::sigset_t = std::mem::zeroed();
+            libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut now);
+            let code = if libc::sigismember(&now, libc::SIGPIPE) == 1 {
+                3
+            } else {
+                0
+            };
+            libc::_exit(code)
+        }
+    }
+
+    #[test]
+    fn a_sigpipe_raised_in_a_call_does_not_kill_the_process() {
+        if let Ok(mode) = std::env::var(CHILD) {
+            child(&mode);
+        }
+        let run = |mode: &str| {
+            Command::new(std::env::current_exe().expect("the test binary"))
+                .args(["--exact", NAME, "--test-threads=1"])
+                .env(CHILD, mode)
+                .output()
+                .expect("run the child")
+                .status
+        };
+        let guarded = run("guarded");
+        assert!(guarded.success(), "guarded: {guarded:?}");
+        // The same signal without the guard kills the process: the test can fail.
+        let bare = run("bare");
+        assert_eq!(bare.signal(), Some(libc::SIGPIPE), "bare: {bare:?}");
+    }
 }
