@@ -937,6 +937,7 @@ const char *vc_result_message(uint32_t result);
 // length *without* the NUL (like snprintf): a buffer of the returned value + 1 bytes holds it
 // whole. With `buf` NULL or `len` 0 nothing is written (ask that way for the length). Never fails.
 //
+// # Safety
 // Pointers: `buf` optional (NULL: nothing is written), else valid for `len` writable bytes.
 size_t vc_last_error_message(char *buf, size_t len);
 
@@ -946,6 +947,7 @@ size_t vc_last_error_message(char *buf, size_t len);
 // server's refusal code (each function lists those it can get; docs/protocol.md explains them);
 // otherwise the result's own word (`connection`, `certificate`, `closed`, …).
 //
+// # Safety
 // Pointers: `buf` optional (NULL: nothing is written), else valid for `len` writable bytes.
 size_t vc_last_error_code(char *buf, size_t len);
 

@@ -228,6 +228,7 @@ unsafe fn copy_truncated(text: &str, buf: *mut c_char, len: usize) -> usize {
 /// length *without* the NUL (like snprintf): a buffer of the returned value + 1 bytes holds it
 /// whole. With `buf` NULL or `len` 0 nothing is written (ask that way for the length). Never fails.
 ///
+/// # Safety
 /// Pointers: `buf` optional (NULL: nothing is written), else valid for `len` writable bytes.
 #[no_mangle]
 pub unsafe extern "C" fn vc_last_error_message(buf: *mut c_char, len: usize) -> usize {
@@ -244,6 +245,7 @@ pub unsafe extern "C" fn vc_last_error_message(buf: *mut c_char, len: usize) -> 
 /// server's refusal code (each function lists those it can get; docs/protocol.md explains them);
 /// otherwise the result's own word (`connection`, `certificate`, `closed`, …).
 ///
+/// # Safety
 /// Pointers: `buf` optional (NULL: nothing is written), else valid for `len` writable bytes.
 #[no_mangle]
 pub unsafe extern "C" fn vc_last_error_code(buf: *mut c_char, len: usize) -> usize {

@@ -285,7 +285,9 @@ static void shutdown_and_after(vc_identity *id) {
   OK(vc_library_shutdown());
   usage after = measure();
   print_usage("after vc_library_shutdown", after);
-  TRUE(after.threads < before.threads);
+  if (after.threads != 1)
+    die(__LINE__, "%d threads after vc_library_shutdown (%d before); only main should be left", after.threads,
+        before.threads);
   TRUE(__atomic_load_n(&destroyed_by_shutdown, __ATOMIC_SEQ_CST) == 1);
   OK(vc_library_shutdown()); /* twice is harmless */
 
