@@ -5,29 +5,55 @@
  * Conventions
  * - Every function returns a vc_result (VC_RESULT_OK = 0) unless it says otherwise; on failure
  *   vc_last_error_message() gives the details for the calling thread.
+ * - Pointer parameters: each function's comment says of every pointer whether it is
+ *   "required" or "optional". Required: NULL is refused with VC_RESULT_NULL_PARAMETER before
+ *   anything happens. Optional: it may be NULL, and the comment says what NULL means. Any pointer
+ *   that is not NULL must be valid: a handle from its constructor and not freed, a string
+ *   NUL-terminated (UTF-8 where text is meant), an input buffer readable and an output buffer or
+ *   out-pointer writable for the length given. A buffer passed with a length (data/len, buf/cap)
+ *   may be NULL when that length is 0.
  * - Handles are opaque. A constructor (vc_sframe_context_new, vc_identity_enroll,
- *   vc_identity_load, vc_client_connect, vc_media_open) writes the new handle to its last
- *   argument (vc_x **out) and only on success; vc_x_free(vc_x *) frees it and accepts NULL.
- *   Never use a handle after freeing it.
+ *   vc_identity_load, vc_client_connect, vc_media_open, vc_conference_create,
+ *   vc_conference_join) writes the new handle to its last argument (vc_x **out) and only on
+ *   success; vc_x_free(vc_x *) frees it and accepts NULL. Never use a handle after freeing it.
+ * - Text out: a function writing text into a caller's buffer (buf and its capacity cap) writes
+ *   it NUL-terminated. On success *out_len is the text's length without the NUL (strlen). When
+ *   cap is too small nothing is written and nothing is done, the result is
+ *   VC_RESULT_BUFFER_TOO_SMALL, and *out_len is the capacity needed, NUL included: a buffer of
+ *   exactly that size succeeds. (Binary outputs report the byte count needed; there is no NUL.
+ *   vc_last_error_message() and vc_last_error_code() instead return a length without the NUL, as
+ *   snprintf does.)
  * - Errors: the vc_result says the kind; vc_last_error_message() the details and
- *   vc_last_error_code() a stable word (for VC_RESULT_REFUSED, the CA's or server's reason, e.g.
- *   "insufficient_credit"), both for the calling thread and until its next vc_* call.
+ *   vc_last_error_code() a stable word, both for the calling thread and until its next vc_* call.
+ * - Refusals (VC_RESULT_REFUSED): vc_last_error_code() is the CA's or the server's code (see
+ *   docs/protocol.md). Each function that talks to one of them lists the codes it can get; on top
+ *   of its list, any request to the server may be refused with `rate_limited` (too many requests
+ *   per second; try again) or `internal` (a failure inside the server), and any request to the
+ *   CA with `internal`. The conference functions that post an entry (create, join, decline,
+ *   invite, remove, hand over, leave, set_policy, propose, vote) may also get `conf_stale` (the
+ *   conference kept changing while we posted, even after retries; try again), `conf_full` (its
+ *   log is full) and `conf_malformed`, `conf_signature`, `conf_order`, `conf_replay` (entries this
+ *   library does not make; they would name a bug).
  * - Typical use: vc_identity_load (or vc_identity_enroll once), vc_client_connect with a
  *   listener, vc_client_register once, vc_client_call / vc_client_answer, then on both sides
- *   vc_media_open and vc_media_send / vc_media_receive, vc_client_hangup; samples/c/vc_sample.c
- *   is a complete program.
+ *   vc_media_open and vc_media_send / vc_media_receive, vc_client_hangup, vc_client_free, and
+ *   vc_library_shutdown at exit; samples/c/vc_sample.c is a complete program.
  * - Byte buffers are a pointer and a length. Output buffers belong to the caller: no function
  *   hands out memory for the caller to free, and the SFrame functions allocate nothing at all.
- * - Enum values the caller passes in (vc_answer, vc_stream) travel as uint32_t and are checked:
- *   an unknown value is VC_RESULT_INVALID_ARGUMENT.
- * - Blocking: client, identity and media functions block the calling thread until the server,
- *   the CA or the peer answered (each with its own time limit); the library runs its network work
- *   on two threads of its own, started on first use.
+ * - Enum values the caller passes in (vc_answer, vc_stream, vc_conference_mode) travel as
+ *   uint32_t and are checked: an unknown value is VC_RESULT_INVALID_ARGUMENT.
+ * - Blocking: client, identity, conference and media functions block the calling thread until
+ *   the server, the CA or the peer answered (each with its own time limit); the library runs its
+ *   network work on two threads of its own, started on first use and stopped by
+ *   vc_library_shutdown().
  * - No function panics or aborts across this interface: an internal failure becomes
- *   VC_RESULT_PANIC. NULL where a pointer is required gives VC_RESULT_NULL_PARAMETER.
+ *   VC_RESULT_PANIC. No SIGPIPE reaches the application either: the library changes no signal
+ *   disposition, but blocks SIGPIPE on its own threads and, while a call runs, on the caller's
+ *   thread (a SIGPIPE raised for that thread meanwhile is consumed), so a write to a connection
+ *   the peer reset fails instead of killing the process.
  * - Threads: a handle may be used from any thread, but not from two threads at once unless its
- *   type says so (vc_identity, vc_client and vc_media may). Events arrive on a thread of the
- *   library: see vc_client_listener for what a callback may do.
+ *   type says so (vc_identity, vc_client, vc_conference and vc_media may). Events arrive on a
+ *   thread of the library: see vc_client_listener for what a callback may do.
  */
 
 #ifndef VCSDK_H
@@ -60,7 +86,8 @@ typedef enum {
   VC_RESULT_NULL_PARAMETER = 1,
   // An argument was malformed or out of range (see vc_last_error_message()).
   VC_RESULT_INVALID_ARGUMENT = 2,
-  // The output buffer is too small; the needed size is reported where the function says.
+  // The output buffer is too small and nothing was done; the capacity needed (for text, its NUL
+  // included) is reported where the function says.
   VC_RESULT_BUFFER_TOO_SMALL = 3,
   // No key is installed for the frame's or the given KID (or it was retired).
   VC_RESULT_UNKNOWN_KEY = 4,
@@ -90,7 +117,8 @@ typedef enum {
   VC_RESULT_CRYPTO = 16,
   // Nothing arrived within the time allowed.
   VC_RESULT_TIMEOUT = 17,
-  // The handle's session or connection is closed.
+  // The handle's session or connection is closed, or the library was shut down
+  // (vc_library_shutdown()).
   VC_RESULT_CLOSED = 18,
 } vc_result;
 
@@ -420,7 +448,8 @@ typedef struct {
 
 // What a media session did so far.
 typedef struct {
-  // The path in use.
+  // The path in use; VC_MEDIA_PATH_CLOSED once the session is closed (by vc_media_close() or
+  // the end of the call).
   vc_media_path path;
   // Our current sending key epoch.
   uint32_t send_epoch;
@@ -465,66 +494,75 @@ const char *vc_version(void);
 
 // Connects to the server at `server` (`HOST:PORT`) as `identity`: mutual TLS against the pinned
 // root, with the CRL fetched from the CA first (the cached one if the CA is unreachable).
-// `server_name` is the name the server's certificate must carry (NULL: the host of `server`).
-// Events go to `listener` (NULL: none). The library owns the listener from this call on,
-// whatever it returns: its `destroy` runs exactly once — on failure before this returns.
-// Lost connections are repaired in the background (VC_EVENT_DISCONNECTED / _RECONNECTED).
-// Free with vc_client_free().
+// Events go to `listener`. The library owns the listener from this call on, whatever it
+// returns: its `destroy` runs exactly once — on failure before this returns. Lost connections
+// are repaired in the background (VC_EVENT_DISCONNECTED / _RECONNECTED). Free with
+// vc_client_free(). A certificate the server refuses (foreign CA, revoked) gives
+// VC_RESULT_CONNECTION; refusals: `unsupported_version`, `shutting_down`.
 //
 // # Safety
-// `identity` live or NULL; strings NUL-terminated or NULL; `listener` NULL or readable;
-// `out` writable or NULL.
+// Pointers: `identity` required; `server` required; `server_name` optional (NULL: the host of
+// `server`); `listener` optional (NULL: no events), read during the call only; `out` required.
 vc_result vc_client_connect(const vc_identity *identity,
                             const char *server,
                             const char *server_name,
                             const vc_client_listener *listener,
                             vc_client **out);
 
-// Says goodbye to the server (waiting up to 2 s), stops the event thread and frees the client.
-// The listener's `destroy` has run when this returns — unless it is called from one of this
-// client's own callbacks, in which case `destroy` runs as soon as that callback returns.
-// Media sessions opened from the client stay valid handles (closed). NULL is ignored.
+// Frees the client and everything it holds. First event delivery stops: a callback running on
+// the event thread is waited for, no callback starts after it — nothing the goodbye causes
+// (VC_EVENT_DISCONNECTED above all) reaches the listener — and the listener's `destroy` runs.
+// Then it says goodbye to the server (waiting up to 2 s) and closes the connection: when this
+// returns the socket is closed and the client's background work has ended. Called from one of
+// this client's own callbacks, `destroy` instead runs as soon as that callback returns. Media
+// sessions opened from the client stay valid handles (closed).
 //
 // # Safety
-// `client` NULL or from vc_client_connect(), not freed before, and not in use by another thread.
+// Pointers: `client` optional (NULL: nothing happens); not in use by another thread.
 void vc_client_free(vc_client *client);
 
 // Whether this user is registered with the server (as of the latest connection) into `*out`.
+// Answers from what the client knows, without a request.
 //
 // # Safety
-// `client` live or NULL; `out` writable or NULL.
+// Pointers: `client` required; `out` required.
 vc_result vc_client_is_registered(const vc_client *client, bool *out);
 
-// Registers this user, accepting the server's terms of use of version `terms_version` (NULL:
-// the version the server announced on connecting). A stale version is refused
-// (VC_RESULT_REFUSED, code `terms_outdated`).
+// Registers this user, accepting the server's terms of use of version `terms_version`.
+// Refusals: `terms_mismatch` (not the server's current version).
 //
 // # Safety
-// `client` live or NULL; `terms_version` NUL-terminated or NULL.
+// Pointers: `client` required; `terms_version` optional (NULL: the version the server announced
+// on connecting).
 vc_result vc_client_register(const vc_client *client, const char *terms_version);
 
-// Writes the ids of the registered users online now (this one included), separated by '\n' and
-// NUL-terminated, into `buf` (capacity `cap`); `*out_len` receives the text's length. With
-// VC_RESULT_BUFFER_TOO_SMALL, `*out_len` is the length needed (call again with more room).
+// Writes the ids of the registered users online now (this one included), separated by '\n',
+// into `buf` (capacity `cap`) as text out (see the conventions: on VC_RESULT_BUFFER_TOO_SMALL
+// `*out_len` is the capacity needed, NUL included; ask again with that much). Refusals:
+// `not_registered`.
 //
 // # Safety
-// `client` live or NULL; `buf` valid for `cap` bytes; `out_len` NULL or writable.
+// Pointers: `client` required; `buf` required unless `cap` is 0; `out_len` optional (NULL: no
+// length reported).
 vc_result vc_client_active_users(const vc_client *client, char *buf, size_t cap, size_t *out_len);
 
 // Asks the server for presence events (VC_EVENT_PRESENCE) of every registered user.
+// Refusals: `not_registered`.
 //
 // # Safety
-// `client` live or NULL.
+// Pointers: `client` required.
 vc_result vc_client_subscribe_presence(const vc_client *client);
 
-// Calls `user`; the call's id (NUL-terminated) goes into `call_id` (capacity `cap`; VC_ID_CAPACITY
-// suffices) and its length into `*out_len` (if not NULL). What follows arrives as
-// VC_EVENT_CALL_STATE events. Refusals (VC_RESULT_REFUSED) name the reason in
-// vc_last_error_code(): `user_offline`, `not_registered`, `insufficient_credit`, …
+// Calls `user`; the call's id goes into `call_id` as text out, its length into `*out_len`. `cap`
+// must be at least VC_ID_CAPACITY, checked before anything is sent: with less, no call is
+// placed and the result is VC_RESULT_BUFFER_TOO_SMALL with `*out_len` = VC_ID_CAPACITY. What
+// follows arrives as VC_EVENT_CALL_STATE events. Refusals: `not_registered`,
+// `insufficient_credit` (the caller cannot pay the connect fee and first increment),
+// `unknown_user` (not a registered user), `user_offline`, `self_call`, `already_in_call`.
 //
 // # Safety
-// `client` live or NULL; `user` NUL-terminated or NULL; `call_id` valid for `cap` bytes;
-// `out_len` NULL or writable.
+// Pointers: `client` required; `user` required; `call_id` required (`cap` bytes); `out_len`
+// optional (NULL: no length reported).
 vc_result vc_client_call(const vc_client *client,
                          const char *user,
                          char *call_id,
@@ -533,47 +571,55 @@ vc_result vc_client_call(const vc_client *client,
 
 // Answers the incoming call `call_id` (from VC_EVENT_INCOMING_CALL) with `answer`, a vc_answer
 // value (passed as a number so that any value is checked: others give
-// VC_RESULT_INVALID_ARGUMENT).
+// VC_RESULT_INVALID_ARGUMENT). Refusals: `not_registered`, `not_offered` (no such call offered
+// to this user, or it already ended), `call_not_ringing` (already answered).
 //
 // # Safety
-// `client` live or NULL; `call_id` NUL-terminated or NULL.
+// Pointers: `client` required; `call_id` required.
 vc_result vc_client_answer(const vc_client *client, const char *call_id, uint32_t answer);
 
 // Hangs up (or cancels, while it rings) the call `call_id`; both sides then get
-// VC_EVENT_CALL_STATE with VC_CALL_STATE_ENDED.
+// VC_EVENT_CALL_STATE with VC_CALL_STATE_ENDED. Refusals: `not_registered`, `unknown_call` (no
+// such open call), `not_in_call` (this user is not one of its parties).
 //
 // # Safety
-// `client` live or NULL; `call_id` NUL-terminated or NULL.
+// Pointers: `client` required; `call_id` required.
 vc_result vc_client_hangup(const vc_client *client, const char *call_id);
 
-// Fills `*out` with this user's account: balance, tariff, last call.
+// Fills `*out` with this user's account: balance, tariff, last call. Refusals:
+// `not_registered`.
 //
 // # Safety
-// `client` live or NULL; `out` writable or NULL.
+// Pointers: `client` required; `out` required.
 vc_result vc_client_account(const vc_client *client, vc_account *out);
 
-// Redeems the prepaid voucher `voucher` and fills `*out` (if not NULL) with the account after
-// it. A used or unknown voucher is refused (`voucher_redeemed`, `voucher_unknown`).
+// Redeems the prepaid voucher `voucher` and fills `*out` with the account after it. Refusals:
+// `not_registered`, `voucher_unknown`, `voucher_redeemed`, `bad_amount` (the balance would
+// overflow).
 //
 // # Safety
-// `client` live or NULL; `voucher` NUL-terminated or NULL; `out` NULL or writable.
+// Pointers: `client` required; `voucher` required; `out` optional (NULL: the account is not
+// reported).
 vc_result vc_client_redeem_voucher(const vc_client *client, const char *voucher, vc_account *out);
 
 // Fills `*out` with the usual policy of `level` (0–3) in `mode` (a vc_conference_mode).
 //
 // # Safety
-// `out` writable or NULL.
+// Pointers: `out` required.
 vc_result vc_conference_policy_default(uint8_t level, uint32_t mode, vc_conference_policy *out);
 
-// Creates a conference with `policy` (NULL: level 2, moderation); we are its first member and,
-// in moderation mode, its moderator. `direct` false sends media only through the server's relay
-// (never revealing our address). Events go to `listener` (NULL: none), which the library owns
-// from this call on whatever it returns. Blocks until the conference exists. Free with
-// vc_conference_free().
+// Creates a conference with `policy`; we are its first member and, in moderation mode, its
+// moderator. `direct` false sends media only through the server's relay (never revealing our
+// address). Events go to `listener`, which the library owns from this call on whatever it
+// returns (its `destroy` runs exactly once; on failure before this returns). Blocks until the
+// conference exists. Free with vc_conference_free(). Refusals: `not_registered`,
+// `insufficient_credit` (the creator cannot pay the connect fee and first increment),
+// `conf_full` (the server holds too many conferences, or this user is in too many),
+// `conf_exists`, and the conference codes of the conventions.
 //
 // # Safety
-// `client` live or NULL; `policy` NULL or readable; `listener` NULL or readable; `out`
-// writable or NULL.
+// Pointers: `client` required; `policy` optional (NULL: level 2, moderation); `listener`
+// optional (NULL: no events), read during the call only; `out` required.
 vc_result vc_conference_create(const vc_client *client,
                                const vc_conference_policy *policy,
                                bool direct,
@@ -581,105 +627,137 @@ vc_result vc_conference_create(const vc_client *client,
                                vc_conference **out);
 
 // Joins conference `conf_id`, to which an invitation was shown (VC_EVENT_CONFERENCE_INVITATION).
-// `direct` and `listener` as for vc_conference_create(). Blocks until we are a member.
+// `direct` and `listener` as for vc_conference_create(). Blocks until we are a member. No open
+// invitation to it gives VC_RESULT_INVALID_ARGUMENT. Refusals: `not_registered`, `conf_unknown`
+// (the conference is gone), `insufficient_credit` (when the server bills each participant),
+// `conf_full` (this user is in too many conferences), `conf_forbidden` (the invitation is not
+// held), `conf_invalid` (the invitation lapsed, or the conference is full or ended), and the
+// conference codes of the conventions.
 //
 // # Safety
-// `client` live or NULL; `conf_id` NUL-terminated or NULL; `listener` NULL or readable; `out`
-// writable or NULL.
+// Pointers: `client` required; `conf_id` required; `listener` optional (NULL: no events), read
+// during the call only; `out` required.
 vc_result vc_conference_join(const vc_client *client,
                              const char *conf_id,
                              bool direct,
                              const vc_conference_listener *listener,
                              vc_conference **out);
 
-// Declines the invitation to `conf_id`.
+// Declines the invitation to `conf_id`. No open invitation to it gives
+// VC_RESULT_INVALID_ARGUMENT. Refusals: `not_registered`, `conf_unknown`, `conf_forbidden` (the
+// invitation is not held), `conf_invalid` (it lapsed), and the conference codes of the
+// conventions.
 //
 // # Safety
-// `client` live or NULL; `conf_id` NUL-terminated or NULL.
+// Pointers: `client` required; `conf_id` required.
 vc_result vc_client_decline_conference(const vc_client *client, const char *conf_id);
 
 // Sets who may invite this client, as TOML text: `allow = [ids]`, `deny = [ids]`,
 // `contacts = [ids]`, `default = "anyone" | "contacts" | "nobody"` (deny wins, then allow, then
 // the default). An invitation the list refuses is declined and never reaches the listener.
+// Malformed TOML gives VC_RESULT_INVALID_ARGUMENT. Needs no network.
 //
 // # Safety
-// `client` live or NULL; `acl_toml` NUL-terminated or NULL.
+// Pointers: `client` required; `acl_toml` required.
 vc_result vc_client_set_access_list(const vc_client *client, const char *acl_toml);
 
-// Frees the conference handle (without leaving; see vc_conference_leave()). Its listener's
-// `destroy` runs. NULL is ignored.
+// Frees the conference handle (without leaving; see vc_conference_leave()). Event delivery stops
+// first (a callback running is waited for, none starts after) and the listener's `destroy` has
+// run when this returns (from one of its own callbacks: when that callback returns).
 //
 // # Safety
-// `conference` NULL or from vc_conference_create()/vc_conference_join(), not freed before and
-// not in use by another thread.
+// Pointers: `conference` optional (NULL: nothing happens); not in use by another thread.
 void vc_conference_free(vc_conference *conference);
 
-// Writes the conference's id (32 hex digits, NUL-terminated) into `buf` (capacity `cap`;
-// VC_ID_CAPACITY suffices); its length goes into `*out_len` (if not NULL).
+// Writes the conference's id (32 hex digits) into `buf` (capacity `cap`; VC_ID_CAPACITY
+// suffices) as text out: on VC_RESULT_BUFFER_TOO_SMALL `*out_len` is the capacity needed, NUL
+// included.
 //
 // # Safety
-// `conference` live or NULL; `buf` valid for `cap` bytes; `out_len` NULL or writable.
+// Pointers: `conference` required; `buf` required unless `cap` is 0; `out_len` optional (NULL:
+// no length reported).
 vc_result vc_conference_id(const vc_conference *conference, char *buf, size_t cap, size_t *out_len);
 
-// Invites `user`: its certificate is fetched and checked first (pinned root, CRL, names it).
+// Invites `user`: its certificate is fetched and checked first (pinned root, CRL, names it;
+// VC_RESULT_CERTIFICATE if not). Refusals: `not_registered`, `conf_unknown` (the conference is gone), `conf_forbidden` (not a member), `unknown_user` (no certificate on record for `user`), `user_offline`, `conf_invalid` (already
+// a member, or the conference would exceed its members), and the conference codes of the
+// conventions.
 //
 // # Safety
-// `conference` live or NULL; `user` NUL-terminated or NULL.
-vc_result vc_conference_invite(const vc_conference *conference, const char *user);
+// Pointers: `conference` required; `user` required.
+vc_result vc_conference_invite(const vc_conference *conference,
+                               const char *user);
 
-// Removes `member` (moderator only; VC_RESULT_REFUSED with code `conf_forbidden` otherwise).
+// Removes `member` (moderator only). Refusals: `not_registered`, `conf_unknown` (the conference is gone), `conf_forbidden` (not a member, not the
+// moderator, or voting mode), `conf_invalid` (not a member; the moderator itself leaves
+// instead), and the conference codes of the conventions.
 //
 // # Safety
-// `conference` live or NULL; `member` NUL-terminated or NULL.
-vc_result vc_conference_remove(const vc_conference *conference, const char *member);
+// Pointers: `conference` required; `member` required.
+vc_result vc_conference_remove(const vc_conference *conference,
+                               const char *member);
 
-// Hands the moderator role to `member` (moderator only).
+// Hands the moderator role to `member` (moderator only). Refusals: `not_registered`, `conf_unknown` (the conference is gone), `conf_forbidden` (not a member, not the moderator, or voting mode), `conf_invalid` (not another member), and the
+// conference codes of the conventions.
 //
 // # Safety
-// `conference` live or NULL; `member` NUL-terminated or NULL.
-vc_result vc_conference_hand_over(const vc_conference *conference, const char *member);
+// Pointers: `conference` required; `member` required.
+vc_result vc_conference_hand_over(const vc_conference *conference,
+                                  const char *member);
 
 // Leaves the conference: the others rekey without us (VC_CONFERENCE_EVENT_ENDED follows).
+// Once we are no longer a member (VC_CONFERENCE_EVENT_ENDED) it gives, like every function that
+// posts, VC_RESULT_INVALID_ARGUMENT. Refusals: `not_registered`, `conf_unknown` (the conference is gone), `conf_forbidden` (not a member), and
+// the conference codes of the conventions.
 //
 // # Safety
-// `conference` live or NULL.
+// Pointers: `conference` required.
 vc_result vc_conference_leave(const vc_conference *conference);
 
-// Sets the policy (moderator only); it takes effect for everyone at the next epoch.
+// Sets the policy (moderator only); it takes effect for everyone at the next epoch. A policy
+// that is not valid gives VC_RESULT_INVALID_ARGUMENT. Refusals: `not_registered`, `conf_unknown` (the conference is gone), `conf_forbidden` (not a member, not the moderator, or voting mode), `conf_invalid`, and the conference codes of the
+// conventions.
 //
 // # Safety
-// `conference` live or NULL; `policy` NULL or readable.
+// Pointers: `conference` required; `policy` required.
 vc_result vc_conference_set_policy(const vc_conference *conference,
                                    const vc_conference_policy *policy);
 
 // Proposes `policy` (voting mode), votes counting for `deadline_secs`; the proposal's number
-// goes into `*out_proposal` (if not NULL). Refused while another proposal is open.
+// goes into `*out_proposal`. Refusals: `not_registered`, `conf_unknown` (the conference is gone), `conf_forbidden` (not a member, or moderation mode),
+// `conf_invalid` (another proposal is open, or the deadline is out of range), and the
+// conference codes of the conventions.
 //
 // # Safety
-// `conference` live or NULL; `policy` NULL or readable; `out_proposal` NULL or writable.
+// Pointers: `conference` required; `policy` required; `out_proposal` optional (NULL: the number
+// is not reported).
 vc_result vc_conference_propose(const vc_conference *conference,
                                 const vc_conference_policy *policy,
                                 uint32_t deadline_secs,
                                 uint64_t *out_proposal);
 
-// Votes on the open proposal `proposal`.
+// Votes on the open proposal `proposal`. Refusals: `not_registered`, `conf_unknown` (the conference is gone), `conf_forbidden` (not a member, or
+// moderation mode), `conf_invalid` (not open, its deadline passed, or already voted), and the
+// conference codes of the conventions.
 //
 // # Safety
-// `conference` live or NULL.
-vc_result vc_conference_vote(const vc_conference *conference, uint64_t proposal, bool approve);
+// Pointers: `conference` required.
+vc_result vc_conference_vote(const vc_conference *conference,
+                             uint64_t proposal,
+                             bool approve);
 
 // Fills `*out` with the policy in force.
 //
 // # Safety
-// `conference` live or NULL; `out` writable or NULL.
+// Pointers: `conference` required; `out` required.
 vc_result vc_conference_get_policy(const vc_conference *conference, vc_conference_policy *out);
 
-// Writes the roster (member ids in join order, separated by '\n', NUL-terminated) into `buf`
-// (capacity `cap`); `*out_len` gets its length (the length needed with
-// VC_RESULT_BUFFER_TOO_SMALL).
+// Writes the roster (member ids in join order, separated by '\n') into `buf` (capacity `cap`)
+// as text out: on VC_RESULT_BUFFER_TOO_SMALL `*out_len` is the capacity needed, NUL included.
 //
 // # Safety
-// `conference` live or NULL; `buf` valid for `cap` bytes; `out_len` NULL or writable.
+// Pointers: `conference` required; `buf` required unless `cap` is 0; `out_len` optional (NULL:
+// no length reported).
 vc_result vc_conference_roster(const vc_conference *conference,
                                char *buf,
                                size_t cap,
@@ -689,7 +767,7 @@ vc_result vc_conference_roster(const vc_conference *conference,
 // protected as the policy says. VC_RESULT_CONNECTION before the first epoch's keys arrived.
 //
 // # Safety
-// `conference` live or NULL; `data` valid for `len` bytes (NULL allowed when `len` is 0).
+// Pointers: `conference` required; `data` required unless `len` is 0.
 vc_result vc_conference_send(const vc_conference *conference,
                              uint32_t stream_id,
                              const uint8_t *data,
@@ -697,13 +775,14 @@ vc_result vc_conference_send(const vc_conference *conference,
 
 // Receives the next frame from another member into `buf` (capacity `cap`): its length goes
 // into `*out_len`, its stream into `*out_stream` and its sender's member index into
-// `*out_sender` (each if not NULL). Waits up to `timeout_ms` (0: only a frame already waiting),
-// then VC_RESULT_TIMEOUT. A frame larger than `cap` is kept for the next call and
-// VC_RESULT_BUFFER_TOO_SMALL puts its length in `*out_len`.
+// `*out_sender`. Waits up to `timeout_ms` (0: only a frame already waiting), then
+// VC_RESULT_TIMEOUT. A frame larger than `cap` is not lost: it is kept for the next call, and
+// VC_RESULT_BUFFER_TOO_SMALL puts its length (the capacity needed; frames are bytes, with no
+// NUL) in `*out_len`.
 //
 // # Safety
-// `conference` live or NULL; `buf` valid for `cap` writable bytes; `out_len` writable or NULL;
-// `out_stream`, `out_sender` NULL or writable.
+// Pointers: `conference` required; `buf` required unless `cap` is 0; `out_len` required;
+// `out_stream` and `out_sender` optional (NULL: not reported).
 vc_result vc_conference_receive(const vc_conference *conference,
                                 uint32_t timeout_ms,
                                 uint8_t *buf,
@@ -715,18 +794,21 @@ vc_result vc_conference_receive(const vc_conference *conference,
 // Fills `*out` with the conference's statistics.
 //
 // # Safety
-// `conference` live or NULL; `out` writable or NULL.
+// Pointers: `conference` required; `out` required.
 vc_result vc_conference_get_stats(const vc_conference *conference, vc_conference_stats *out);
 
 // Enrolls a new client identity: makes a key, asks the CA at `ca_url` (`https://HOST:PORT`, whose
 // root certificate is the PEM `root_pem`, `root_pem_len` bytes) for a certificate for `client_id`
 // with the one-time `token`, checks the answer against that root, and stores key, certificate
 // and root in the directory `dir` (created; it must not hold an identity yet). Blocks until
-// done. Refusals by the CA (used or unknown token, id not matching the token) give
-// VC_RESULT_REFUSED with the CA's code in vc_last_error_code(). Free with vc_identity_free().
+// done. Free with vc_identity_free(). Refusals (by the CA): `token_unknown`, `token_used`,
+// `token_expired`, `wrong_id` (the token is for another id), and — for a request this library
+// does not make — `csr_invalid`, `unsupported_key`, `forbidden_usage`, `malformed_request`,
+// `body_too_large`.
 //
 // # Safety
-// Strings NUL-terminated or NULL; `root_pem` valid for `root_pem_len` bytes; `out` writable.
+// Pointers: `dir`, `ca_url`, `token`, `client_id` required; `root_pem` required (`root_pem_len`
+// bytes); `out` required.
 vc_result vc_identity_enroll(const char *dir,
                              const char *ca_url,
                              const uint8_t *root_pem,
@@ -737,71 +819,79 @@ vc_result vc_identity_enroll(const char *dir,
 
 // Loads the identity stored in `dir` (finishing a renewal that was interrupted). A missing,
 // damaged or mismatched store gives VC_RESULT_STORE; a revoked identity (moved aside by a
-// revocation) VC_RESULT_STORE naming it. Free with vc_identity_free().
+// revocation) VC_RESULT_STORE naming it. Free with vc_identity_free(). Needs no network.
 //
 // # Safety
-// `dir` NUL-terminated or NULL; `out` writable or NULL.
+// Pointers: `dir` required; `out` required.
 vc_result vc_identity_load(const char *dir, vc_identity **out);
 
-// Frees an identity handle (the stored files stay). NULL is ignored. Clients made from it keep
-// their own copy and may outlive it.
+// Frees an identity handle (the stored files stay). Clients made from it keep their own copy
+// and may outlive it.
 //
 // # Safety
-// `identity` NULL or from vc_identity_enroll()/vc_identity_load(), not freed before.
+// Pointers: `identity` optional (NULL: nothing happens).
 void vc_identity_free(vc_identity *identity);
 
-// Copies the identity's client id, NUL-terminated, into `buf` (capacity `cap`); `*out_len`
-// (if not NULL) receives its length. VC_RESULT_BUFFER_TOO_SMALL reports the length needed.
+// Copies the identity's client id into `buf` (capacity `cap`; VC_ID_CAPACITY suffices) as text
+// out: on VC_RESULT_BUFFER_TOO_SMALL `*out_len` is the capacity needed, NUL included.
 //
 // # Safety
-// `identity` live or NULL; `buf` valid for `cap` bytes; `out_len` NULL or writable.
+// Pointers: `identity` required; `buf` required unless `cap` is 0; `out_len` optional (NULL: no
+// length reported).
 vc_result vc_identity_id(const vc_identity *identity, char *buf, size_t cap, size_t *out_len);
 
 // Fills `*out` with the current certificate's validity.
 //
 // # Safety
-// `identity` live or NULL; `out` writable or NULL.
+// Pointers: `identity` required; `out` required.
 vc_result vc_identity_get_info(const vc_identity *identity, vc_identity_info *out);
 
 // Renews now: a new key and certificate for the same id from the CA, authorised by the current
 // certificate (which the CA then revokes as superseded); both are stored before this returns.
 // Clients connected with the old certificate keep their connection; new ones use the new one.
-// Blocks until done.
+// Blocks until done. Refusals (by the CA): `certificate_revoked`, `certificate_expired`,
+// `certificate_unknown` (not a certificate this CA issued), `certificate_required`, and — for a
+// request this library does not make — `csr_invalid`, `unsupported_key`, `forbidden_usage`,
+// `malformed_request`, `body_too_large`.
 //
 // # Safety
-// `identity` live or NULL.
+// Pointers: `identity` required.
 vc_result vc_identity_renew(const vc_identity *identity);
 
 // Fills `*out` with the default media options.
 //
 // # Safety
-// `out` writable or NULL.
+// Pointers: `out` required.
 vc_result vc_media_options_default(vc_media_options *out);
 
 // Starts the media of the accepted call `call_id` (both parties call this once the call is
 // accepted): agrees keys end to end with the peer (checking its certificate), finds a path
-// (direct, else the server's relay) and returns the session. `options` NULL means the defaults.
-// Blocks until the session is up or the handshake timed out (VC_RESULT_TIMEOUT). Free with
-// vc_media_free(); the session closes by itself when the call ends.
+// (direct, else the server's relay) and returns the session. Blocks until the session is up or
+// the handshake timed out (VC_RESULT_TIMEOUT). Free with vc_media_free(); the session closes by
+// itself when the call ends. A call this client did not place or accept gives
+// VC_RESULT_INVALID_ARGUMENT; a peer certificate that fails the checks VC_RESULT_CERTIFICATE.
+// Refusals: `not_registered`, `unknown_user` (the peer has no certificate on record),
+// `unknown_call` and `not_in_call` (the call ended meanwhile).
 //
 // # Safety
-// `client` live or NULL; `call_id` NUL-terminated or NULL; `options` NULL or readable; `out`
-// writable or NULL.
+// Pointers: `client` required; `call_id` required; `options` optional (NULL: the defaults of
+// vc_media_options_default()); `out` required.
 vc_result vc_media_open(const vc_client *client,
                         const char *call_id,
                         const vc_media_options *options,
                         vc_media **out);
 
-// Closes the session (if still open) and frees the handle. NULL is ignored.
+// Closes the session (if still open) and frees the handle.
 //
 // # Safety
-// `media` NULL or from vc_media_open(), not freed before and not in use by another thread.
+// Pointers: `media` optional (NULL: nothing happens); not in use by another thread.
 void vc_media_free(vc_media *media);
 
-// Closes the session: nothing more is sent or received. The handle stays valid until freed.
+// Closes the session: nothing more is sent or received, and its statistics say
+// VC_MEDIA_PATH_CLOSED. The handle stays valid until freed.
 //
 // # Safety
-// `media` live or NULL.
+// Pointers: `media` required.
 vc_result vc_media_close(const vc_media *media);
 
 // Encrypts `data` (`len` bytes, up to the peer's max_frame) as one frame of `stream` (a
@@ -809,18 +899,19 @@ vc_result vc_media_close(const vc_media *media);
 // after the session closed.
 //
 // # Safety
-// `media` live or NULL; `data` valid for `len` bytes (NULL allowed when `len` is 0).
+// Pointers: `media` required; `data` required unless `len` is 0.
 vc_result vc_media_send(const vc_media *media, uint32_t stream_id, const uint8_t *data, size_t len);
 
 // Receives the next frame into `buf` (capacity `cap`): its length goes into `*out_len` and its
-// stream into `*out_stream` (if not NULL). Waits up to `timeout_ms` milliseconds (0: only
-// takes a frame already waiting) and then gives VC_RESULT_TIMEOUT. A frame larger than `cap`
-// is kept for the next call and VC_RESULT_BUFFER_TOO_SMALL puts its length in `*out_len`.
-// VC_RESULT_CLOSED once the session is closed and every frame was taken.
+// stream into `*out_stream`. Waits up to `timeout_ms` milliseconds (0: only takes a frame
+// already waiting) and then gives VC_RESULT_TIMEOUT. A frame larger than `cap` is not lost: it
+// is kept for the next call, and VC_RESULT_BUFFER_TOO_SMALL puts its length (the capacity
+// needed; frames are bytes, with no NUL) in `*out_len`. VC_RESULT_CLOSED once the session is
+// closed and every frame was taken.
 //
 // # Safety
-// `media` live or NULL; `buf` valid for `cap` writable bytes; `out_len` writable or NULL;
-// `out_stream` NULL or writable.
+// Pointers: `media` required; `buf` required unless `cap` is 0; `out_len` required;
+// `out_stream` optional (NULL: the stream is not reported).
 vc_result vc_media_receive(const vc_media *media,
                            uint32_t timeout_ms,
                            uint8_t *buf,
@@ -831,13 +922,14 @@ vc_result vc_media_receive(const vc_media *media,
 // Starts a new sending key epoch now (fresh keys on every stream; the peer follows).
 //
 // # Safety
-// `media` live or NULL.
+// Pointers: `media` required.
 vc_result vc_media_rekey(const vc_media *media);
 
-// Fills `*out` with the session's statistics.
+// Fills `*out` with the session's statistics. Once the session is closed `path` is
+// VC_MEDIA_PATH_CLOSED and the counters keep their final values.
 //
 // # Safety
-// `media` live or NULL; `out` writable or NULL.
+// Pointers: `media` required; `out` required.
 vc_result vc_media_get_stats(const vc_media *media, vc_media_stats *out);
 
 // A static, NUL-terminated description of a vc_result value (never freed). Takes the number so
@@ -845,39 +937,64 @@ vc_result vc_media_get_stats(const vc_media *media, vc_media_stats *out);
 const char *vc_result_message(uint32_t result);
 
 // Copies this thread's last error message (empty when the last call succeeded) into `buf` of
-// `len` bytes, NUL-terminated and truncated if needed, and returns its full length without the
-// NUL. With `buf` NULL or `len` 0 nothing is written: call it that way to learn the size.
+// `len` bytes, NUL-terminated and cut short if it does not fit, and returns the message's whole
+// length *without* the NUL (like snprintf): a buffer of the returned value + 1 bytes holds it
+// whole. With `buf` NULL or `len` 0 nothing is written (ask that way for the length). Never fails.
 //
 // # Safety
-// `buf`, when not NULL, must point to `len` writable bytes.
+// Pointers: `buf` optional (NULL: nothing is written), else valid for `len` writable bytes.
 size_t vc_last_error_message(char *buf, size_t len);
 
-// Copies this thread's last error code into `buf` like vc_last_error_message(): a stable,
+// Copies this thread's last error code into `buf` like vc_last_error_message() (returning the
+// code's length without the NUL: allocate the returned value + 1 bytes): a stable,
 // machine-readable word (empty after a success). For VC_RESULT_REFUSED it is the CA's or the
-// server's refusal code (`token_used`, `insufficient_credit`, `user_offline`, … as listed in
-// docs/protocol.md); otherwise the result's own word (`connection`, `certificate`, …).
+// server's refusal code (each function lists those it can get; docs/protocol.md explains them);
+// otherwise the result's own word (`connection`, `certificate`, `closed`, …).
 //
 // # Safety
-// `buf`, when not NULL, must point to `len` writable bytes.
+// Pointers: `buf` optional (NULL: nothing is written), else valid for `len` writable bytes.
 size_t vc_last_error_code(char *buf, size_t len);
+
+// Shuts the library down for the rest of the process: every vc_* call waiting on the network
+// returns VC_RESULT_CLOSED at once, every connection still open is cut (no goodbye is said),
+// every client's and conference's event thread ends (its listener's `destroy` has run when this
+// returns — except on the thread of a callback that called this: there it runs when the
+// callback returns), and the library's own threads stop (waiting up to 5 s for them).
+//
+// After it, every function that needs the network or the library's threads returns
+// VC_RESULT_CLOSED (vc_last_error_code() `closed`) instead of crashing: connecting, enrolling,
+// renewing, and every client, conference and media function that asks the server or the peer,
+// sends or receives (also with a zero timeout). What only reads what a handle already holds keeps
+// answering from it (vc_client_is_registered, ids, rosters, policies, statistics — a media
+// session's path is then VC_MEDIA_PATH_CLOSED only once it was closed —, vc_media_close,
+// vc_client_set_access_list), and so do the SFrame functions, vc_identity_load, vc_identity_id,
+// vc_identity_get_info, the option defaults and the error functions. Handles must still be freed
+// with their vc_*_free function (which then says no goodbye); the descriptors of the stopped
+// runtime are released when the last handle that used the network is freed. The library cannot
+// be started again in this process. Calling this again returns VC_RESULT_OK and does nothing.
+//
+// Call it when the application is done with the library (typically at exit, after freeing its
+// handles): memory checkers then see no thread of the library still running. Refused
+// (VC_RESULT_INVALID_ARGUMENT) from inside an asynchronous runtime.
+vc_result vc_library_shutdown(void);
 
 // Creates an empty context into `*out`. Free it with vc_sframe_context_free().
 //
 // # Safety
-// `out` must be NULL or point to writable storage for one pointer.
+// Pointers: `out` required.
 vc_result vc_sframe_context_new(vc_sframe_context **out);
 
-// Frees a context (its keys are dropped). NULL is accepted and ignored.
+// Frees a context (its keys are dropped).
 //
 // # Safety
-// `ctx` must be NULL or a pointer from vc_sframe_context_new() not freed before.
+// Pointers: `ctx` optional (NULL: nothing happens).
 void vc_sframe_context_free(vc_sframe_context *ctx);
 
 // Installs the sending key of `kid` (`key_len` bytes: 16 for suite 0x0004, 32 for 0x0005).
 // A KID this context sent with before is refused with VC_RESULT_KEY_REUSED.
 //
 // # Safety
-// `ctx` as for every context function; `key` must point to `key_len` readable bytes.
+// Pointers: `ctx` required; `key` required unless `key_len` is 0.
 vc_result vc_sframe_add_send_key(vc_sframe_context *ctx,
                                  uint16_t suite_id,
                                  uint64_t kid,
@@ -887,7 +1004,7 @@ vc_result vc_sframe_add_send_key(vc_sframe_context *ctx,
 // Installs the receiving key of `kid`.
 //
 // # Safety
-// As vc_sframe_add_send_key().
+// Pointers: `ctx` required; `key` required unless `key_len` is 0.
 vc_result vc_sframe_add_receive_key(vc_sframe_context *ctx,
                                     uint16_t suite_id,
                                     uint64_t kid,
@@ -897,22 +1014,25 @@ vc_result vc_sframe_add_receive_key(vc_sframe_context *ctx,
 // Stops sending with `kid` (its KID can never be installed for sending again).
 //
 // # Safety
-// `ctx` must be NULL or a live context.
+// Pointers: `ctx` required.
 vc_result vc_sframe_remove_send_key(vc_sframe_context *ctx, uint64_t kid);
 
 // Keeps accepting frames of `kid` for `grace_ms` milliseconds, then forgets its receiving key.
 //
 // # Safety
-// `ctx` must be NULL or a live context.
+// Pointers: `ctx` required.
 vc_result vc_sframe_retire_receive_key(vc_sframe_context *ctx, uint64_t kid, uint32_t grace_ms);
 
 // Protects `plain` with the sending key of `kid` into `out` (capacity `out_cap`; the plaintext
 // length plus VC_SFRAME_MAX_OVERHEAD always suffices); `*out_len` receives the frame length.
-// `metadata` is authenticated but not sent (NULL when `metadata_len` is 0). Allocates nothing.
+// With a smaller `out_cap` nothing is done (no counter is used) and VC_RESULT_BUFFER_TOO_SMALL
+// puts the capacity needed in `*out_len`. `metadata` is authenticated but not sent.
+// Allocates nothing.
 //
 // # Safety
-// `ctx` a live context; each pointer NULL or valid for its length; `out` not overlapping the
-// inputs; `out_len` writable.
+// Pointers: `ctx` required; `metadata` required unless `metadata_len` is 0; `plain` required
+// unless `plain_len` is 0; `out` required unless `out_cap` is 0, and not overlapping the inputs;
+// `out_len` required.
 vc_result vc_sframe_encrypt(vc_sframe_context *ctx,
                             uint64_t kid,
                             const uint8_t *metadata,
@@ -925,11 +1045,15 @@ vc_result vc_sframe_encrypt(vc_sframe_context *ctx,
 
 // Unprotects `frame` into `out` (capacity `out_cap`; the frame's length suffices): checks the
 // KID is known, the frame authenticates, and its counter is fresh in the replay window.
-// `*out_len` receives the plaintext length and `*out_kid` (if not NULL) the frame's KID.
-// Allocates nothing.
+// `*out_len` receives the plaintext length and `*out_kid` the frame's KID. With too small an
+// `out_cap` nothing is done (the frame is not marked as seen: it can be decrypted again with
+// more room) and VC_RESULT_BUFFER_TOO_SMALL puts the capacity needed in `*out_len`. Allocates
+// nothing.
 //
 // # Safety
-// As vc_sframe_encrypt(); `out_kid` NULL or writable.
+// Pointers: `ctx` required; `metadata` required unless `metadata_len` is 0; `frame` required
+// unless `frame_len` is 0; `out` required unless `out_cap` is 0, and not overlapping the inputs;
+// `out_len` required; `out_kid` optional (NULL: the KID is not reported).
 vc_result vc_sframe_decrypt(vc_sframe_context *ctx,
                             const uint8_t *metadata,
                             size_t metadata_len,

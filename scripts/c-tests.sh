@@ -40,9 +40,9 @@ for test in tests/c/*_test.c; do
     "$out/$name-vg"
 done
 
-# Two C clients calling each other, three in a conference, and the C sample (twice: against itself
-# and against the Rust `vc listen`), against the real vc-ca and vc-server: under AddressSanitizer,
-# then valgrind.
+# Two C clients calling each other, three in a conference, one connected and freed many times, and
+# the C sample (twice: against itself and against the Rust `vc listen`), against the real vc-ca and
+# vc-server: under AddressSanitizer, then valgrind.
 asan="-std=c11 -Wall -Wextra -Werror -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all"
 plain="-std=c11 -Wall -Wextra -Werror -g -O1"
 # shellcheck disable=SC2086
@@ -56,15 +56,22 @@ cc $asan -Iinclude samples/c/vc_sample.c samples/c/sha256.c "$lib/libvcsdk.a" -l
   -o "$out/vc_sample"
 # shellcheck disable=SC2086
 cc $plain -Iinclude tests/c/calls.c "$lib/libvcsdk.a" -lpthread -ldl -lm -o "$out/calls-vg"
+# Connect/free cycles and the library's shutdown: with AddressSanitizer, plain (the only build
+# whose heap can be measured) and under valgrind.
+# shellcheck disable=SC2086
+cc $asan -Iinclude tests/c/lifecycle.c "$lib/libvcsdk.a" -lpthread -ldl -lm -o "$out/lifecycle"
+# shellcheck disable=SC2086
+cc $plain -Iinclude tests/c/lifecycle.c "$lib/libvcsdk.a" -lpthread -ldl -lm -o "$out/lifecycle-vg"
 # shellcheck disable=SC2086
 cc $plain -Iinclude samples/c/vc_sample.c samples/c/sha256.c "$lib/libvcsdk.a" -lpthread -ldl -lm \
   -o "$out/vc_sample-vg"
 VCSDK_C_CALLS="$(pwd)/$out/calls" VCSDK_C_SAMPLE="$(pwd)/$out/vc_sample" \
   VCSDK_C_CONFERENCE="$(pwd)/$out/conference" \
+  VCSDK_C_LIFECYCLE="$(pwd)/$out/lifecycle" VCSDK_C_LIFECYCLE_PLAIN="$(pwd)/$out/lifecycle-vg" \
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   cargo test --locked -q -p vcsdk-tests --test c_abi -- --ignored --test-threads 1
 VCSDK_C_CALLS="$(pwd)/$out/calls-vg" VCSDK_C_SAMPLE="$(pwd)/$out/vc_sample-vg" \
-  VCSDK_C_CONFERENCE="$(pwd)/$out/conference-vg" \
+  VCSDK_C_CONFERENCE="$(pwd)/$out/conference-vg" VCSDK_C_LIFECYCLE="$(pwd)/$out/lifecycle-vg" \
   VCSDK_C_RUNNER="valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect" \
   cargo test --locked -q -p vcsdk-tests --test c_abi -- --ignored --test-threads 1
 

@@ -37,11 +37,13 @@ impl vc_client {
 
 impl Drop for vc_client {
     fn drop(&mut self) {
+        // Delivery stops first (a callback running elsewhere is waited for, `destroy` runs), so
+        // nothing the goodbye causes — VC_EVENT_DISCONNECTED above all — reaches the listener.
+        drop(self.dispatcher.take());
         let client = self.client.clone();
         let _ = block_on(async move {
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, client.close()).await;
         });
-        drop(self.dispatcher.take());
     }
 }
 
@@ -116,15 +118,15 @@ impl From<&AccountInfo> for vc_account {
 
 /// Connects to the server at `server` (`HOST:PORT`) as `identity`: mutual TLS against the pinned
 /// root, with the CRL fetched from the CA first (the cached one if the CA is unreachable).
-/// `server_name` is the name the server's certificate must carry (NULL: the host of `server`).
-/// Events go to `listener` (NULL: none). The library owns the listener from this call on,
-/// whatever it returns: its `destroy` runs exactly once — on failure before this returns.
-/// Lost connections are repaired in the background (VC_EVENT_DISCONNECTED / _RECONNECTED).
-/// Free with vc_client_free().
+/// Events go to `listener`. The library owns the listener from this call on, whatever it
+/// returns: its `destroy` runs exactly once — on failure before this returns. Lost connections
+/// are repaired in the background (VC_EVENT_DISCONNECTED / _RECONNECTED). Free with
+/// vc_client_free(). A certificate the server refuses (foreign CA, revoked) gives
+/// VC_RESULT_CONNECTION; refusals: `unsupported_version`, `shutting_down`.
 ///
 /// # Safety
-/// `identity` live or NULL; strings NUL-terminated or NULL; `listener` NULL or readable;
-/// `out` writable or NULL.
+/// Pointers: `identity` required; `server` required; `server_name` optional (NULL: the host of
+/// `server`); `listener` optional (NULL: no events), read during the call only; `out` required.
 #[no_mangle]
 pub unsafe extern "C" fn vc_client_connect(
     identity: *const vc_identity,
@@ -173,13 +175,16 @@ pub unsafe extern "C" fn vc_client_connect(
     })
 }
 
-/// Says goodbye to the server (waiting up to 2 s), stops the event thread and frees the client.
-/// The listener's `destroy` has run when this returns — unless it is called from one of this
-/// client's own callbacks, in which case `destroy` runs as soon as that callback returns.
-/// Media sessions opened from the client stay valid handles (closed). NULL is ignored.
+/// Frees the client and everything it holds. First event delivery stops: a callback running on
+/// the event thread is waited for, no callback starts after it — nothing the goodbye causes
+/// (VC_EVENT_DISCONNECTED above all) reaches the listener — and the listener's `destroy` runs.
+/// Then it says goodbye to the server (waiting up to 2 s) and closes the connection: when this
+/// returns the socket is closed and the client's background work has ended. Called from one of
+/// this client's own callbacks, `destroy` instead runs as soon as that callback returns. Media
+/// sessions opened from the client stay valid handles (closed).
 ///
 /// # Safety
-/// `client` NULL or from vc_client_connect(), not freed before, and not in use by another thread.
+/// Pointers: `client` optional (NULL: nothing happens); not in use by another thread.
 #[no_mangle]
 pub unsafe extern "C" fn vc_client_free(client: *mut vc_client) {
     // SAFETY: forwarded caller promise.
@@ -196,9 +201,10 @@ unsafe fn live<'a>(ptr: *const vc_client) -> Result<&'a Client, vc_result> {
 }
 
 /// Whether this user is registered with the server (as of the latest connection) into `*out`.
+/// Answers from what the client knows, without a request.
 ///
 /// # Safety
-/// `client` live or NULL; `out` writable or NULL.
+/// Pointers: `client` required; `out` required.
 #[no_mangle]
 pub unsafe extern "C" fn vc_client_is_registered(
     client: *const vc_client,
@@ -216,12 +222,12 @@ pub unsafe extern "C" fn vc_client_is_registered(
     })
 }
 
-/// Registers this user, accepting the server's terms of use of version `terms_version` (NULL:
-/// the version the server announced on connecting). A stale version is refused
-/// (VC_RESULT_REFUSED, code `terms_outdated`).
+/// Registers this user, accepting the server's terms of use of version `terms_version`.
+/// Refusals: `terms_mismatch` (not the server's current version).
 ///
 /// # Safety
-/// `client` live or NULL; `terms_version` NUL-terminated or NULL.
+/// Pointers: `client` required; `terms_version` optional (NULL: the version the server announced
+/// on connecting).
 #[no_mangle]
 pub unsafe extern "C" fn vc_client_register(
     client: *const vc_client,
@@ -246,12 +252,14 @@ pub unsafe extern "C" fn vc_client_register(
     })
 }
 
-/// Writes the ids of the registered users online now (this one included), separated by '\n' and
-/// NUL-terminated, into `buf` (capacity `cap`); `*out_len` receives the text's length. With
-/// VC_RESULT_BUFFER_TOO_SMALL, `*out_len` is the length needed (call again with more room).
+/// Writes the ids of the registered users online now (this one included), separated by '\n',
+/// into `buf` (capacity `cap`) as text out (see the conventions: on VC_RESULT_BUFFER_TOO_SMALL
+/// `*out_len` is the capacity needed, NUL included; ask again with that much). Refusals:
+/// `not_registered`.
 ///
 /// # Safety
-/// `client` live or NULL; `buf` valid for `cap` bytes; `out_len` NULL or writable.
+/// Pointers: `client` required; `buf` required unless `cap` is 0; `out_len` optional (NULL: no
+/// length reported).
 #[no_mangle]
 pub unsafe extern "C" fn vc_client_active_users(
     client: *const vc_client,
@@ -282,9 +290,10 @@ pub unsafe extern "C" fn vc_client_active_users(
 }
 
 /// Asks the server for presence events (VC_EVENT_PRESENCE) of every registered user.
+/// Refusals: `not_registered`.
 ///
 /// # Safety
-/// `client` live or NULL.
+/// Pointers: `client` required.
 #[no_mangle]
 pub unsafe extern "C" fn vc_client_subscribe_presence(client: *const vc_client) -> vc_result {
     boundary(|| {
@@ -296,14 +305,16 @@ pub unsafe extern "C" fn vc_client_subscribe_presence(client: *const vc_client) 
     })
 }
 
-/// Calls `user`; the call's id (NUL-terminated) goes into `call_id` (capacity `cap`; VC_ID_CAPACITY
-/// suffices) and its length into `*out_len` (if not NULL). What follows arrives as
-/// VC_EVENT_CALL_STATE events. Refusals (VC_RESULT_REFUSED) name the reason in
-/// vc_last_error_code(): `user_offline`, `not_registered`, `insufficient_credit`, …
+/// Calls `user`; the call's id goes into `call_id` as text out, its length into `*out_len`. `cap`
+/// must be at least VC_ID_CAPACITY, checked before anything is sent: with less, no call is
+/// placed and the result is VC_RESULT_BUFFER_TOO_SMALL with `*out_len` = VC_ID_CAPACITY. What
+/// follows arrives as VC_EVENT_CALL_STATE events. Refusals: `not_registered`,
+/// `insufficient_credit` (the caller cannot pay the connect fee and first increment),
+/// `unknown_user` (not a registered user), `user_offline`, `self_call`, `already_in_call`.
 ///
 /// # Safety
-/// `client` live or NULL; `user` NUL-terminated or NULL; `call_id` valid for `cap` bytes;
-/// `out_len` NULL or writable.
+/// Pointers: `client` required; `user` required; `call_id` required (`cap` bytes); `out_len`
+/// optional (NULL: no length reported).
 #[no_mangle]
 pub unsafe extern "C" fn vc_client_call(
     client: *const vc_client,
@@ -319,7 +330,26 @@ pub unsafe extern "C" fn vc_client_call(
             }
             // SAFETY: forwarded caller promises.
             let (client, user) = unsafe { (live(client)?, text(user, "user")?) };
+            if cap < VC_ID_CAPACITY {
+                if !out_len.is_null() {
+                    // SAFETY: non-NULL and writable by the caller's promise.
+                    unsafe { *out_len = VC_ID_CAPACITY };
+                }
+                return Err(fail(
+                    vc_result::VC_RESULT_BUFFER_TOO_SMALL,
+                    format!("call_id needs VC_ID_CAPACITY ({VC_ID_CAPACITY}) bytes; {cap} given; no call was placed"),
+                ));
+            }
             let id = block_on(client.call(user))?.map_err(sdk_error)?;
+            if id.len() >= VC_ID_CAPACITY {
+                // Not from a vc-server: the call is not left ringing with an id the caller
+                // never got.
+                let _ = block_on(client.terminate(&id, None));
+                return Err(fail(
+                    vc_result::VC_RESULT_PROTOCOL,
+                    format!("the server's call id has {} bytes; at most {} are allowed (the call was hung up)", id.len(), VC_ID_CAPACITY - 1),
+                ));
+            }
             // SAFETY: forwarded caller promises.
             unsafe { write_text(&id, call_id, cap, out_len, "call_id") }
         })())
@@ -328,10 +358,11 @@ pub unsafe extern "C" fn vc_client_call(
 
 /// Answers the incoming call `call_id` (from VC_EVENT_INCOMING_CALL) with `answer`, a vc_answer
 /// value (passed as a number so that any value is checked: others give
-/// VC_RESULT_INVALID_ARGUMENT).
+/// VC_RESULT_INVALID_ARGUMENT). Refusals: `not_registered`, `not_offered` (no such call offered
+/// to this user, or it already ended), `call_not_ringing` (already answered).
 ///
 /// # Safety
-/// `client` live or NULL; `call_id` NUL-terminated or NULL.
+/// Pointers: `client` required; `call_id` required.
 #[no_mangle]
 pub unsafe extern "C" fn vc_client_answer(
     client: *const vc_client,
@@ -359,10 +390,11 @@ pub unsafe extern "C" fn vc_client_answer(
 }
 
 /// Hangs up (or cancels, while it rings) the call `call_id`; both sides then get
-/// VC_EVENT_CALL_STATE with VC_CALL_STATE_ENDED.
+/// VC_EVENT_CALL_STATE with VC_CALL_STATE_ENDED. Refusals: `not_registered`, `unknown_call` (no
+/// such open call), `not_in_call` (this user is not one of its parties).
 ///
 /// # Safety
-/// `client` live or NULL; `call_id` NUL-terminated or NULL.
+/// Pointers: `client` required; `call_id` required.
 #[no_mangle]
 pub unsafe extern "C" fn vc_client_hangup(
     client: *const vc_client,
@@ -377,10 +409,11 @@ pub unsafe extern "C" fn vc_client_hangup(
     })
 }
 
-/// Fills `*out` with this user's account: balance, tariff, last call.
+/// Fills `*out` with this user's account: balance, tariff, last call. Refusals:
+/// `not_registered`.
 ///
 /// # Safety
-/// `client` live or NULL; `out` writable or NULL.
+/// Pointers: `client` required; `out` required.
 #[no_mangle]
 pub unsafe extern "C" fn vc_client_account(
     client: *const vc_client,
@@ -399,11 +432,13 @@ pub unsafe extern "C" fn vc_client_account(
     })
 }
 
-/// Redeems the prepaid voucher `voucher` and fills `*out` (if not NULL) with the account after
-/// it. A used or unknown voucher is refused (`voucher_redeemed`, `voucher_unknown`).
+/// Redeems the prepaid voucher `voucher` and fills `*out` with the account after it. Refusals:
+/// `not_registered`, `voucher_unknown`, `voucher_redeemed`, `bad_amount` (the balance would
+/// overflow).
 ///
 /// # Safety
-/// `client` live or NULL; `voucher` NUL-terminated or NULL; `out` NULL or writable.
+/// Pointers: `client` required; `voucher` required; `out` optional (NULL: the account is not
+/// reported).
 #[no_mangle]
 pub unsafe extern "C" fn vc_client_redeem_voucher(
     client: *const vc_client,

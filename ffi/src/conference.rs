@@ -433,7 +433,7 @@ pub struct vc_conference_stats {
 /// Fills `*out` with the usual policy of `level` (0–3) in `mode` (a vc_conference_mode).
 ///
 /// # Safety
-/// `out` writable or NULL.
+/// Pointers: `out` required.
 #[no_mangle]
 pub unsafe extern "C" fn vc_conference_policy_default(
     level: u8,
@@ -509,15 +509,18 @@ fn options(policy: Policy, direct: bool) -> ConferenceOptions {
     }
 }
 
-/// Creates a conference with `policy` (NULL: level 2, moderation); we are its first member and,
-/// in moderation mode, its moderator. `direct` false sends media only through the server's relay
-/// (never revealing our address). Events go to `listener` (NULL: none), which the library owns
-/// from this call on whatever it returns. Blocks until the conference exists. Free with
-/// vc_conference_free().
+/// Creates a conference with `policy`; we are its first member and, in moderation mode, its
+/// moderator. `direct` false sends media only through the server's relay (never revealing our
+/// address). Events go to `listener`, which the library owns from this call on whatever it
+/// returns (its `destroy` runs exactly once; on failure before this returns). Blocks until the
+/// conference exists. Free with vc_conference_free(). Refusals: `not_registered`,
+/// `insufficient_credit` (the creator cannot pay the connect fee and first increment),
+/// `conf_full` (the server holds too many conferences, or this user is in too many),
+/// `conf_exists`, and the conference codes of the conventions.
 ///
 /// # Safety
-/// `client` live or NULL; `policy` NULL or readable; `listener` NULL or readable; `out`
-/// writable or NULL.
+/// Pointers: `client` required; `policy` optional (NULL: level 2, moderation); `listener`
+/// optional (NULL: no events), read during the call only; `out` required.
 #[no_mangle]
 pub unsafe extern "C" fn vc_conference_create(
     client: *const vc_client,
@@ -562,11 +565,16 @@ fn take(owned: OwnedConferenceListener) -> vc_conference_listener {
 }
 
 /// Joins conference `conf_id`, to which an invitation was shown (VC_EVENT_CONFERENCE_INVITATION).
-/// `direct` and `listener` as for vc_conference_create(). Blocks until we are a member.
+/// `direct` and `listener` as for vc_conference_create(). Blocks until we are a member. No open
+/// invitation to it gives VC_RESULT_INVALID_ARGUMENT. Refusals: `not_registered`, `conf_unknown`
+/// (the conference is gone), `insufficient_credit` (when the server bills each participant),
+/// `conf_full` (this user is in too many conferences), `conf_forbidden` (the invitation is not
+/// held), `conf_invalid` (the invitation lapsed, or the conference is full or ended), and the
+/// conference codes of the conventions.
 ///
 /// # Safety
-/// `client` live or NULL; `conf_id` NUL-terminated or NULL; `listener` NULL or readable; `out`
-/// writable or NULL.
+/// Pointers: `client` required; `conf_id` required; `listener` optional (NULL: no events), read
+/// during the call only; `out` required.
 #[no_mangle]
 pub unsafe extern "C" fn vc_conference_join(
     client: *const vc_client,
@@ -603,10 +611,13 @@ pub unsafe extern "C" fn vc_conference_join(
     })
 }
 
-/// Declines the invitation to `conf_id`.
+/// Declines the invitation to `conf_id`. No open invitation to it gives
+/// VC_RESULT_INVALID_ARGUMENT. Refusals: `not_registered`, `conf_unknown`, `conf_forbidden` (the
+/// invitation is not held), `conf_invalid` (it lapsed), and the conference codes of the
+/// conventions.
 ///
 /// # Safety
-/// `client` live or NULL; `conf_id` NUL-terminated or NULL.
+/// Pointers: `client` required; `conf_id` required.
 #[no_mangle]
 pub unsafe extern "C" fn vc_client_decline_conference(
     client: *const vc_client,
@@ -629,9 +640,10 @@ pub unsafe extern "C" fn vc_client_decline_conference(
 /// Sets who may invite this client, as TOML text: `allow = [ids]`, `deny = [ids]`,
 /// `contacts = [ids]`, `default = "anyone" | "contacts" | "nobody"` (deny wins, then allow, then
 /// the default). An invitation the list refuses is declined and never reaches the listener.
+/// Malformed TOML gives VC_RESULT_INVALID_ARGUMENT. Needs no network.
 ///
 /// # Safety
-/// `client` live or NULL; `acl_toml` NUL-terminated or NULL.
+/// Pointers: `client` required; `acl_toml` required.
 #[no_mangle]
 pub unsafe extern "C" fn vc_client_set_access_list(
     client: *const vc_client,
@@ -653,12 +665,12 @@ pub unsafe extern "C" fn vc_client_set_access_list(
     })
 }
 
-/// Frees the conference handle (without leaving; see vc_conference_leave()). Its listener's
-/// `destroy` runs. NULL is ignored.
+/// Frees the conference handle (without leaving; see vc_conference_leave()). Event delivery stops
+/// first (a callback running is waited for, none starts after) and the listener's `destroy` has
+/// run when this returns (from one of its own callbacks: when that callback returns).
 ///
 /// # Safety
-/// `conference` NULL or from vc_conference_create()/vc_conference_join(), not freed before and
-/// not in use by another thread.
+/// Pointers: `conference` optional (NULL: nothing happens); not in use by another thread.
 #[no_mangle]
 pub unsafe extern "C" fn vc_conference_free(conference: *mut vc_conference) {
     // SAFETY: forwarded caller promise.
@@ -674,11 +686,13 @@ unsafe fn live<'a>(ptr: *const vc_conference) -> Result<&'a Conference, vc_resul
     Ok(&unsafe { handle(ptr, "conference") }?.conference)
 }
 
-/// Writes the conference's id (32 hex digits, NUL-terminated) into `buf` (capacity `cap`;
-/// VC_ID_CAPACITY suffices); its length goes into `*out_len` (if not NULL).
+/// Writes the conference's id (32 hex digits) into `buf` (capacity `cap`; VC_ID_CAPACITY
+/// suffices) as text out: on VC_RESULT_BUFFER_TOO_SMALL `*out_len` is the capacity needed, NUL
+/// included.
 ///
 /// # Safety
-/// `conference` live or NULL; `buf` valid for `cap` bytes; `out_len` NULL or writable.
+/// Pointers: `conference` required; `buf` required unless `cap` is 0; `out_len` optional (NULL:
+/// no length reported).
 #[no_mangle]
 pub unsafe extern "C" fn vc_conference_id(
     conference: *const vc_conference,
@@ -696,10 +710,13 @@ pub unsafe extern "C" fn vc_conference_id(
     })
 }
 
-/// Invites `user`: its certificate is fetched and checked first (pinned root, CRL, names it).
+/// Invites `user`: its certificate is fetched and checked first (pinned root, CRL, names it;
+/// VC_RESULT_CERTIFICATE if not). Refusals: `not_registered`, `conf_unknown` (the conference is gone), `conf_forbidden` (not a member), `unknown_user` (no certificate on record for `user`), `user_offline`, `conf_invalid` (already
+/// a member, or the conference would exceed its members), and the conference codes of the
+/// conventions.
 ///
 /// # Safety
-/// `conference` live or NULL; `user` NUL-terminated or NULL.
+/// Pointers: `conference` required; `user` required.
 #[no_mangle]
 pub unsafe extern "C" fn vc_conference_invite(
     conference: *const vc_conference,
@@ -714,10 +731,12 @@ pub unsafe extern "C" fn vc_conference_invite(
     })
 }
 
-/// Removes `member` (moderator only; VC_RESULT_REFUSED with code `conf_forbidden` otherwise).
+/// Removes `member` (moderator only). Refusals: `not_registered`, `conf_unknown` (the conference is gone), `conf_forbidden` (not a member, not the
+/// moderator, or voting mode), `conf_invalid` (not a member; the moderator itself leaves
+/// instead), and the conference codes of the conventions.
 ///
 /// # Safety
-/// `conference` live or NULL; `member` NUL-terminated or NULL.
+/// Pointers: `conference` required; `member` required.
 #[no_mangle]
 pub unsafe extern "C" fn vc_conference_remove(
     conference: *const vc_conference,
@@ -732,10 +751,11 @@ pub unsafe extern "C" fn vc_conference_remove(
     })
 }
 
-/// Hands the moderator role to `member` (moderator only).
+/// Hands the moderator role to `member` (moderator only). Refusals: `not_registered`, `conf_unknown` (the conference is gone), `conf_forbidden` (not a member, not the moderator, or voting mode), `conf_invalid` (not another member), and the
+/// conference codes of the conventions.
 ///
 /// # Safety
-/// `conference` live or NULL; `member` NUL-terminated or NULL.
+/// Pointers: `conference` required; `member` required.
 #[no_mangle]
 pub unsafe extern "C" fn vc_conference_hand_over(
     conference: *const vc_conference,
@@ -751,9 +771,12 @@ pub unsafe extern "C" fn vc_conference_hand_over(
 }
 
 /// Leaves the conference: the others rekey without us (VC_CONFERENCE_EVENT_ENDED follows).
+/// Once we are no longer a member (VC_CONFERENCE_EVENT_ENDED) it gives, like every function that
+/// posts, VC_RESULT_INVALID_ARGUMENT. Refusals: `not_registered`, `conf_unknown` (the conference is gone), `conf_forbidden` (not a member), and
+/// the conference codes of the conventions.
 ///
 /// # Safety
-/// `conference` live or NULL.
+/// Pointers: `conference` required.
 #[no_mangle]
 pub unsafe extern "C" fn vc_conference_leave(conference: *const vc_conference) -> vc_result {
     boundary(|| {
@@ -765,10 +788,12 @@ pub unsafe extern "C" fn vc_conference_leave(conference: *const vc_conference) -
     })
 }
 
-/// Sets the policy (moderator only); it takes effect for everyone at the next epoch.
+/// Sets the policy (moderator only); it takes effect for everyone at the next epoch. A policy
+/// that is not valid gives VC_RESULT_INVALID_ARGUMENT. Refusals: `not_registered`, `conf_unknown` (the conference is gone), `conf_forbidden` (not a member, not the moderator, or voting mode), `conf_invalid`, and the conference codes of the
+/// conventions.
 ///
 /// # Safety
-/// `conference` live or NULL; `policy` NULL or readable.
+/// Pointers: `conference` required; `policy` required.
 #[no_mangle]
 pub unsafe extern "C" fn vc_conference_set_policy(
     conference: *const vc_conference,
@@ -785,10 +810,13 @@ pub unsafe extern "C" fn vc_conference_set_policy(
 }
 
 /// Proposes `policy` (voting mode), votes counting for `deadline_secs`; the proposal's number
-/// goes into `*out_proposal` (if not NULL). Refused while another proposal is open.
+/// goes into `*out_proposal`. Refusals: `not_registered`, `conf_unknown` (the conference is gone), `conf_forbidden` (not a member, or moderation mode),
+/// `conf_invalid` (another proposal is open, or the deadline is out of range), and the
+/// conference codes of the conventions.
 ///
 /// # Safety
-/// `conference` live or NULL; `policy` NULL or readable; `out_proposal` NULL or writable.
+/// Pointers: `conference` required; `policy` required; `out_proposal` optional (NULL: the number
+/// is not reported).
 #[no_mangle]
 pub unsafe extern "C" fn vc_conference_propose(
     conference: *const vc_conference,
@@ -812,10 +840,12 @@ pub unsafe extern "C" fn vc_conference_propose(
     })
 }
 
-/// Votes on the open proposal `proposal`.
+/// Votes on the open proposal `proposal`. Refusals: `not_registered`, `conf_unknown` (the conference is gone), `conf_forbidden` (not a member, or
+/// moderation mode), `conf_invalid` (not open, its deadline passed, or already voted), and the
+/// conference codes of the conventions.
 ///
 /// # Safety
-/// `conference` live or NULL.
+/// Pointers: `conference` required.
 #[no_mangle]
 pub unsafe extern "C" fn vc_conference_vote(
     conference: *const vc_conference,
@@ -834,7 +864,7 @@ pub unsafe extern "C" fn vc_conference_vote(
 /// Fills `*out` with the policy in force.
 ///
 /// # Safety
-/// `conference` live or NULL; `out` writable or NULL.
+/// Pointers: `conference` required; `out` required.
 #[no_mangle]
 pub unsafe extern "C" fn vc_conference_get_policy(
     conference: *const vc_conference,
@@ -852,12 +882,12 @@ pub unsafe extern "C" fn vc_conference_get_policy(
     })
 }
 
-/// Writes the roster (member ids in join order, separated by '\n', NUL-terminated) into `buf`
-/// (capacity `cap`); `*out_len` gets its length (the length needed with
-/// VC_RESULT_BUFFER_TOO_SMALL).
+/// Writes the roster (member ids in join order, separated by '\n') into `buf` (capacity `cap`)
+/// as text out: on VC_RESULT_BUFFER_TOO_SMALL `*out_len` is the capacity needed, NUL included.
 ///
 /// # Safety
-/// `conference` live or NULL; `buf` valid for `cap` bytes; `out_len` NULL or writable.
+/// Pointers: `conference` required; `buf` required unless `cap` is 0; `out_len` optional (NULL:
+/// no length reported).
 #[no_mangle]
 pub unsafe extern "C" fn vc_conference_roster(
     conference: *const vc_conference,
@@ -894,7 +924,7 @@ fn stream(value: u32) -> Result<vcsdk::media::Stream, vc_result> {
 /// protected as the policy says. VC_RESULT_CONNECTION before the first epoch's keys arrived.
 ///
 /// # Safety
-/// `conference` live or NULL; `data` valid for `len` bytes (NULL allowed when `len` is 0).
+/// Pointers: `conference` required; `data` required unless `len` is 0.
 #[no_mangle]
 pub unsafe extern "C" fn vc_conference_send(
     conference: *const vc_conference,
@@ -914,13 +944,14 @@ pub unsafe extern "C" fn vc_conference_send(
 
 /// Receives the next frame from another member into `buf` (capacity `cap`): its length goes
 /// into `*out_len`, its stream into `*out_stream` and its sender's member index into
-/// `*out_sender` (each if not NULL). Waits up to `timeout_ms` (0: only a frame already waiting),
-/// then VC_RESULT_TIMEOUT. A frame larger than `cap` is kept for the next call and
-/// VC_RESULT_BUFFER_TOO_SMALL puts its length in `*out_len`.
+/// `*out_sender`. Waits up to `timeout_ms` (0: only a frame already waiting), then
+/// VC_RESULT_TIMEOUT. A frame larger than `cap` is not lost: it is kept for the next call, and
+/// VC_RESULT_BUFFER_TOO_SMALL puts its length (the capacity needed; frames are bytes, with no
+/// NUL) in `*out_len`.
 ///
 /// # Safety
-/// `conference` live or NULL; `buf` valid for `cap` writable bytes; `out_len` writable or NULL;
-/// `out_stream`, `out_sender` NULL or writable.
+/// Pointers: `conference` required; `buf` required unless `cap` is 0; `out_len` required;
+/// `out_stream` and `out_sender` optional (NULL: not reported).
 #[no_mangle]
 pub unsafe extern "C" fn vc_conference_receive(
     conference: *const vc_conference,
@@ -942,7 +973,8 @@ pub unsafe extern "C" fn vc_conference_receive(
             let frame = match pending.take().or_else(|| c.try_recv()) {
                 Some(f) => f,
                 None if timeout_ms == 0 => {
-                    return Err(fail(vc_result::VC_RESULT_TIMEOUT, "no frame waiting"))
+                    crate::runtime::check_running()?;
+                    return Err(fail(vc_result::VC_RESULT_TIMEOUT, "no frame waiting"));
                 }
                 None => {
                     let wait = Duration::from_millis(timeout_ms.into());
@@ -985,7 +1017,7 @@ pub unsafe extern "C" fn vc_conference_receive(
 /// Fills `*out` with the conference's statistics.
 ///
 /// # Safety
-/// `conference` live or NULL; `out` writable or NULL.
+/// Pointers: `conference` required; `out` required.
 #[no_mangle]
 pub unsafe extern "C" fn vc_conference_get_stats(
     conference: *const vc_conference,

@@ -2,6 +2,8 @@
 //! that delivers them.
 
 use std::ffi::{c_char, c_void, CString};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{JoinHandle, ThreadId};
 
 use tokio::sync::{mpsc, watch};
@@ -274,8 +276,17 @@ impl EventStrings {
 /// The thread delivering one client's (or conference's) events.
 pub(crate) struct Dispatcher {
     stop: watch::Sender<bool>,
+    shared: Arc<Gate>,
     thread: Option<JoinHandle<()>>,
     thread_id: ThreadId,
+}
+
+/// What the event thread and whoever stops it share: a callback runs only while `lock` is held
+/// and `stopped` is false, so that once [`Dispatcher::stop`] has taken the lock and set the flag,
+/// no callback runs or starts.
+struct Gate {
+    lock: Mutex<()>,
+    stopped: AtomicBool,
 }
 
 impl Dispatcher {
@@ -285,42 +296,64 @@ impl Dispatcher {
         mut events: mpsc::Receiver<T>,
     ) -> std::io::Result<Dispatcher> {
         let (stop, mut stopped) = watch::channel(false);
-        let thread = std::thread::Builder::new()
-            .name("vcsdk-events".into())
-            .spawn(move || {
-                let listener = listener;
-                loop {
-                    let next = crate::runtime::block_on(async {
-                        tokio::select! {
-                            biased;
-                            _ = stopped.wait_for(|s| *s) => None,
-                            event = events.recv() => event,
-                        }
-                    });
-                    match next {
-                        Ok(Some(event)) => listener.deliver(&event),
-                        _ => break,
+        let shared = Arc::new(Gate {
+            lock: Mutex::new(()),
+            stopped: AtomicBool::new(false),
+        });
+        let gate = shared.clone();
+        let thread = crate::runtime::event_thread("vcsdk-events", move || {
+            let listener = listener;
+            loop {
+                let next = crate::runtime::block_on(async {
+                    tokio::select! {
+                        biased;
+                        _ = stopped.wait_for(|s| *s) => None,
+                        event = events.recv() => event,
                     }
-                    if *stopped.borrow() {
-                        break;
-                    }
+                });
+                let Ok(Some(event)) = next else { break };
+                let _open = gate.lock.lock().unwrap_or_else(PoisonError::into_inner);
+                if gate.stopped.load(Ordering::SeqCst) {
+                    break;
                 }
-                drop(listener);
-            })?;
+                listener.deliver(&event);
+            }
+            // Events still queued are dropped here, then `destroy` runs (when `listener` goes).
+            drop(events);
+            drop(listener);
+        })?;
         let thread_id = thread.thread().id();
         Ok(Dispatcher {
             stop,
+            shared,
             thread: Some(thread),
             thread_id,
         })
     }
+
+    /// Stops delivery: when this returns no callback runs (one running on the event thread was
+    /// waited for) and none will start — except when called from a callback, whose own end the
+    /// loop then waits for before it stops.
+    fn stop(&self) {
+        if std::thread::current().id() == self.thread_id {
+            self.shared.stopped.store(true, Ordering::SeqCst);
+        } else {
+            let _closed = self
+                .shared
+                .lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            self.shared.stopped.store(true, Ordering::SeqCst);
+        }
+        let _ = self.stop.send(true);
+    }
 }
 
 impl Drop for Dispatcher {
-    /// Stops delivery; waits for the thread unless this is the thread itself (a callback freeing
-    /// its client), whose loop then ends when the callback returns.
+    /// Stops delivery; waits for the thread (and so for `destroy`) unless this is the thread
+    /// itself (a callback freeing its client), whose loop then ends when the callback returns.
     fn drop(&mut self) {
-        let _ = self.stop.send(true);
+        self.stop();
         if std::thread::current().id() != self.thread_id {
             if let Some(thread) = self.thread.take() {
                 let _ = thread.join();

@@ -55,11 +55,14 @@ pub struct vc_identity_info {
 /// root certificate is the PEM `root_pem`, `root_pem_len` bytes) for a certificate for `client_id`
 /// with the one-time `token`, checks the answer against that root, and stores key, certificate
 /// and root in the directory `dir` (created; it must not hold an identity yet). Blocks until
-/// done. Refusals by the CA (used or unknown token, id not matching the token) give
-/// VC_RESULT_REFUSED with the CA's code in vc_last_error_code(). Free with vc_identity_free().
+/// done. Free with vc_identity_free(). Refusals (by the CA): `token_unknown`, `token_used`,
+/// `token_expired`, `wrong_id` (the token is for another id), and — for a request this library
+/// does not make — `csr_invalid`, `unsupported_key`, `forbidden_usage`, `malformed_request`,
+/// `body_too_large`.
 ///
 /// # Safety
-/// Strings NUL-terminated or NULL; `root_pem` valid for `root_pem_len` bytes; `out` writable.
+/// Pointers: `dir`, `ca_url`, `token`, `client_id` required; `root_pem` required (`root_pem_len`
+/// bytes); `out` required.
 #[no_mangle]
 pub unsafe extern "C" fn vc_identity_enroll(
     dir: *const c_char,
@@ -100,10 +103,10 @@ pub unsafe extern "C" fn vc_identity_enroll(
 
 /// Loads the identity stored in `dir` (finishing a renewal that was interrupted). A missing,
 /// damaged or mismatched store gives VC_RESULT_STORE; a revoked identity (moved aside by a
-/// revocation) VC_RESULT_STORE naming it. Free with vc_identity_free().
+/// revocation) VC_RESULT_STORE naming it. Free with vc_identity_free(). Needs no network.
 ///
 /// # Safety
-/// `dir` NUL-terminated or NULL; `out` writable or NULL.
+/// Pointers: `dir` required; `out` required.
 #[no_mangle]
 pub unsafe extern "C" fn vc_identity_load(
     dir: *const c_char,
@@ -127,22 +130,23 @@ pub unsafe extern "C" fn vc_identity_load(
     })
 }
 
-/// Frees an identity handle (the stored files stay). NULL is ignored. Clients made from it keep
-/// their own copy and may outlive it.
+/// Frees an identity handle (the stored files stay). Clients made from it keep their own copy
+/// and may outlive it.
 ///
 /// # Safety
-/// `identity` NULL or from vc_identity_enroll()/vc_identity_load(), not freed before.
+/// Pointers: `identity` optional (NULL: nothing happens).
 #[no_mangle]
 pub unsafe extern "C" fn vc_identity_free(identity: *mut vc_identity) {
     // SAFETY: forwarded caller promise.
     unsafe { free_handle(identity) }
 }
 
-/// Copies the identity's client id, NUL-terminated, into `buf` (capacity `cap`); `*out_len`
-/// (if not NULL) receives its length. VC_RESULT_BUFFER_TOO_SMALL reports the length needed.
+/// Copies the identity's client id into `buf` (capacity `cap`; VC_ID_CAPACITY suffices) as text
+/// out: on VC_RESULT_BUFFER_TOO_SMALL `*out_len` is the capacity needed, NUL included.
 ///
 /// # Safety
-/// `identity` live or NULL; `buf` valid for `cap` bytes; `out_len` NULL or writable.
+/// Pointers: `identity` required; `buf` required unless `cap` is 0; `out_len` optional (NULL: no
+/// length reported).
 #[no_mangle]
 pub unsafe extern "C" fn vc_identity_id(
     identity: *const vc_identity,
@@ -164,7 +168,7 @@ pub unsafe extern "C" fn vc_identity_id(
 /// Fills `*out` with the current certificate's validity.
 ///
 /// # Safety
-/// `identity` live or NULL; `out` writable or NULL.
+/// Pointers: `identity` required; `out` required.
 #[no_mangle]
 pub unsafe extern "C" fn vc_identity_get_info(
     identity: *const vc_identity,
@@ -192,10 +196,13 @@ pub unsafe extern "C" fn vc_identity_get_info(
 /// Renews now: a new key and certificate for the same id from the CA, authorised by the current
 /// certificate (which the CA then revokes as superseded); both are stored before this returns.
 /// Clients connected with the old certificate keep their connection; new ones use the new one.
-/// Blocks until done.
+/// Blocks until done. Refusals (by the CA): `certificate_revoked`, `certificate_expired`,
+/// `certificate_unknown` (not a certificate this CA issued), `certificate_required`, and — for a
+/// request this library does not make — `csr_invalid`, `unsupported_key`, `forbidden_usage`,
+/// `malformed_request`, `body_too_large`.
 ///
 /// # Safety
-/// `identity` live or NULL.
+/// Pointers: `identity` required.
 #[no_mangle]
 pub unsafe extern "C" fn vc_identity_renew(identity: *const vc_identity) -> vc_result {
     boundary(|| {

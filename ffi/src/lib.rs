@@ -11,6 +11,8 @@ pub mod bindings;
 mod client;
 mod conference;
 mod events;
+#[cfg(test)]
+mod header_check;
 mod identity;
 mod media;
 mod result;
@@ -23,6 +25,7 @@ pub use events::*;
 pub use identity::*;
 pub use media::*;
 pub use result::*;
+pub use runtime::vc_library_shutdown;
 pub use sframe::*;
 
 uniffi::setup_scaffolding!("vcsdk");

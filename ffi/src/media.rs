@@ -58,7 +58,8 @@ pub struct vc_media_options {
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct vc_media_stats {
-    /// The path in use.
+    /// The path in use; VC_MEDIA_PATH_CLOSED once the session is closed (by vc_media_close() or
+    /// the end of the call).
     pub path: vc_media_path,
     /// Our current sending key epoch.
     pub send_epoch: u32,
@@ -111,7 +112,7 @@ impl Drop for vc_media {
 /// Fills `*out` with the default media options.
 ///
 /// # Safety
-/// `out` writable or NULL.
+/// Pointers: `out` required.
 #[no_mangle]
 pub unsafe extern "C" fn vc_media_options_default(out: *mut vc_media_options) -> vc_result {
     boundary(|| {
@@ -156,13 +157,16 @@ fn config(options: &vc_media_options) -> Result<MediaConfig, vc_result> {
 
 /// Starts the media of the accepted call `call_id` (both parties call this once the call is
 /// accepted): agrees keys end to end with the peer (checking its certificate), finds a path
-/// (direct, else the server's relay) and returns the session. `options` NULL means the defaults.
-/// Blocks until the session is up or the handshake timed out (VC_RESULT_TIMEOUT). Free with
-/// vc_media_free(); the session closes by itself when the call ends.
+/// (direct, else the server's relay) and returns the session. Blocks until the session is up or
+/// the handshake timed out (VC_RESULT_TIMEOUT). Free with vc_media_free(); the session closes by
+/// itself when the call ends. A call this client did not place or accept gives
+/// VC_RESULT_INVALID_ARGUMENT; a peer certificate that fails the checks VC_RESULT_CERTIFICATE.
+/// Refusals: `not_registered`, `unknown_user` (the peer has no certificate on record),
+/// `unknown_call` and `not_in_call` (the call ended meanwhile).
 ///
 /// # Safety
-/// `client` live or NULL; `call_id` NUL-terminated or NULL; `options` NULL or readable; `out`
-/// writable or NULL.
+/// Pointers: `client` required; `call_id` required; `options` optional (NULL: the defaults of
+/// vc_media_options_default()); `out` required.
 #[no_mangle]
 pub unsafe extern "C" fn vc_media_open(
     client: *const vc_client,
@@ -208,20 +212,21 @@ pub unsafe extern "C" fn vc_media_open(
     })
 }
 
-/// Closes the session (if still open) and frees the handle. NULL is ignored.
+/// Closes the session (if still open) and frees the handle.
 ///
 /// # Safety
-/// `media` NULL or from vc_media_open(), not freed before and not in use by another thread.
+/// Pointers: `media` optional (NULL: nothing happens); not in use by another thread.
 #[no_mangle]
 pub unsafe extern "C" fn vc_media_free(media: *mut vc_media) {
     // SAFETY: forwarded caller promise.
     unsafe { free_handle(media) }
 }
 
-/// Closes the session: nothing more is sent or received. The handle stays valid until freed.
+/// Closes the session: nothing more is sent or received, and its statistics say
+/// VC_MEDIA_PATH_CLOSED. The handle stays valid until freed.
 ///
 /// # Safety
-/// `media` live or NULL.
+/// Pointers: `media` required.
 #[no_mangle]
 pub unsafe extern "C" fn vc_media_close(media: *const vc_media) -> vc_result {
     boundary(|| {
@@ -249,7 +254,7 @@ fn stream(value: u32) -> Result<Stream, vc_result> {
 /// after the session closed.
 ///
 /// # Safety
-/// `media` live or NULL; `data` valid for `len` bytes (NULL allowed when `len` is 0).
+/// Pointers: `media` required; `data` required unless `len` is 0.
 #[no_mangle]
 pub unsafe extern "C" fn vc_media_send(
     media: *const vc_media,
@@ -274,14 +279,15 @@ pub unsafe extern "C" fn vc_media_send(
 }
 
 /// Receives the next frame into `buf` (capacity `cap`): its length goes into `*out_len` and its
-/// stream into `*out_stream` (if not NULL). Waits up to `timeout_ms` milliseconds (0: only
-/// takes a frame already waiting) and then gives VC_RESULT_TIMEOUT. A frame larger than `cap`
-/// is kept for the next call and VC_RESULT_BUFFER_TOO_SMALL puts its length in `*out_len`.
-/// VC_RESULT_CLOSED once the session is closed and every frame was taken.
+/// stream into `*out_stream`. Waits up to `timeout_ms` milliseconds (0: only takes a frame
+/// already waiting) and then gives VC_RESULT_TIMEOUT. A frame larger than `cap` is not lost: it
+/// is kept for the next call, and VC_RESULT_BUFFER_TOO_SMALL puts its length (the capacity
+/// needed; frames are bytes, with no NUL) in `*out_len`. VC_RESULT_CLOSED once the session is
+/// closed and every frame was taken.
 ///
 /// # Safety
-/// `media` live or NULL; `buf` valid for `cap` writable bytes; `out_len` writable or NULL;
-/// `out_stream` NULL or writable.
+/// Pointers: `media` required; `buf` required unless `cap` is 0; `out_len` required;
+/// `out_stream` optional (NULL: the stream is not reported).
 #[no_mangle]
 pub unsafe extern "C" fn vc_media_receive(
     media: *const vc_media,
@@ -305,6 +311,7 @@ pub unsafe extern "C" fn vc_media_receive(
                         if media.session.is_closed() {
                             None
                         } else {
+                            crate::runtime::check_running()?;
                             return Err(fail(vc_result::VC_RESULT_TIMEOUT, "no frame waiting"));
                         }
                     }
@@ -349,7 +356,7 @@ pub unsafe extern "C" fn vc_media_receive(
 /// Starts a new sending key epoch now (fresh keys on every stream; the peer follows).
 ///
 /// # Safety
-/// `media` live or NULL.
+/// Pointers: `media` required.
 #[no_mangle]
 pub unsafe extern "C" fn vc_media_rekey(media: *const vc_media) -> vc_result {
     boundary(|| {
@@ -363,10 +370,11 @@ pub unsafe extern "C" fn vc_media_rekey(media: *const vc_media) -> vc_result {
     })
 }
 
-/// Fills `*out` with the session's statistics.
+/// Fills `*out` with the session's statistics. Once the session is closed `path` is
+/// VC_MEDIA_PATH_CLOSED and the counters keep their final values.
 ///
 /// # Safety
-/// `media` live or NULL; `out` writable or NULL.
+/// Pointers: `media` required; `out` required.
 #[no_mangle]
 pub unsafe extern "C" fn vc_media_get_stats(
     media: *const vc_media,
@@ -379,7 +387,8 @@ pub unsafe extern "C" fn vc_media_get_stats(
             let media = unsafe { handle(media, "media")? };
             let s = media.session.stats();
             let value = vc_media_stats {
-                path: match s.path {
+                // `stats()` keeps the last path; a closed session has none.
+                path: match media.session.path() {
                     None => vc_media_path::VC_MEDIA_PATH_CLOSED,
                     Some(MediaPath::Direct(_)) => vc_media_path::VC_MEDIA_PATH_DIRECT,
                     Some(MediaPath::Relay(_)) => vc_media_path::VC_MEDIA_PATH_RELAY,

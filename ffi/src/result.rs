@@ -14,7 +14,8 @@ pub enum vc_result {
     VC_RESULT_NULL_PARAMETER = 1,
     /// An argument was malformed or out of range (see vc_last_error_message()).
     VC_RESULT_INVALID_ARGUMENT = 2,
-    /// The output buffer is too small; the needed size is reported where the function says.
+    /// The output buffer is too small and nothing was done; the capacity needed (for text, its NUL
+    /// included) is reported where the function says.
     VC_RESULT_BUFFER_TOO_SMALL = 3,
     /// No key is installed for the frame's or the given KID (or it was retired).
     VC_RESULT_UNKNOWN_KEY = 4,
@@ -44,7 +45,8 @@ pub enum vc_result {
     VC_RESULT_CRYPTO = 16,
     /// Nothing arrived within the time allowed.
     VC_RESULT_TIMEOUT = 17,
-    /// The handle's session or connection is closed.
+    /// The handle's session or connection is closed, or the library was shut down
+    /// (vc_library_shutdown()).
     VC_RESULT_CLOSED = 18,
 }
 
@@ -222,11 +224,12 @@ unsafe fn copy_truncated(text: &str, buf: *mut c_char, len: usize) -> usize {
 }
 
 /// Copies this thread's last error message (empty when the last call succeeded) into `buf` of
-/// `len` bytes, NUL-terminated and truncated if needed, and returns its full length without the
-/// NUL. With `buf` NULL or `len` 0 nothing is written: call it that way to learn the size.
+/// `len` bytes, NUL-terminated and cut short if it does not fit, and returns the message's whole
+/// length *without* the NUL (like snprintf): a buffer of the returned value + 1 bytes holds it
+/// whole. With `buf` NULL or `len` 0 nothing is written (ask that way for the length). Never fails.
 ///
 /// # Safety
-/// `buf`, when not NULL, must point to `len` writable bytes.
+/// Pointers: `buf` optional (NULL: nothing is written), else valid for `len` writable bytes.
 #[no_mangle]
 pub unsafe extern "C" fn vc_last_error_message(buf: *mut c_char, len: usize) -> usize {
     catch_unwind(|| {
@@ -236,13 +239,14 @@ pub unsafe extern "C" fn vc_last_error_message(buf: *mut c_char, len: usize) -> 
     .unwrap_or(0)
 }
 
-/// Copies this thread's last error code into `buf` like vc_last_error_message(): a stable,
+/// Copies this thread's last error code into `buf` like vc_last_error_message() (returning the
+/// code's length without the NUL: allocate the returned value + 1 bytes): a stable,
 /// machine-readable word (empty after a success). For VC_RESULT_REFUSED it is the CA's or the
-/// server's refusal code (`token_used`, `insufficient_credit`, `user_offline`, … as listed in
-/// docs/protocol.md); otherwise the result's own word (`connection`, `certificate`, …).
+/// server's refusal code (each function lists those it can get; docs/protocol.md explains them);
+/// otherwise the result's own word (`connection`, `certificate`, `closed`, …).
 ///
 /// # Safety
-/// `buf`, when not NULL, must point to `len` writable bytes.
+/// Pointers: `buf` optional (NULL: nothing is written), else valid for `len` writable bytes.
 #[no_mangle]
 pub unsafe extern "C" fn vc_last_error_code(buf: *mut c_char, len: usize) -> usize {
     catch_unwind(|| {
@@ -377,7 +381,7 @@ pub(crate) unsafe fn optional_text<'a>(
 
 /// Writes `value` NUL-terminated into `buf` (capacity `cap`) and its length without the NUL into
 /// `*out_len` (if not NULL). A buffer too small gets nothing and VC_RESULT_BUFFER_TOO_SMALL, with
-/// the needed length (NUL not counted) in `*out_len`.
+/// the capacity needed — the NUL included — in `*out_len`.
 ///
 /// # Safety
 /// `buf` NULL or valid for `cap` writable bytes; `out_len` NULL or writable.
@@ -388,11 +392,19 @@ pub(crate) unsafe fn write_text(
     out_len: *mut usize,
     what: &str,
 ) -> Result<(), vc_result> {
-    if !out_len.is_null() {
-        // SAFETY: non-NULL and writable by the caller's promise.
-        unsafe { *out_len = value.len() };
+    if buf.is_null() && cap > 0 {
+        return Err(fail(
+            vc_result::VC_RESULT_NULL_PARAMETER,
+            format!("{what} is NULL with capacity {cap}"),
+        ));
     }
-    if cap <= value.len() {
+    let fits = cap > value.len();
+    if !out_len.is_null() {
+        let reported = if fits { value.len() } else { value.len() + 1 };
+        // SAFETY: non-NULL and writable by the caller's promise.
+        unsafe { *out_len = reported };
+    }
+    if !fits {
         return Err(fail(
             vc_result::VC_RESULT_BUFFER_TOO_SMALL,
             format!(
@@ -490,8 +502,13 @@ mod text_tests {
         // SAFETY: buf has 4 writable bytes; len is writable.
         let r = unsafe { write_text("hello", buf.as_mut_ptr(), buf.len(), &mut len, "buf") };
         assert_eq!(r, Err(vc_result::VC_RESULT_BUFFER_TOO_SMALL));
-        assert_eq!(len, 5);
+        assert_eq!(len, 6, "the capacity needed, NUL included");
         assert_eq!(buf, [b'x' as c_char; 4]);
+        // Exactly the capacity reported is enough.
+        let mut exact = [b'x' as c_char; 6];
+        // SAFETY: exact has 6 writable bytes; len is writable.
+        let r = unsafe { write_text("hello", exact.as_mut_ptr(), len, &mut len, "buf") };
+        assert_eq!((r, len, exact[5]), (Ok(()), 5, 0));
         // SAFETY: as above.
         let r = unsafe { write_text("hey", buf.as_mut_ptr(), buf.len(), &mut len, "buf") };
         assert_eq!(r, Ok(()));

@@ -36,6 +36,18 @@ fn sframe_error(e: SframeError) -> vc_result {
     fail(code, e.to_string())
 }
 
+/// [`sframe_error`], writing the capacity needed into `*out_len` when the buffer was too small.
+///
+/// # Safety
+/// `out_len` non-NULL and writable.
+unsafe fn report_needed(e: SframeError, out_len: *mut usize) -> vc_result {
+    if let SframeError::BufferTooSmall { needed } = e {
+        // SAFETY: by the caller's promise.
+        unsafe { *out_len = needed };
+    }
+    sframe_error(e)
+}
+
 /// The context behind `ctx`.
 ///
 /// # Safety
@@ -58,7 +70,7 @@ fn suite(id: u16) -> Result<CipherSuite, vc_result> {
 /// Creates an empty context into `*out`. Free it with vc_sframe_context_free().
 ///
 /// # Safety
-/// `out` must be NULL or point to writable storage for one pointer.
+/// Pointers: `out` required.
 #[no_mangle]
 pub unsafe extern "C" fn vc_sframe_context_new(out: *mut *mut vc_sframe_context) -> vc_result {
     boundary(|| {
@@ -74,10 +86,10 @@ pub unsafe extern "C" fn vc_sframe_context_new(out: *mut *mut vc_sframe_context)
     })
 }
 
-/// Frees a context (its keys are dropped). NULL is accepted and ignored.
+/// Frees a context (its keys are dropped).
 ///
 /// # Safety
-/// `ctx` must be NULL or a pointer from vc_sframe_context_new() not freed before.
+/// Pointers: `ctx` optional (NULL: nothing happens).
 #[no_mangle]
 pub unsafe extern "C" fn vc_sframe_context_free(ctx: *mut vc_sframe_context) {
     if ctx.is_null() {
@@ -93,7 +105,7 @@ pub unsafe extern "C" fn vc_sframe_context_free(ctx: *mut vc_sframe_context) {
 /// A KID this context sent with before is refused with VC_RESULT_KEY_REUSED.
 ///
 /// # Safety
-/// `ctx` as for every context function; `key` must point to `key_len` readable bytes.
+/// Pointers: `ctx` required; `key` required unless `key_len` is 0.
 #[no_mangle]
 pub unsafe extern "C" fn vc_sframe_add_send_key(
     ctx: *mut vc_sframe_context,
@@ -115,7 +127,7 @@ pub unsafe extern "C" fn vc_sframe_add_send_key(
 /// Installs the receiving key of `kid`.
 ///
 /// # Safety
-/// As vc_sframe_add_send_key().
+/// Pointers: `ctx` required; `key` required unless `key_len` is 0.
 #[no_mangle]
 pub unsafe extern "C" fn vc_sframe_add_receive_key(
     ctx: *mut vc_sframe_context,
@@ -137,7 +149,7 @@ pub unsafe extern "C" fn vc_sframe_add_receive_key(
 /// Stops sending with `kid` (its KID can never be installed for sending again).
 ///
 /// # Safety
-/// `ctx` must be NULL or a live context.
+/// Pointers: `ctx` required.
 #[no_mangle]
 pub unsafe extern "C" fn vc_sframe_remove_send_key(
     ctx: *mut vc_sframe_context,
@@ -152,7 +164,7 @@ pub unsafe extern "C" fn vc_sframe_remove_send_key(
 /// Keeps accepting frames of `kid` for `grace_ms` milliseconds, then forgets its receiving key.
 ///
 /// # Safety
-/// `ctx` must be NULL or a live context.
+/// Pointers: `ctx` required.
 #[no_mangle]
 pub unsafe extern "C" fn vc_sframe_retire_receive_key(
     ctx: *mut vc_sframe_context,
@@ -170,11 +182,14 @@ pub unsafe extern "C" fn vc_sframe_retire_receive_key(
 
 /// Protects `plain` with the sending key of `kid` into `out` (capacity `out_cap`; the plaintext
 /// length plus VC_SFRAME_MAX_OVERHEAD always suffices); `*out_len` receives the frame length.
-/// `metadata` is authenticated but not sent (NULL when `metadata_len` is 0). Allocates nothing.
+/// With a smaller `out_cap` nothing is done (no counter is used) and VC_RESULT_BUFFER_TOO_SMALL
+/// puts the capacity needed in `*out_len`. `metadata` is authenticated but not sent.
+/// Allocates nothing.
 ///
 /// # Safety
-/// `ctx` a live context; each pointer NULL or valid for its length; `out` not overlapping the
-/// inputs; `out_len` writable.
+/// Pointers: `ctx` required; `metadata` required unless `metadata_len` is 0; `plain` required
+/// unless `plain_len` is 0; `out` required unless `out_cap` is 0, and not overlapping the inputs;
+/// `out_len` required.
 #[no_mangle]
 pub unsafe extern "C" fn vc_sframe_encrypt(
     ctx: *mut vc_sframe_context,
@@ -201,7 +216,8 @@ pub unsafe extern "C" fn vc_sframe_encrypt(
             };
             let n = ctx
                 .encrypt(kid, metadata, plain, out)
-                .map_err(sframe_error)?;
+                // SAFETY: `out_len` checked non-NULL; writable by the caller's promise.
+                .map_err(|e| unsafe { report_needed(e, out_len) })?;
             // SAFETY: checked non-NULL; writable by the caller's promise.
             unsafe { *out_len = n };
             Ok(())
@@ -211,11 +227,15 @@ pub unsafe extern "C" fn vc_sframe_encrypt(
 
 /// Unprotects `frame` into `out` (capacity `out_cap`; the frame's length suffices): checks the
 /// KID is known, the frame authenticates, and its counter is fresh in the replay window.
-/// `*out_len` receives the plaintext length and `*out_kid` (if not NULL) the frame's KID.
-/// Allocates nothing.
+/// `*out_len` receives the plaintext length and `*out_kid` the frame's KID. With too small an
+/// `out_cap` nothing is done (the frame is not marked as seen: it can be decrypted again with
+/// more room) and VC_RESULT_BUFFER_TOO_SMALL puts the capacity needed in `*out_len`. Allocates
+/// nothing.
 ///
 /// # Safety
-/// As vc_sframe_encrypt(); `out_kid` NULL or writable.
+/// Pointers: `ctx` required; `metadata` required unless `metadata_len` is 0; `frame` required
+/// unless `frame_len` is 0; `out` required unless `out_cap` is 0, and not overlapping the inputs;
+/// `out_len` required; `out_kid` optional (NULL: the KID is not reported).
 #[no_mangle]
 pub unsafe extern "C" fn vc_sframe_decrypt(
     ctx: *mut vc_sframe_context,
@@ -240,7 +260,10 @@ pub unsafe extern "C" fn vc_sframe_decrypt(
                     output(out, out_cap, "out")?,
                 )
             };
-            let (kid, n) = ctx.decrypt(metadata, frame, out).map_err(sframe_error)?;
+            let (kid, n) = ctx
+                .decrypt(metadata, frame, out)
+                // SAFETY: `out_len` checked non-NULL; writable by the caller's promise.
+                .map_err(|e| unsafe { report_needed(e, out_len) })?;
             // SAFETY: checked non-NULL / NULL-tested; writable by the caller's promise.
             unsafe {
                 *out_len = n;

@@ -709,6 +709,7 @@ int main(int argc, char **argv) {
                    : call_and_send(client, &state, user, file, frame_size, rate, relay_only, wait_online);
   print_account(client);
   vc_client_free(client);
+  vc_library_shutdown(); /* done with the library: its threads stop */
   pthread_mutex_destroy(&state.lock);
   pthread_cond_destroy(&state.changed);
   return status;

@@ -234,6 +234,18 @@ static void null_and_garbage(const char *work) {
   TRUE(strcmp(vc_result_message(VC_RESULT_REFUSED), "refused by the CA or the server") == 0);
   TRUE(vc_last_error_message(NULL, 0) == 0);
   TRUE(vc_last_error_code(NULL, 0) == 0);
+  /* The error functions return a length without the NUL: that + 1 bytes hold it whole. */
+  EXPECT(vc_identity_load(NULL, &id), VC_RESULT_NULL_PARAMETER);
+  {
+    size_t n = vc_last_error_message(NULL, 0), c = vc_last_error_code(NULL, 0);
+    char *text = malloc(n + 1), *code = malloc(c + 1);
+    TRUE(text != NULL && code != NULL && n > 0 && c > 0);
+    TRUE(vc_last_error_message(text, n + 1) == n && strlen(text) == n);
+    TRUE(vc_last_error_code(code, c + 1) == c && strcmp(code, "null_parameter") == 0);
+    TRUE(vc_last_error_message(text, n) == n && strlen(text) == n - 1); /* one short: cut */
+    free(text);
+    free(code);
+  }
 
   /* identities */
   EXPECT(vc_identity_enroll(NULL, "https://127.0.0.1:1", pem, 1, "t", "a", &id), VC_RESULT_NULL_PARAMETER);
@@ -318,6 +330,9 @@ static void garbage_on_live_client(vc_client *c) {
   EXPECT(vc_client_register(c, "\xff"), VC_RESULT_INVALID_ARGUMENT);
   EXPECT(vc_client_call(c, NULL, buf, sizeof buf, &len), VC_RESULT_NULL_PARAMETER);
   EXPECT(vc_client_call(c, "bob", NULL, 65, &len), VC_RESULT_NULL_PARAMETER);
+  /* Checked before the request (which would be refused as not_registered). */
+  EXPECT(vc_client_call(c, "bob", buf, sizeof buf, &len), VC_RESULT_BUFFER_TOO_SMALL);
+  TRUE(len == VC_ID_CAPACITY);
   EXPECT(vc_client_answer(c, NULL, VC_ANSWER_ACCEPT), VC_RESULT_NULL_PARAMETER);
   EXPECT(vc_client_answer(c, "x", 7), VC_RESULT_INVALID_ARGUMENT);
   MESSAGE("not a vc_answer");
@@ -396,7 +411,17 @@ static void enrollment_refusals(const char *work, vc_identity *alice) {
   OK(vc_identity_id(id, name, sizeof name, &len));
   TRUE(strcmp(name, "alice") == 0 && len == 5);
   EXPECT(vc_identity_id(id, name, 3, &len), VC_RESULT_BUFFER_TOO_SMALL);
-  TRUE(len == 5);
+  TRUE(len == 6); /* the capacity needed, NUL included */
+  TRUE(name[0] == 'a'); /* untouched: still "alice" from before */
+  {
+    char *exact = malloc(len);
+    TRUE(exact != NULL);
+    OK(vc_identity_id(id, exact, len, &len)); /* exactly the size reported suffices */
+    TRUE(strcmp(exact, "alice") == 0 && len == 5);
+    free(exact);
+  }
+  EXPECT(vc_identity_id(id, NULL, 0, &len), VC_RESULT_BUFFER_TOO_SMALL); /* asking for the size */
+  TRUE(len == 6);
   EXPECT(vc_identity_id(id, NULL, 8, &len), VC_RESULT_NULL_PARAMETER);
   OK(vc_identity_id(id, name, sizeof name, NULL)); /* the length is optional */
   TRUE(strcmp(name, "alice") == 0);
@@ -619,10 +644,18 @@ static vc_media_path media_call(vc_client *alice, listener_state *as, vc_client 
   wait_count(bs, &bs->ended, b_ended + 1, 30, "the end of the call (bob)");
   OK(vc_media_close(a.media));
   EXPECT(vc_media_send(a.media, VC_STREAM_AUDIO, big, 10), VC_RESULT_CLOSED);
+  /* A closed session's statistics say so, and keep their final counts. */
+  vc_media_stats after;
+  OK(vc_media_get_stats(a.media, &after));
+  TRUE(after.path == VC_MEDIA_PATH_CLOSED);
+  TRUE(after.frames_sent == sa.frames_sent && after.frames_received == sa.frames_received);
   vc_result closed = VC_RESULT_OK;
   for (int i = 0; i < 100 && closed != VC_RESULT_CLOSED; i++)
     closed = vc_media_receive(b.media, 100, room, sizeof room, &got, NULL);
   TRUE(closed == VC_RESULT_CLOSED);
+  OK(vc_media_get_stats(b.media, &after)); /* closed by the end of the call */
+  TRUE(after.path == VC_MEDIA_PATH_CLOSED);
+  TRUE(after.frames_received == sb.frames_received);
   vc_media_path path = sa.path;
   vc_media_free(a.media);
   vc_media_free(b.media);
@@ -674,7 +707,16 @@ int main(void) {
   OK(vc_client_active_users(alice, users, sizeof users, &len));
   TRUE(strcmp(users, "alice\nbob") == 0 && len == 9);
   EXPECT(vc_client_active_users(alice, users, 4, &len), VC_RESULT_BUFFER_TOO_SMALL);
-  TRUE(len == 9);
+  TRUE(len == 10);
+  EXPECT(vc_client_active_users(alice, users, 9, &len), VC_RESULT_BUFFER_TOO_SMALL);
+  TRUE(len == 10);
+  {
+    char *exact = malloc(len);
+    TRUE(exact != NULL);
+    OK(vc_client_active_users(alice, exact, len, &len));
+    TRUE(strcmp(exact, "alice\nbob") == 0 && len == 9);
+    free(exact);
+  }
 
   /* Calls that cannot be placed. */
   EXPECT(vc_client_call(alice, "bob", call_id, sizeof call_id, &len), VC_RESULT_REFUSED);
@@ -698,12 +740,25 @@ int main(void) {
   EXPECT(vc_client_call(alice, "alice", call_id, sizeof call_id, &len), VC_RESULT_REFUSED);
   CODE("self_call");
 
+  /* A call-id buffer below VC_ID_CAPACITY is refused before anything is sent: no call is
+   * placed (bob hears nothing, and alice is not left in a call: the next call goes through). */
+  char small_id[33];
+  len = 0;
+  EXPECT(vc_client_call(alice, "bob", small_id, sizeof small_id, &len), VC_RESULT_BUFFER_TOO_SMALL);
+  TRUE(len == VC_ID_CAPACITY);
+  MESSAGE("no call was placed");
+  EXPECT(vc_client_call(alice, "bob", small_id, 0, NULL), VC_RESULT_BUFFER_TOO_SMALL);
+
   /* A declined call. */
   int incoming = bs.incoming;
   OK(vc_client_call(alice, "bob", call_id, sizeof call_id, &len));
   wait_count(&bs, &bs.incoming, incoming + 1, 30, "the incoming call");
+  TRUE(strcmp(bs.incoming_call, call_id) == 0); /* the only call bob was offered */
   OK(vc_client_answer(bob, call_id, VC_ANSWER_DECLINE));
   wait_count(&as, &as.declined, 1, 30, "the declined state");
+  pthread_mutex_lock(&bs.lock);
+  TRUE(bs.incoming == incoming + 1);
+  pthread_mutex_unlock(&bs.lock);
   EXPECT(vc_client_answer(bob, call_id, VC_ANSWER_ACCEPT), VC_RESULT_REFUSED);
 
   /* Accepted calls with media, direct and through the relay. */

@@ -336,7 +336,15 @@ static void garbage_on_a_live_conference(member *alice) {
   TRUE(p.level == 2 && p.mode == VC_CONFERENCE_MODE_MODERATION && p.signalling == VC_PROTECTION_AES128GCM);
   EXPECT(vc_conference_get_policy(c, NULL), VC_RESULT_NULL_PARAMETER);
   EXPECT(vc_conference_id(c, small, sizeof small, &len), VC_RESULT_BUFFER_TOO_SMALL);
-  TRUE(len == 32);
+  TRUE(len == 33); /* the capacity needed, NUL included */
+  {
+    char *exact = malloc(len);
+    size_t needed = len;
+    TRUE(exact != NULL);
+    OK(vc_conference_id(c, exact, needed, &len)); /* exactly the size reported suffices */
+    TRUE(len == 32 && strlen(exact) == 32);
+    free(exact);
+  }
   EXPECT(vc_conference_id(c, NULL, 40, &len), VC_RESULT_NULL_PARAMETER);
   EXPECT(vc_conference_roster(c, NULL, 8, &len), VC_RESULT_NULL_PARAMETER);
   EXPECT(vc_conference_invite(c, NULL), VC_RESULT_NULL_PARAMETER);
@@ -407,6 +415,15 @@ int main(void) {
   size_t len = 0;
   OK(vc_conference_roster(carol.conference, roster, sizeof roster, &len));
   TRUE(strcmp(roster, "alice\nbob\ncarol") == 0 && len == 15);
+  EXPECT(vc_conference_roster(carol.conference, roster, 15, &len), VC_RESULT_BUFFER_TOO_SMALL);
+  TRUE(len == 16);
+  {
+    char *exact = malloc(len);
+    TRUE(exact != NULL);
+    OK(vc_conference_roster(carol.conference, exact, len, &len));
+    TRUE(strcmp(exact, "alice\nbob\ncarol") == 0 && len == 15);
+    free(exact);
+  }
   TRUE(strcmp(carol.conf_seen.last_distributor, "alice") == 0);
 
   deliver(&alice, &bob, "alice to bob");

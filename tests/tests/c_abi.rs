@@ -8,6 +8,10 @@
 //!   streams a file);
 //! - `VCSDK_C_CONFERENCE`: tests/c/conference.c (three C clients in one conference, NULL and
 //!   garbage on every conference entry point);
+//! - `VCSDK_C_LIFECYCLE`: tests/c/lifecycle.c (many connect/free cycles leave no descriptor,
+//!   socket or memory behind; no event during a free; the library shut down);
+//! - `VCSDK_C_LIFECYCLE_PLAIN` (optional): the same program built without a sanitizer, run
+//!   directly (never under the runner) so that it can hold the heap to a bound;
 //! - `VCSDK_C_RUNNER` (optional): a command to run them under, e.g. valgrind with its options.
 
 use std::path::{Path, PathBuf};
@@ -181,6 +185,48 @@ fn three_c_clients_hold_a_conference() {
     assert_success(&[("conference", &out)]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("all C conference tests passed"), "{stdout}");
+}
+
+/// Runs the life-cycle program `binary` (under the runner when `runner`) against a fresh CA and
+/// server, with `cycles` connect/free cycles, and returns what it printed.
+fn lifecycle(binary: &Path, runner: bool, cycles: u32) -> String {
+    let ca = TestCa::start(&[]);
+    let server = TestServer::start(&ca, &["keepalive_secs = 2"]);
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut c = if runner {
+        command(binary)
+    } else {
+        let mut c = Command::new(binary);
+        c.stdin(Stdio::null());
+        c
+    };
+    c.env("VC_WORK", work.path())
+        .env("VC_CA_URL", ca.url())
+        .env("VC_CA_ROOT", ca.root_path())
+        .env("VC_SERVER", server.addr())
+        .env("VC_TOKEN_ALICE", ca.client_token("alice"))
+        .env("VC_CYCLES", cycles.to_string());
+    let out = finish(c);
+    assert_success(&[("lifecycle", &out)]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(stdout.contains("all C life-cycle tests passed"), "{stdout}");
+    stdout
+}
+
+#[test]
+#[ignore = "run by scripts/c-tests.sh, which builds the C program"]
+fn c_clients_connected_and_freed_many_times_leave_nothing_behind() {
+    let under_runner = std::env::var("VCSDK_C_RUNNER").is_ok_and(|r| !r.trim().is_empty());
+    // Under valgrind every cycle takes ~30 times longer: fewer cycles still show a leak (the
+    // leak check names it) and a descriptor left open.
+    let cycles = if under_runner { 60 } else { 200 };
+    let said = lifecycle(&program("VCSDK_C_LIFECYCLE"), true, cycles);
+    println!("{said}");
+    if let Some(plain) = std::env::var_os("VCSDK_C_LIFECYCLE_PLAIN") {
+        let said = lifecycle(Path::new(&plain), false, 200);
+        assert!(!said.contains("heap not measured"), "{said}");
+        println!("{said}");
+    }
 }
 
 #[test]

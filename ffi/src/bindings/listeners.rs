@@ -92,45 +92,46 @@ impl<L: ?Sized + Send + Sync + 'static> Listeners<L> {
         mut stop: watch::Receiver<bool>,
     ) -> Result<(), VcError> {
         let listeners = self.clone();
-        std::thread::Builder::new()
-            .name(name.into())
-            .spawn(move || {
-                let mut pending: VecDeque<E> = VecDeque::new();
-                loop {
-                    let next = crate::runtime::block_on(async {
-                        tokio::select! {
-                            biased;
-                            _ = stop.wait_for(|s| *s) => None,
-                            _ = listeners.added.notified() => Some(None),
-                            event = source.next() => event.map(Some),
-                        }
-                    });
-                    let event = match next {
-                        Ok(Some(event)) => event,
-                        _ => break,
-                    };
-                    let current = listeners.snapshot();
-                    if current.is_empty() {
-                        if let Some(event) = event {
-                            if pending.len() == PENDING_EVENTS {
-                                pending.pop_front();
-                            }
-                            pending.push_back(event);
-                        }
-                        continue;
+        crate::runtime::event_thread(name, move || {
+            let mut pending: VecDeque<E> = VecDeque::new();
+            loop {
+                let next = crate::runtime::block_on(async {
+                    tokio::select! {
+                        biased;
+                        _ = stop.wait_for(|s| *s) => None,
+                        _ = listeners.added.notified() => Some(None),
+                        event = source.next() => event.map(Some),
                     }
-                    for event in pending.drain(..).chain(event) {
-                        for listener in &current {
-                            // A listener that throws is reported by UniFFI as a panic here; it
-                            // must not end delivery to it or to the others.
-                            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                                deliver(listener, &event)
-                            }));
+                });
+                let event = match next {
+                    Ok(Some(event)) => event,
+                    _ => break,
+                };
+                if *stop.borrow() {
+                    break;
+                }
+                let current = listeners.snapshot();
+                if current.is_empty() {
+                    if let Some(event) = event {
+                        if pending.len() == PENDING_EVENTS {
+                            pending.pop_front();
                         }
+                        pending.push_back(event);
+                    }
+                    continue;
+                }
+                for event in pending.drain(..).chain(event) {
+                    for listener in &current {
+                        // A listener that throws is reported by UniFFI as a panic here; it
+                        // must not end delivery to it or to the others.
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            deliver(listener, &event)
+                        }));
                     }
                 }
-            })
-            .map(drop)
-            .map_err(|e| VcError::kind(vc_result::VC_RESULT_STORE, e.to_string()))
+            }
+        })
+        .map(drop)
+        .map_err(|e| VcError::kind(vc_result::VC_RESULT_STORE, e.to_string()))
     }
 }

@@ -323,7 +323,8 @@ impl MediaSession {
     pub fn stats(&self) -> MediaStats {
         let s = self.session.stats();
         MediaStats {
-            path: match s.path {
+            // `stats()` keeps the last path; a closed session has none.
+            path: match self.session.path() {
                 None => PathKind::Closed,
                 Some(MediaPath::Direct(_)) => PathKind::Direct,
                 Some(MediaPath::Relay(_)) => PathKind::Relay,

@@ -28,6 +28,8 @@ use crate::{Error, Result};
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Frames queued for sending before requests are refused.
 const OUTBOUND_QUEUE: usize = 256;
+/// How long closing our side of a finished connection may take.
+const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the server said in `welcome`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -275,6 +277,27 @@ impl Connection {
         }
     }
 
+    /// Closes the connection and waits until it is gone: both loops ended (our side closed
+    /// cleanly when possible), the socket released. Loops that do not end in time are aborted.
+    pub(super) async fn close(&self) {
+        self.finish("closed at the client's request");
+        let tasks: Vec<_> = self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
+        for mut task in tasks {
+            if tokio::time::timeout(CLOSE_WRITE_TIMEOUT, &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+                let _ = task.await;
+            }
+        }
+    }
+
     /// Closes the connection now.
     pub(super) fn shutdown(&self) {
         self.finish("closed at the client's request");
@@ -318,18 +341,34 @@ impl Connection {
     }
 }
 
+/// Sends queued frames until the connection is finished (by either loop, a lost connection or
+/// [`Connection::shutdown`]); then closes our side. It must end by itself: the connection it
+/// holds keeps the queue's sender alive, so waiting for the queue to close would wait forever
+/// and keep the socket open (in CLOSE-WAIT once the server closed its side).
 async fn write_loop(
     mut writer: WriteHalf<TlsStream<TcpStream>>,
     mut rx: mpsc::Receiver<Vec<u8>>,
     connection: Arc<Connection>,
 ) {
-    while let Some(frame) = rx.recv().await {
+    let mut closed = connection.closed.subscribe();
+    loop {
+        let frame = tokio::select! {
+            biased;
+            _ = closed.wait_for(Option::is_some) => break,
+            frame = rx.recv() => frame,
+        };
+        let Some(frame) = frame else { break };
         if let Err(e) = write_frame(&mut writer, &frame).await {
             connection.finish(&format!("sending failed: {e}"));
             break;
         }
     }
-    let _ = tokio::io::AsyncWriteExt::shutdown(&mut writer).await;
+    drop(connection);
+    let _ = tokio::time::timeout(
+        CLOSE_WRITE_TIMEOUT,
+        tokio::io::AsyncWriteExt::shutdown(&mut writer),
+    )
+    .await;
 }
 
 /// Records what the client sees of its calls, for judging receipt requests.
@@ -365,8 +404,15 @@ async fn read_loop(
     } = links;
     let mut buf = Vec::new();
     let mut disconnect_reason: Option<String> = None;
+    let mut closed = connection.closed.subscribe();
     let reason = loop {
-        let frame = match tokio::time::timeout(idle, read_frame(&mut reader, &mut buf)).await {
+        let read = tokio::select! {
+            biased;
+            // Finished elsewhere (sending failed, or shut down): stop reading too.
+            _ = closed.wait_for(Option::is_some) => return,
+            read = tokio::time::timeout(idle, read_frame(&mut reader, &mut buf)) => read,
+        };
+        let frame = match read {
             Err(_) => break format!("the server was silent for {} s", idle.as_secs()),
             Ok(Ok(true)) => &buf,
             Ok(Ok(false)) => {

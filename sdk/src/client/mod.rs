@@ -470,12 +470,24 @@ impl Client {
         }
     }
 
-    /// closeConnection: closes the connection and stops reconnecting.
+    /// closeConnection: says goodbye, closes the connection and stops reconnecting. When it
+    /// returns the socket is closed and the client's background tasks have ended.
     pub async fn close(&self) -> Result<()> {
         self.inner.closed.store(true, Ordering::SeqCst);
+        // The connection the goodbye goes on: once the server closes it, the supervisor clears
+        // `current`, and it must still be closed here.
+        let connection = self.inner.current.borrow().clone();
         let result = self.expect_ok(Request::CloseConnection).await;
-        if let Some(c) = self.inner.current.borrow().clone() {
-            c.shutdown();
+        let latest = self.inner.current.borrow().clone();
+        for c in [connection, latest].into_iter().flatten() {
+            c.close().await;
+        }
+        for slot in [&self.inner.supervisor, &self.inner.decliner] {
+            let task = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(task) = task {
+                task.abort();
+                let _ = task.await;
+            }
         }
         result
     }
@@ -557,6 +569,11 @@ async fn supervise(inner: std::sync::Weak<Inner>, mut connection: Arc<Connection
                 return;
             }
             match Connection::open(&strong.options, &strong.links()).await {
+                Ok((fresh, _)) if strong.closed.load(Ordering::SeqCst) => {
+                    // Closed while this connection was being made: not kept.
+                    fresh.shutdown();
+                    return;
+                }
                 Ok((fresh, welcome)) => {
                     *strong.welcome.lock().unwrap_or_else(|p| p.into_inner()) = welcome;
                     strong.current.send_replace(Some(fresh.clone()));
