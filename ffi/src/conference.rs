@@ -19,7 +19,7 @@ use crate::result::{
     boundary, done, fail, free_handle, hand_out, handle, input, output, required, sdk_error, text,
     vc_result, write_text,
 };
-use crate::runtime::{block_on, spawn};
+use crate::runtime::{block_on, block_on_media, spawn};
 
 /// Events queued for a conference's listener before the oldest wait.
 const EVENT_QUEUE: usize = 256;
@@ -937,7 +937,7 @@ pub unsafe extern "C" fn vc_conference_send(
             // SAFETY: forwarded caller promises.
             let (c, data) = unsafe { (live(conference)?, input(data, len, "data")?) };
             let stream = stream(stream_id)?;
-            block_on(c.send(stream, data))?.map_err(sdk_error)
+            block_on_media(c.send(stream, data))?.map_err(sdk_error)
         })())
     })
 }
@@ -978,7 +978,7 @@ pub unsafe extern "C" fn vc_conference_receive(
                 }
                 None => {
                     let wait = Duration::from_millis(timeout_ms.into());
-                    block_on(async { tokio::time::timeout(wait, c.recv()).await })?
+                    block_on_media(async { tokio::time::timeout(wait, c.recv()).await })?
                         .map_err(|_| {
                             fail(
                                 vc_result::VC_RESULT_TIMEOUT,

@@ -12,7 +12,7 @@ use crate::result::{
     boundary, done, fail, free_handle, hand_out, handle, input, output, required, sdk_error, text,
     vc_result,
 };
-use crate::runtime::block_on;
+use crate::runtime::{block_on, block_on_media};
 
 /// The media streams of a call.
 #[repr(C)]
@@ -273,7 +273,7 @@ pub unsafe extern "C" fn vc_media_send(
                     "the media session is closed",
                 ));
             }
-            block_on(media.session.send(stream, data))?.map_err(sdk_error)
+            block_on_media(media.session.send(stream, data))?.map_err(sdk_error)
         })())
     })
 }
@@ -317,13 +317,15 @@ pub unsafe extern "C" fn vc_media_receive(
                     }
                     None => {
                         let wait = Duration::from_millis(timeout_ms.into());
-                        block_on(async { tokio::time::timeout(wait, media.session.recv()).await })?
-                            .map_err(|_| {
-                                fail(
-                                    vc_result::VC_RESULT_TIMEOUT,
-                                    format!("no frame within {timeout_ms} ms"),
-                                )
-                            })?
+                        block_on_media(async {
+                            tokio::time::timeout(wait, media.session.recv()).await
+                        })?
+                        .map_err(|_| {
+                            fail(
+                                vc_result::VC_RESULT_TIMEOUT,
+                                format!("no frame within {timeout_ms} ms"),
+                            )
+                        })?
                     }
                 },
             };
