@@ -229,7 +229,7 @@ impl MediaSession {
         if self.session.is_closed() {
             return Err(closed());
         }
-        crate::runtime::block_on(self.session.send(stream.into(), &data))
+        crate::runtime::block_on_media(self.session.send(stream.into(), &data))
             .map_err(VcError::from_result_code)?
             .map_err(VcError::from)
     }
@@ -238,11 +238,10 @@ impl MediaSession {
     pub fn receive_blocking(&self, timeout_ms: u32) -> Result<Option<MediaFrame>, VcError> {
         let session = self.session.clone();
         let wait = Duration::from_millis(timeout_ms.into());
-        let frame =
-            crate::runtime::block_on(
-                async move { tokio::time::timeout(wait, session.recv()).await },
-            )
-            .map_err(VcError::from_result_code)?;
+        let frame = crate::runtime::block_on_media(async move {
+            tokio::time::timeout(wait, session.recv()).await
+        })
+        .map_err(VcError::from_result_code)?;
         match frame {
             Ok(Some(frame)) => Ok(Some(MediaFrame {
                 stream: frame.stream.into(),
@@ -282,7 +281,7 @@ impl MediaSession {
         std::thread::Builder::new()
             .name("vcsdk-frames".into())
             .spawn(move || loop {
-                let next = crate::runtime::block_on(async {
+                let next = crate::runtime::block_on_media(async {
                     tokio::select! {
                         biased;
                         _ = stopped.wait_for(|s| *s) => None,
