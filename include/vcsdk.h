@@ -28,12 +28,16 @@
  * - Refusals (VC_RESULT_REFUSED): vc_last_error_code() is the CA's or the server's code (see
  *   docs/protocol.md). Each function that talks to one of them lists the codes it can get; on top
  *   of its list, any request to the server may be refused with `rate_limited` (too many requests
- *   per second; try again) or `internal` (a failure inside the server), and any request to the
- *   CA with `internal`. The conference functions that post an entry (create, join, decline,
- *   invite, remove, hand over, leave, set_policy, propose, vote) may also get `conf_stale` (the
+ *   per second; try again), `internal` (a failure inside the server) or `too_large` (a message
+ *   the server would pass on to a peer does not fit a frame once encoded; the library makes none,
+ *   so it would name a bug), and any request to the CA with `internal`, `busy` (the CA could not
+ *   take the request in time; try again later) or `request_timeout` (the request did not reach
+ *   the CA in time). The conference functions that post an entry (create, join, decline, invite,
+ *   remove, hand over, leave, set_policy, propose, vote) may also get `conf_stale` (the
  *   conference kept changing while we posted, even after retries; try again), `conf_full` (its
- *   log is full) and `conf_malformed`, `conf_signature`, `conf_order`, `conf_replay` (entries this
- *   library does not make; they would name a bug).
+ *   log is full), `conf_too_large` (the entry would not fit a frame once encoded, e.g. a huge
+ *   access list or invitation) and `conf_malformed`, `conf_signature`, `conf_order`,
+ *   `conf_replay` (entries this library does not make; they would name a bug).
  * - Typical use: vc_identity_load (or vc_identity_enroll once), vc_client_connect with a
  *   listener, vc_client_register once, vc_client_call / vc_client_answer, then on both sides
  *   vc_media_open and vc_media_send / vc_media_receive, vc_client_hangup, vc_client_free, and
@@ -850,7 +854,9 @@ vc_result vc_identity_get_info(const vc_identity *identity, vc_identity_info *ou
 // certificate (which the CA then revokes as superseded); both are stored before this returns.
 // Clients connected with the old certificate keep their connection; new ones use the new one.
 // Blocks until done. Refusals (by the CA): `certificate_revoked`, `certificate_expired`,
-// `certificate_unknown` (not a certificate this CA issued), `certificate_required`, and — for a
+// `certificate_unknown` (not a certificate this CA issued), `certificate_required`,
+// `renew_too_soon` (this certificate itself came from a renewal too recently; the message says
+// from when it may be renewed again), and — for a
 // request this library does not make — `csr_invalid`, `unsupported_key`, `forbidden_usage`,
 // `malformed_request`, `body_too_large`.
 //

@@ -197,7 +197,9 @@ pub unsafe extern "C" fn vc_identity_get_info(
 /// certificate (which the CA then revokes as superseded); both are stored before this returns.
 /// Clients connected with the old certificate keep their connection; new ones use the new one.
 /// Blocks until done. Refusals (by the CA): `certificate_revoked`, `certificate_expired`,
-/// `certificate_unknown` (not a certificate this CA issued), `certificate_required`, and — for a
+/// `certificate_unknown` (not a certificate this CA issued), `certificate_required`,
+/// `renew_too_soon` (this certificate itself came from a renewal too recently; the message says
+/// from when it may be renewed again), and — for a
 /// request this library does not make — `csr_invalid`, `unsupported_key`, `forbidden_usage`,
 /// `malformed_request`, `body_too_large`.
 ///
