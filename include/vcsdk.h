@@ -198,7 +198,9 @@ typedef enum {
   VC_CONFERENCE_EVENT_DECLINED = 3,
   // A new `epoch` is in force, with `policy`, distributed by `member`; its keys are installed.
   VC_CONFERENCE_EVENT_EPOCH = 4,
-  // `policy` was agreed; it takes effect at the next epoch.
+  // `policy` was agreed; it takes effect at the next epoch. `member` set or proposed it;
+  // `reason`, when not NULL, says what it lowers (a lower level, a stream with weaker or no
+  // encryption): tell the user loudly.
   VC_CONFERENCE_EVENT_POLICY_PENDING = 5,
   // `member` is the moderator now (NULL: none, voting mode).
   VC_CONFERENCE_EVENT_MODERATOR = 6,
@@ -605,6 +607,20 @@ vc_result vc_client_account(const vc_client *client, vc_account *out);
 // Pointers: `client` required; `voucher` required; `out` optional (NULL: the account is not
 // reported).
 vc_result vc_client_redeem_voucher(const vc_client *client, const char *voucher, vc_account *out);
+
+// Writes `minor` units of `currency` (an ISO 4217 code, e.g. "EUR") as a person reads them,
+// in major units with the currency's decimals and its code — `0.10 EUR`, `-5.00 USD`,
+// `1200 JPY` — into `buf` as text out. Amounts stay integers everywhere else; this is for
+// display only.
+//
+// # Safety
+// Pointers: `currency` required; `buf` required unless `cap` is 0; `out_len` optional (NULL: no
+// length reported).
+vc_result vc_money_format(int64_t minor,
+                          const char *currency,
+                          char *buf,
+                          size_t cap,
+                          size_t *out_len);
 
 // Fills `*out` with the usual policy of `level` (0–3) in `mode` (a vc_conference_mode).
 //

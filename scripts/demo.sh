@@ -98,8 +98,8 @@ for who in bob carol; do
 done
 
 step "12. Prepaid credit: the operator credits carol; bob redeems a voucher"
-run "$bin/vc-server" credit add --data-dir "$work/server" --user carol --amount 500
-voucher=$("$bin/vc-server" voucher create --data-dir "$work/server" --amount 300)
+run "$bin/vc-server" credit add --data-dir "$work/server" --user carol --amount 5.00
+voucher=$("$bin/vc-server" voucher create --data-dir "$work/server" --amount 3.00)
 run "$bin/vc" credit redeem "$voucher" --server "$server_addr" --server-name localhost --identity-dir "$work/bob"
 
 step "13. bob listens and accepts; carol, then dave (in C), call him and stream a file over the call's encrypted media"
@@ -124,7 +124,7 @@ cmake --build "$work/c-sample" >/dev/null
 run "$work/c-sample/vc_sample" --dir "$work/dave" --server "$server_addr" \
   --ca-url "$url" --ca-root "$work/ca/root.pem" --id dave \
   --token "$("$bin/vc-ca" token create --data-dir "$work/ca" --client dave)" \
-  --voucher "$("$bin/vc-server" voucher create --data-dir "$work/server" --amount 200)" \
+  --voucher "$("$bin/vc-server" voucher create --data-dir "$work/server" --amount 2.00)" \
   call bob --send "$work/clip.bin" --frame-size 16384 --rate 60
 wait "$listen_pid" || true
 listen_pid=""

@@ -327,6 +327,8 @@ fn run(command: Command) -> Result<(), String> {
 
 fn serve(dir: &Path, listen: &str) -> Result<(), String> {
     let ca = Arc::new(open(dir)?);
+    // One serving CA per data directory: two would issue from one serial counter and CRL.
+    let _lock = vcsdk::dir_lock::DirLock::acquire(dir, "serve.lock", "vc-ca serve")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -458,3 +458,30 @@ pub unsafe extern "C" fn vc_client_redeem_voucher(
         })())
     })
 }
+
+/// Writes `minor` units of `currency` (an ISO 4217 code, e.g. "EUR") as a person reads them,
+/// in major units with the currency's decimals and its code — `0.10 EUR`, `-5.00 USD`,
+/// `1200 JPY` — into `buf` as text out. Amounts stay integers everywhere else; this is for
+/// display only.
+///
+/// # Safety
+/// Pointers: `currency` required; `buf` required unless `cap` is 0; `out_len` optional (NULL: no
+/// length reported).
+#[no_mangle]
+pub unsafe extern "C" fn vc_money_format(
+    minor: i64,
+    currency: *const c_char,
+    buf: *mut c_char,
+    cap: usize,
+    out_len: *mut usize,
+) -> vc_result {
+    boundary(|| {
+        done((|| {
+            // SAFETY: forwarded caller promise.
+            let currency = unsafe { text(currency, "currency")? };
+            let text = vcsdk::billing::Money::new(minor, currency).to_string();
+            // SAFETY: forwarded caller promises.
+            unsafe { write_text(&text, buf, cap, out_len, "buf") }
+        })())
+    })
+}

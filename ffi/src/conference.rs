@@ -173,7 +173,9 @@ pub enum vc_conference_event_kind {
     VC_CONFERENCE_EVENT_DECLINED = 3,
     /// A new `epoch` is in force, with `policy`, distributed by `member`; its keys are installed.
     VC_CONFERENCE_EVENT_EPOCH = 4,
-    /// `policy` was agreed; it takes effect at the next epoch.
+    /// `policy` was agreed; it takes effect at the next epoch. `member` set or proposed it;
+    /// `reason`, when not NULL, says what it lowers (a lower level, a stream with weaker or no
+    /// encryption): tell the user loudly.
     VC_CONFERENCE_EVENT_POLICY_PENDING = 5,
     /// `member` is the moderator now (NULL: none, voting mode).
     VC_CONFERENCE_EVENT_MODERATOR = 6,
@@ -301,7 +303,13 @@ impl Deliver<ConferenceEvent> for OwnedConferenceListener {
                 e.policy = policy.into();
                 K::VC_CONFERENCE_EVENT_EPOCH
             }
-            ConferenceEvent::PolicyPending { policy } => {
+            ConferenceEvent::PolicyPending {
+                policy,
+                by,
+                lowered,
+            } => {
+                member = s(by);
+                reason = lowered.as_deref().and_then(s);
                 e.policy = policy.into();
                 K::VC_CONFERENCE_EVENT_POLICY_PENDING
             }

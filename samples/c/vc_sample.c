@@ -123,7 +123,7 @@ static void on_event(void *ctx, const vc_event *e) {
       }
       break;
     case VC_EVENT_LOW_BALANCE:
-      printf("low balance: %" PRId64 " left, about %" PRId64 " s of calling\n", e->balance,
+      printf("low balance: %" PRId64 " minor units left, about %" PRId64 " s of calling\n", e->balance,
              e->seconds_left);
       break;
     case VC_EVENT_DISCONNECTED:
@@ -237,10 +237,16 @@ static void print_account(vc_client *c) {
     print_error("account", r);
     return;
   }
-  printf("account: balance %" PRId64 " %s (minor units, %s); tariff %" PRId64 " per minute",
-         a.balance, a.currency, a.prepaid ? "prepaid" : "postpaid", a.rate_per_minute);
-  if (a.has_last_call)
-    printf("; last call %" PRId64 " s billed, cost %" PRId64, a.last_call_billable_secs, a.last_call_cost);
+  /* Amounts are integers of minor units; vc_money_format shows them as people read them. */
+  char balance[48], rate[48], cost[48];
+  vc_money_format(a.balance, a.currency, balance, sizeof balance, NULL);
+  vc_money_format(a.rate_per_minute, a.currency, rate, sizeof rate, NULL);
+  printf("account: balance %s (%s); tariff %s per minute", balance,
+         a.prepaid ? "prepaid" : "postpaid", rate);
+  if (a.has_last_call) {
+    vc_money_format(a.last_call_cost, a.currency, cost, sizeof cost, NULL);
+    printf("; last call lasted %" PRId64 " s, cost %s", a.last_call_billable_secs, cost);
+  }
   printf("\n");
 }
 

@@ -37,7 +37,7 @@ class Events(vcsdk.ClientListener):
         pass
 
     def on_low_balance(self, call_id, balance, seconds_left):
-        print(f"low balance: {balance} left, about {seconds_left} s", flush=True)
+        print(f"low balance: {balance} minor units left, about {seconds_left} s", flush=True)
 
     def on_connection(self, connected, reason):
         print("reconnected" if connected else f"disconnected ({reason}); reconnecting", flush=True)
@@ -120,7 +120,8 @@ async def main():
         print(f"registered {me.id()}")
     if args.voucher:
         await client.redeem_voucher(args.voucher)
-    print(f"balance: {(await client.account()).balance}")
+    account = await client.account()
+    print(f"balance: {vcsdk.format_money(account.balance, account.currency)}")
 
     for _ in range(args.wait_online * 2):
         try:
@@ -146,8 +147,9 @@ async def main():
     await client.hangup(call_id)
     await asyncio.sleep(0.5)
     account = await client.account()
-    print(f"balance: {account.balance} {account.currency}"
-          + (f" (the call cost {account.last_call.cost})" if account.last_call else ""))
+    money = lambda minor: vcsdk.format_money(minor, account.currency)
+    print(f"balance: {money(account.balance)}"
+          + (f" (the call cost {money(account.last_call.cost)})" if account.last_call else ""))
     subscription.cancel()
     await client.disconnect()
     return 0 if ok else 1

@@ -18,6 +18,7 @@ pub mod billing;
 pub mod ca_client;
 pub mod client;
 pub mod conference;
+pub mod dir_lock;
 pub mod error;
 pub mod https;
 pub mod id;

@@ -2,12 +2,13 @@
 
 use std::io::Write;
 
-use vcsdk::billing::CallRecord;
+use vcsdk::billing::{CallRecord, Money};
 
 use crate::store::Store;
 
-/// The CSV header.
-pub const CSV_HEADER: &str = "call_id,caller,callee,payer,start,answer,end,duration_ms,billable_secs,disposition,end_reason,cost,currency,end_receipt_missing";
+/// The CSV header. `cost` is in minor units (an integer, for machines); `cost_major` is the same
+/// amount in major units with the currency's decimals (`0.10`), for people.
+pub const CSV_HEADER: &str = "call_id,caller,callee,payer,start,answer,end,duration_ms,billable_secs,disposition,end_reason,cost,currency,end_receipt_missing,cost_major";
 
 /// Writes every record (of `user`, or all) to `out`, oldest first, streaming from the database.
 pub fn export(
@@ -60,6 +61,7 @@ pub fn csv_line(r: &CallRecord) -> String {
         r.cost.to_string(),
         r.currency.clone(),
         r.end_receipt_missing.to_string(),
+        Money::new(r.cost, &r.currency).major(),
     ];
     let mut line = fields
         .iter()

@@ -11,6 +11,7 @@ use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::server::TlsStream;
+use vcsdk::billing::Money;
 use vcsdk::pki::CertificateInfo;
 use vcsdk::proto::frame::{self, read_frame, write_frame, FrameError};
 use vcsdk::proto::signal::{
@@ -441,6 +442,7 @@ async fn handle(
         }
         Request::GetCallRecords { before, limit } => {
             let limit = limit.unwrap_or(MAX_RECORDS_PAGE).clamp(1, MAX_RECORDS_PAGE) as usize;
+            hub.store.flush().await;
             let mut records = read_store(hub, {
                 let user = user.to_owned();
                 move |store| store.call_records(Some(&user), before.as_deref(), limit + 1, true)
@@ -515,9 +517,9 @@ async fn affordable(hub: &Hub, user: &str, what: &str) -> Result<(), Refusal> {
         return Err(Refusal::new(
             "insufficient_credit",
             format!(
-                "{what} needs {needed} {} (connect fee and first increment); you have {} available",
-                hub.config.billing.tariff.currency,
-                account.available()
+                "{what} needs {} (connect fee and first increment); you have {} available",
+                Money::new(needed, &hub.config.billing.tariff.currency),
+                Money::new(account.available(), &hub.config.billing.tariff.currency)
             ),
         ));
     }
@@ -526,6 +528,9 @@ async fn affordable(hub: &Hub, user: &str, what: &str) -> Result<(), Refusal> {
 
 /// The account, tariff and recent calls of `user`.
 async fn account_info(hub: &Hub, user: &str) -> Result<Response, Refusal> {
+    // What the user reads back includes every write made before (a call that just ended shows
+    // its charge).
+    hub.store.flush().await;
     let (record, recent) = read_store(hub, {
         let user = user.to_owned();
         move |store| {

@@ -48,9 +48,36 @@ pub fn init(dir: &Path, ca_root: &Path) -> Result<(), String> {
             .map_err(|e| format!("writing {file}: {e}"))
     };
     write(ROOT_FILE, &root)?;
+    Store::create(dir)?;
+    // Written last: a directory holding server.toml is an initialised one.
     write(CONFIG_FILE, config.as_bytes())?;
-    Store::open(dir)?;
     Ok(())
+}
+
+/// Lock file that one serving process holds in the data directory.
+pub const SERVE_LOCK: &str = "serve.lock";
+
+/// Takes the data directory for one serving process (before binding anything): a second
+/// `vc-server serve` on it is refused and told which process holds it. Hold the lock for as long
+/// as [`serve`] runs.
+pub fn lock_data_dir(dir: &Path) -> Result<vcsdk::dir_lock::DirLock, String> {
+    require_initialised(dir)?;
+    vcsdk::dir_lock::DirLock::acquire(dir, SERVE_LOCK, "vc-server serve")
+}
+
+/// Refuses a directory that `vc-server init` did not make (a mistyped `--data-dir` must not
+/// become a fresh, empty server).
+pub fn require_initialised(dir: &Path) -> Result<(), String> {
+    if dir.join(CONFIG_FILE).is_file() && dir.join(store::DB_FILE).is_file() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} is not a server data directory (no {CONFIG_FILE} and {}); check --data-dir, or create one with `vc-server init --data-dir {} --ca-root ROOT.pem`",
+            dir.display(),
+            store::DB_FILE,
+            dir.display()
+        ))
+    }
 }
 
 /// `vc-server enroll`: obtains the server's certificate from the CA with a one-time token.
@@ -114,6 +141,7 @@ pub async fn serve(
     mut refresh_now: tokio::sync::mpsc::Receiver<()>,
     ready: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), String> {
+    require_initialised(&dir)?;
     let config = Arc::new(ServerConfig::load(&dir)?);
     let identity_store = IdentityStore::new(dir.join(IDENTITY_DIR));
     let identity = identity_store

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use vcsdk::billing::{parse_major, Money};
 use vcserver::config::ServerConfig;
 use vcserver::store::Store;
 
@@ -66,7 +67,7 @@ enum Command {
         #[command(flatten)]
         dir: DataDir,
     },
-    /// Add credit to a user's account (minor currency units).
+    /// Add credit to a user's account.
     Credit {
         #[command(subcommand)]
         command: CreditCommand,
@@ -105,36 +106,38 @@ enum AccountCommand {
         /// `prepaid` or `postpaid`.
         #[arg(long = "type")]
         account_type: String,
-        /// For postpaid accounts: how far below zero the balance may go.
-        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
-        credit_limit: i64,
+        /// For postpaid accounts: how far below zero the balance may go, in the currency's major
+        /// units (e.g. 50.00).
+        #[arg(long, default_value = "0", allow_negative_numbers = true)]
+        credit_limit: String,
     },
 }
 
 #[derive(Subcommand)]
 enum CreditCommand {
-    /// Add N minor units to a registered user's balance.
+    /// Add an amount to a registered user's balance.
     Add {
         #[command(flatten)]
         dir: DataDir,
         /// The user.
         #[arg(long)]
         user: String,
-        /// Minor currency units, 1 to 10^12.
+        /// In the tariff's currency, major units with its decimals (e.g. 10.00 for ten euros;
+        /// 0.01 to 10,000,000,000.00).
         #[arg(long, allow_negative_numbers = true)]
-        amount: i64,
+        amount: String,
     },
 }
 
 #[derive(Subcommand)]
 enum VoucherCommand {
-    /// Print a new one-time voucher code worth N minor units.
+    /// Print a new one-time voucher code worth an amount.
     Create {
         #[command(flatten)]
         dir: DataDir,
-        /// Minor currency units, 1 to 10^12.
+        /// In the tariff's currency, major units with its decimals (e.g. 5.00).
         #[arg(long, allow_negative_numbers = true)]
-        amount: i64,
+        amount: String,
     },
 }
 
@@ -216,6 +219,7 @@ async fn run(command: Command) -> Result<(), String> {
             listen,
             media_listen,
         } => {
+            let _lock = vcserver::lock_data_dir(&dir.data_dir)?;
             let config = ServerConfig::load(&dir.data_dir)?;
             let listen = listen.unwrap_or(config.listen);
             let listener = tokio::net::TcpListener::bind(&listen)
@@ -250,7 +254,7 @@ async fn run(command: Command) -> Result<(), String> {
             .await
         }
         Command::Users { dir } => {
-            let store = Store::open(&dir.data_dir)?;
+            let (store, _) = open_store(&dir.data_dir)?;
             println!("{:<32} {:<10} {:<22} STATUS", "ID", "TERMS", "REGISTERED");
             for u in store.users()? {
                 let status = if u.unregistered_at.is_some() {
@@ -270,18 +274,24 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Credit {
             command: CreditCommand::Add { dir, user, amount },
         } => {
-            let store = Store::open(&dir.data_dir)?;
+            let (store, currency) = open_store(&dir.data_dir)?;
+            let amount = positive(parse_major(&amount, &currency), "--amount")?;
             let balance = store
                 .credit(&user, amount, "operator")
                 .await
                 .map_err(|e| e.message)?;
-            println!("credited {amount} to {user}; balance {balance}");
+            println!(
+                "credited {} to {user}; balance {}",
+                Money::new(amount, &currency),
+                Money::new(balance, &currency)
+            );
             Ok(())
         }
         Command::Voucher {
             command: VoucherCommand::Create { dir, amount },
         } => {
-            let store = Store::open(&dir.data_dir)?;
+            let (store, currency) = open_store(&dir.data_dir)?;
+            let amount = positive(parse_major(&amount, &currency), "--amount")?;
             println!(
                 "{}",
                 store.create_voucher(amount).await.map_err(|e| e.message)?
@@ -291,7 +301,7 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Cdr {
             command: CdrCommand::List { dir, user, format },
         } => {
-            let store = Store::open(&dir.data_dir)?;
+            let (store, _) = open_store(&dir.data_dir)?;
             vcserver::cdr::export(
                 &store,
                 user.as_deref(),
@@ -308,35 +318,65 @@ async fn run(command: Command) -> Result<(), String> {
                     credit_limit,
                 },
         } => {
-            let store = Store::open(&dir.data_dir)?;
+            let (store, currency) = open_store(&dir.data_dir)?;
+            let credit_limit = parse_major(&credit_limit, &currency)
+                .map_err(|e| format!("--credit-limit: {e}"))?;
+            if credit_limit < 0 {
+                return Err("--credit-limit: say how far below zero, as a positive amount".into());
+            }
             store
                 .set_account(&user, &account_type, credit_limit)
                 .await
                 .map_err(|e| e.message)?;
-            println!("{user}: {account_type} account, credit limit {credit_limit}");
+            if account_type == "postpaid" {
+                println!(
+                    "{user}: postpaid account, may go {} below zero",
+                    Money::new(credit_limit, &currency)
+                );
+            } else {
+                println!("{user}: {account_type} account");
+            }
             Ok(())
         }
         Command::Accounts { dir } => {
-            let store = Store::open(&dir.data_dir)?;
+            let (store, currency) = open_store(&dir.data_dir)?;
+            let money = |minor| Money::new(minor, &currency).major();
+            println!("amounts in {currency}");
             println!(
-                "{:<24} {:<9} {:>14} {:>12} {:>14} {:>14} CONSISTENT",
+                "{:<24} {:<9} {:>17} {:>17} {:>17} {:>17} CONSISTENT",
                 "USER", "TYPE", "BALANCE", "LIMIT", "CREDITS", "CHARGES"
             );
             for l in store.ledgers()? {
                 println!(
-                    "{:<24} {:<9} {:>14} {:>12} {:>14} {:>14} {}",
+                    "{:<24} {:<9} {:>17} {:>17} {:>17} {:>17} {}",
                     l.user,
                     l.account_type,
-                    l.balance,
-                    l.credit_limit,
-                    l.credits,
-                    l.debits,
+                    money(l.balance),
+                    money(l.credit_limit),
+                    money(l.credits),
+                    money(l.debits),
                     if l.consistent { "yes" } else { "NO" }
                 );
             }
             Ok(())
         }
     }
+}
+
+/// An amount the operator gave, which must be more than zero.
+fn positive(amount: Result<i64, String>, flag: &str) -> Result<i64, String> {
+    match amount {
+        Ok(a) if a > 0 => Ok(a),
+        Ok(_) => Err(format!("{flag}: must be more than zero")),
+        Err(e) => Err(format!("{flag}: {e}")),
+    }
+}
+
+/// Opens the database of an initialised data directory, with the currency its amounts are in.
+fn open_store(dir: &std::path::Path) -> Result<(Store, String), String> {
+    vcserver::require_initialised(dir)?;
+    let config = ServerConfig::load(dir)?;
+    Ok((Store::open(dir)?, config.billing.tariff.currency))
 }
 
 fn spawn_hangup_listener(tx: tokio::sync::mpsc::Sender<()>) {

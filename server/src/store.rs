@@ -291,8 +291,24 @@ pub struct Store {
     reader: Mutex<Connection>,
 }
 
-fn open_connection(path: &Path) -> Result<Connection, String> {
-    let conn = Connection::open(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+/// Opens the database at `path`; only `create` makes a missing one.
+fn open_connection(path: &Path, create: bool) -> Result<Connection, String> {
+    let mut flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+        | rusqlite::OpenFlags::SQLITE_OPEN_URI
+        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create {
+        flags |= rusqlite::OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| {
+        if !create && !path.exists() {
+            format!(
+                "{} does not exist: not a server data directory (create one with `vc-server init`)",
+                path.display()
+            )
+        } else {
+            format!("opening {}: {e}", path.display())
+        }
+    })?;
     let setup = || -> rusqlite::Result<()> {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -334,6 +350,16 @@ impl Store {
         Self::open_with(dir, false)
     }
 
+    /// Creates the database in `dir` (as `vc-server init` does) and opens it; an existing one is
+    /// opened as it is.
+    pub fn create(dir: &Path) -> Result<Self, String> {
+        let path = dir.join(DB_FILE);
+        if !path.exists() {
+            open_connection(&path, true)?;
+        }
+        Self::open_with(dir, false)
+    }
+
     /// Opens the database for serving: first closes the calls a previous run left open, each
     /// charged exactly up to its last durable debit.
     pub fn open_recovering(dir: &Path) -> Result<Self, String> {
@@ -342,7 +368,7 @@ impl Store {
 
     fn open_with(dir: &Path, recover: bool) -> Result<Self, String> {
         let path = dir.join(DB_FILE);
-        let mut writer_conn = open_connection(&path)?;
+        let mut writer_conn = open_connection(&path, false)?;
         migrate(&mut writer_conn).map_err(|e| format!("migrating {}: {e}", path.display()))?;
         if recover {
             let recovered = recover_open_calls(&mut writer_conn)
@@ -354,7 +380,7 @@ impl Store {
                 );
             }
         }
-        let reader = open_connection(&path)?;
+        let reader = open_connection(&path, false)?;
         let (tx, rx) = mpsc::channel();
         let writer = std::thread::Builder::new()
             .name("vc-server-db".into())
@@ -1352,13 +1378,13 @@ mod tests {
     #[test]
     fn every_connection_commits_to_the_disk_before_it_returns() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::create(dir.path()).unwrap();
         let reader = store.reader.lock().unwrap();
         let synchronous: i64 = reader
             .query_row("PRAGMA synchronous", [], |r| r.get(0))
             .unwrap();
         assert_eq!(synchronous, 2, "synchronous=FULL");
-        let conn = open_connection(&dir.path().join(DB_FILE)).unwrap();
+        let conn = open_connection(&dir.path().join(DB_FILE), false).unwrap();
         let mode: String = conn
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
@@ -1379,7 +1405,7 @@ mod tests {
     #[tokio::test]
     async fn concurrent_calls_of_one_prepaid_payer_never_overdraw() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::create(dir.path()).unwrap();
         store
             .register("p", "s", b"der", "1", 0, "prepaid", 0)
             .await
@@ -1441,7 +1467,7 @@ mod tests {
     #[tokio::test]
     async fn settlement_charges_the_exact_cost_and_refunds_the_rest() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::create(dir.path()).unwrap();
         store
             .register("p", "s", b"der", "1", 0, "postpaid", 50)
             .await

@@ -144,7 +144,7 @@ fn two_c_clients_call_each_other_and_every_refusal_reaches_c() {
     // Let the server load the CRL that revokes carol.
     std::thread::sleep(Duration::from_secs(2));
     let voucher = server
-        .cli(&["voucher", "create", "--amount", "500"])
+        .cli(&["voucher", "create", "--amount", "5.00"])
         .trim()
         .to_owned();
     let mut c = command(&binary);
@@ -237,7 +237,7 @@ fn the_c_sample_streams_a_file_to_another_instance_of_itself() {
     let server = TestServer::start(&ca, &["keepalive_secs = 2", "ring_timeout_secs = 20"]);
     let work = tempfile::tempdir().expect("tempdir");
     let voucher = server
-        .cli(&["voucher", "create", "--amount", "1000"])
+        .cli(&["voucher", "create", "--amount", "10.00"])
         .trim()
         .to_owned();
     let file = work.path().join("clip.bin");
@@ -308,7 +308,7 @@ fn the_c_sample_streams_a_file_to_vc_listen_through_the_relay() {
     let server = TestServer::start(&ca, &["keepalive_secs = 2", "ring_timeout_secs = 20"]);
     let work = tempfile::tempdir().expect("tempdir");
     let voucher = server
-        .cli(&["voucher", "create", "--amount", "1000"])
+        .cli(&["voucher", "create", "--amount", "10.00"])
         .trim()
         .to_owned();
     let file = work.path().join("notes.txt");

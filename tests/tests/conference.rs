@@ -437,7 +437,7 @@ async fn each_participant_pays_for_its_own_time_with_signed_receipts() {
         let alice = online(&server, &ca, &enroll(&ca, home.path(), "alice").await).await;
         let mut bob = online(&server, &ca, &enroll(&ca, home.path(), "bob").await).await;
         for user in ["alice", "bob"] {
-            server.cli(&["credit", "add", "--user", user, "--amount", "1000"]);
+            server.cli(&["credit", "add", "--user", user, "--amount", "10.00"]);
         }
         let a = alice
             .0
@@ -680,8 +680,8 @@ async fn a_participant_out_of_credit_is_removed_and_the_group_rekeys() {
     let home = tempfile::tempdir().unwrap();
     let alice = online(&server, &ca, &enroll(&ca, home.path(), "alice").await).await;
     let mut bob = online(&server, &ca, &enroll(&ca, home.path(), "bob").await).await;
-    server.cli(&["credit", "add", "--user", "alice", "--amount", "1000"]);
-    server.cli(&["credit", "add", "--user", "bob", "--amount", "4"]);
+    server.cli(&["credit", "add", "--user", "alice", "--amount", "10.00"]);
+    server.cli(&["credit", "add", "--user", "bob", "--amount", "0.04"]);
     let a = alice
         .0
         .create_conference(ConferenceOptions::default())

@@ -172,7 +172,7 @@ async fn where_the_creator_pays_only_it_invites_and_its_departure_ends_the_billi
     let mut bob = w.user("bob").await;
     let _carol = w.user("carol").await;
     w.server
-        .cli(&["credit", "add", "--user", "alice", "--amount", "100000"]);
+        .cli(&["credit", "add", "--user", "alice", "--amount", "1000.00"]);
     let a = alice
         .0
         .create_conference(ConferenceOptions::default())

@@ -165,6 +165,86 @@ async fn vc_conf_sessions_are_steered_through_their_control_sockets() {
         bob.log()
     );
 
+    // One session per identity directory: a second is refused, names the holder, and leaves the
+    // first one's control socket alone.
+    let out = run(
+        "vc",
+        &[
+            "conf",
+            "create",
+            "--server",
+            &server.addr(),
+            "--server-name",
+            "localhost",
+            "--identity-dir",
+            &alice_dir,
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("is in use by a vc conf session (pid ")
+            && text.contains(&alice.pid().to_string()),
+        "{text}"
+    );
+    let (ok, status) = vc_conf(home.path(), "alice", &["status"]);
+    assert!(ok && status.contains("epoch"), "{status}");
+
+    // Lowering the protection needs --allow-downgrade, and every member is told.
+    let (ok, out) = vc_conf(home.path(), "alice", &["policy", "--level", "2"]);
+    assert!(
+        !ok && out.contains("lowers the conference's protection (level 3 → 2"),
+        "{out}"
+    );
+    let (ok, out) = vc_conf(
+        home.path(),
+        "alice",
+        &["policy", "--level", "2", "--allow-downgrade"],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        bob.wait_for_log(
+            "WARNING: alice lowered the protection from the next epoch (level 3 → 2",
+            WAIT
+        ),
+        "{}",
+        bob.log()
+    );
+    let warned = async {
+        loop {
+            match c.next_event().await {
+                Some(ConferenceEvent::PolicyPending {
+                    lowered: Some(l),
+                    by,
+                    ..
+                }) => break (l, by),
+                Some(_) => {}
+                None => panic!("events closed"),
+            }
+        }
+    };
+    let (lowered, by) = tokio::time::timeout(WAIT, warned).await.unwrap();
+    assert!(
+        lowered.starts_with("level 3 → 2") && by == "alice",
+        "{lowered}"
+    );
+    let at_level = |level: u8| {
+        let c = &c;
+        async move {
+            loop {
+                match tokio::time::timeout(WAIT, c.next_event()).await.unwrap() {
+                    Some(ConferenceEvent::Epoch { policy, .. }) if policy.level == level => break,
+                    Some(_) => {}
+                    None => panic!("events closed"),
+                }
+            }
+        }
+    };
+    at_level(2).await;
+    let (ok, out) = vc_conf(home.path(), "alice", &["policy", "--level", "3"]);
+    assert!(ok, "{out}");
+    at_level(3).await;
+
     // Alice removes carol; bob leaves; his session ends cleanly.
     let (ok, out) = vc_conf(home.path(), "alice", &["remove", "carol"]);
     assert!(ok, "{out}");
@@ -172,6 +252,17 @@ async fn vc_conf_sessions_are_steered_through_their_control_sockets() {
         alice.wait_for_log("carol left (removed by alice)", WAIT),
         "{}",
         alice.log()
+    );
+    // Changing only the mode keeps the level (a level-3 conference stays level 3).
+    let (ok, out) = vc_conf(home.path(), "alice", &["policy", "--mode", "voting"]);
+    assert!(ok, "{out}");
+    assert!(
+        bob.wait_for_log(
+            "alice changed the policy from the next epoch: level 3, voting",
+            WAIT
+        ),
+        "{}",
+        bob.log()
     );
     let (ok, out) = vc_conf(home.path(), "bob", &["leave"]);
     assert!(ok, "{out}");

@@ -330,7 +330,7 @@ async fn the_real_server_still_gets_every_genuine_receipt() {
     let bob = enroll(&ca, home.path(), "bob").await;
     let (a, mut a_events) = online(&server, &ca, &alice).await;
     let (b, mut b_events) = online(&server, &ca, &bob).await;
-    server.cli(&["credit", "add", "--user", "alice", "--amount", "10000"]);
+    server.cli(&["credit", "add", "--user", "alice", "--amount", "100"]);
 
     let call = a.call("bob").await.unwrap();
     loop {

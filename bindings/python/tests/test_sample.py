@@ -47,6 +47,6 @@ def test_the_sample_streams_a_file_to_vc_listen(testbed, language):
     heard, _ = listen.communicate(timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr + heard
     assert "the receiver saved identical bytes" in result.stdout
-    assert "balance: 990 EUR (the call cost 10)" in result.stdout
+    assert "balance: 9.90 EUR (the call cost 0.10 EUR)" in result.stdout
     with open(os.path.join(saved, "clip.bin"), "rb") as f:
         assert f.read() == data

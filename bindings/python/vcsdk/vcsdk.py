@@ -468,6 +468,8 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_vcsdk_checksum_func_enroll() != 3952:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_vcsdk_checksum_func_format_money() != 18838:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_vcsdk_checksum_func_version() != 3794:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_vcsdk_checksum_method_client_account() != 55078:
@@ -1149,6 +1151,12 @@ _UniffiLib.uniffi_vcsdk_fn_func_enroll.argtypes = (
     _UniffiRustBuffer,
 )
 _UniffiLib.uniffi_vcsdk_fn_func_enroll.restype = ctypes.c_uint64
+_UniffiLib.uniffi_vcsdk_fn_func_format_money.argtypes = (
+    ctypes.c_int64,
+    _UniffiRustBuffer,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_vcsdk_fn_func_format_money.restype = _UniffiRustBuffer
 _UniffiLib.uniffi_vcsdk_fn_func_version.argtypes = (
     ctypes.POINTER(_UniffiRustCallStatus),
 )
@@ -1433,6 +1441,9 @@ _UniffiLib.uniffi_vcsdk_checksum_func_default_media_options.restype = ctypes.c_u
 _UniffiLib.uniffi_vcsdk_checksum_func_enroll.argtypes = (
 )
 _UniffiLib.uniffi_vcsdk_checksum_func_enroll.restype = ctypes.c_uint16
+_UniffiLib.uniffi_vcsdk_checksum_func_format_money.argtypes = (
+)
+_UniffiLib.uniffi_vcsdk_checksum_func_format_money.restype = ctypes.c_uint16
 _UniffiLib.uniffi_vcsdk_checksum_func_version.argtypes = (
 )
 _UniffiLib.uniffi_vcsdk_checksum_func_version.restype = ctypes.c_uint16
@@ -3314,17 +3325,34 @@ class ConferenceEvent:
         The policy.
         """
 
+        by: "str"
+        """
+        Who set or proposed it.
+        """
 
-        def __init__(self,policy: "ConferencePolicy"):
+        lowered: "typing.Optional[str]"
+        """
+        What it lowers compared with the policy in force (a lower level, a stream with weaker
+        or no encryption), or null: tell the user loudly.
+        """
+
+
+        def __init__(self,policy: "ConferencePolicy", by: "str", lowered: "typing.Optional[str]"):
             self.policy = policy
+            self.by = by
+            self.lowered = lowered
 
         def __str__(self):
-            return "ConferenceEvent.POLICY_PENDING(policy={})".format(self.policy)
+            return "ConferenceEvent.POLICY_PENDING(policy={}, by={}, lowered={})".format(self.policy, self.by, self.lowered)
 
         def __eq__(self, other):
             if not other.is_POLICY_PENDING():
                 return False
             if self.policy != other.policy:
+                return False
+            if self.by != other.by:
+                return False
+            if self.lowered != other.lowered:
                 return False
             return True
     
@@ -3678,6 +3706,8 @@ class _UniffiConverterTypeConferenceEvent(_UniffiConverterRustBuffer):
         if variant == 6:
             return ConferenceEvent.POLICY_PENDING(
                 _UniffiConverterTypeConferencePolicy.read(buf),
+                _UniffiConverterString.read(buf),
+                _UniffiConverterOptionalString.read(buf),
             )
         if variant == 7:
             return ConferenceEvent.MODERATOR_CHANGED(
@@ -3742,6 +3772,8 @@ class _UniffiConverterTypeConferenceEvent(_UniffiConverterRustBuffer):
             return
         if value.is_POLICY_PENDING():
             _UniffiConverterTypeConferencePolicy.check_lower(value.policy)
+            _UniffiConverterString.check_lower(value.by)
+            _UniffiConverterOptionalString.check_lower(value.lowered)
             return
         if value.is_MODERATOR_CHANGED():
             _UniffiConverterOptionalString.check_lower(value.moderator)
@@ -3800,6 +3832,8 @@ class _UniffiConverterTypeConferenceEvent(_UniffiConverterRustBuffer):
         if value.is_POLICY_PENDING():
             buf.write_i32(6)
             _UniffiConverterTypeConferencePolicy.write(value.policy, buf)
+            _UniffiConverterString.write(value.by, buf)
+            _UniffiConverterOptionalString.write(value.lowered, buf)
         if value.is_MODERATOR_CHANGED():
             buf.write_i32(7)
             _UniffiConverterOptionalString.write(value.moderator, buf)
@@ -7425,6 +7459,22 @@ _UniffiConverterTypeVcError,
 
     )
 
+def format_money(minor: "int",currency: "str") -> "str":
+    """
+    `minor` units of `currency` (ISO 4217) as a person reads them: major units with the
+    currency's decimals and its code (`0.10 EUR`, `1200 JPY`). For display only; amounts stay
+    integers of minor units everywhere else.
+    """
+
+    _UniffiConverterInt64.check_lower(minor)
+    
+    _UniffiConverterString.check_lower(currency)
+    
+    return _UniffiConverterString.lift(_uniffi_rust_call(_UniffiLib.uniffi_vcsdk_fn_func_format_money,
+        _UniffiConverterInt64.lower(minor),
+        _UniffiConverterString.lower(currency)))
+
+
 def version() -> "str":
     """
     The SDK version, "MAJOR.MINOR.PATCH".
@@ -7462,6 +7512,7 @@ __all__ = [
     "default_conference_policy",
     "default_media_options",
     "enroll",
+    "format_money",
     "version",
     "Client",
     "ClientListener",

@@ -370,3 +370,11 @@ impl Client {
         on_runtime(async move { Ok(client.close().await?) }).await
     }
 }
+
+/// `minor` units of `currency` (ISO 4217) as a person reads them: major units with the
+/// currency's decimals and its code (`0.10 EUR`, `1200 JPY`). For display only; amounts stay
+/// integers of minor units everywhere else.
+#[uniffi::export]
+pub fn format_money(minor: i64, currency: String) -> String {
+    vcsdk::billing::Money::new(minor, &currency).to_string()
+}

@@ -236,6 +236,11 @@ pub enum ConferenceEvent {
     PolicyPending {
         /// The policy.
         policy: ConferencePolicy,
+        /// Who set or proposed it.
+        by: String,
+        /// What it lowers compared with the policy in force (a lower level, a stream with weaker
+        /// or no encryption), or null: tell the user loudly.
+        lowered: Option<String>,
     },
     /// The moderator changed (none in voting mode).
     ModeratorChanged {
@@ -311,8 +316,14 @@ impl From<vcsdk::client::ConferenceEvent> for ConferenceEvent {
                 distributor,
                 roster,
             },
-            E::PolicyPending { policy } => ConferenceEvent::PolicyPending {
+            E::PolicyPending {
+                policy,
+                by,
+                lowered,
+            } => ConferenceEvent::PolicyPending {
                 policy: (&policy).into(),
+                by,
+                lowered,
             },
             E::ModeratorChanged { moderator } => ConferenceEvent::ModeratorChanged { moderator },
             E::ProposalOpened {

@@ -10,6 +10,7 @@ use vcsdk::client::{Client, ClientEvent};
 use vcsdk::media::MediaConfig;
 use vcsdk::proto::signal::{Answer, CallState};
 
+use crate::exit::{self, Exit};
 use crate::transfer::{self, SendOptions};
 
 /// What a call sends over its media.
@@ -63,21 +64,39 @@ fn outcome(state: CallState, reason: Option<&str>) -> String {
     }
 }
 
-/// Calls `user` and follows the call to its end.
+/// The exit a call's final state gives: answered calls succeed, the others say why not.
+fn exit_for(state: CallState, reason: Option<&str>, answered: bool) -> Result<(), Exit> {
+    let code = match state {
+        CallState::Declined => exit::DECLINED,
+        CallState::Busy => exit::BUSY,
+        CallState::NoAnswer => exit::NO_ANSWER,
+        _ if answered => return Ok(()),
+        _ => exit::ERROR,
+    };
+    Err(Exit::new(
+        code,
+        format!("the call was not answered: {}", outcome(state, reason)),
+    ))
+}
+
+/// Calls `user` and follows the call to its end. SIGINT and SIGTERM hang up (or cancel while it
+/// rings) and wait for the end to be recorded.
 pub async fn call(
     (client, mut events): (Client, Receiver<ClientEvent>),
     user: &str,
     duration: Option<Duration>,
     mut sending: Option<Sending>,
-) -> Result<(), String> {
-    let call_id = client.call(user).await.map_err(|e| e.to_string())?;
+) -> Result<(), Exit> {
+    let call_id = client.call(user).await?;
     println!("calling {user} (call {call_id})");
     let mut hangup: Option<tokio::time::Instant> = None;
     let mut hung_up = false;
+    let mut answered = false;
+    let mut result = Ok(());
     let mut media: Option<tokio::task::JoinHandle<Result<(), String>>> = None;
     let mut failure = None;
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
+    let stop = vcsdk::util::shutdown_signal();
+    tokio::pin!(stop);
     loop {
         let deadline =
             hangup.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400));
@@ -85,7 +104,11 @@ pub async fn call(
             event = events.recv() => match event {
                 Some(ClientEvent::CallState { call_id: id, state, reason }) if id == call_id => {
                     println!("{}", outcome(state, reason.as_deref()));
+                    if state.is_final() {
+                        result = exit_for(state, reason.as_deref(), answered);
+                    }
                     if state == CallState::Accepted {
+                        answered = true;
                         if let Some(d) = duration {
                             hangup = Some(tokio::time::Instant::now() + d);
                         }
@@ -101,10 +124,10 @@ pub async fn call(
                     println!("disconnected from the server ({reason})");
                 }
                 Some(ClientEvent::LowBalance { balance, seconds_left, .. }) => {
-                    println!("low balance: {balance} left, about {seconds_left} s");
+                    println!("{}", crate::low_balance(&client, balance, seconds_left).await);
                 }
                 Some(_) => {}
-                None => return Err("the connection is gone".into()),
+                None => return Err(Exit::new(exit::UNREACHABLE, "the connection to the server is gone")),
             },
             done = async { media.as_mut().expect("guarded").await }, if media.is_some() => {
                 media = None;
@@ -114,23 +137,31 @@ pub async fn call(
                 }
                 if hangup.is_none() && !hung_up {
                     hung_up = true;
-                    client.terminate(&call_id, None).await.map_err(|e| e.to_string())?;
+                    client.terminate(&call_id, None).await?;
                 }
             }
             _ = tokio::time::sleep_until(deadline), if hangup.is_some() && !hung_up => {
                 hung_up = true;
-                client.terminate(&call_id, None).await.map_err(|e| e.to_string())?;
+                client.terminate(&call_id, None).await?;
             }
-            _ = &mut ctrl_c, if !hung_up => {
+            _ = &mut stop, if !hung_up => {
                 hung_up = true;
-                client.terminate(&call_id, None).await.map_err(|e| e.to_string())?;
+                println!("hanging up");
+                client.terminate(&call_id, None).await?;
             }
+        }
+    }
+    if let Some(task) = media.take() {
+        // The call ended under the transfer: its report still counts.
+        if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), task).await {
+            println!("{e}");
+            failure = Some(e);
         }
     }
     let _ = client.close().await;
     match failure {
-        Some(e) => Err(e),
-        None => Ok(()),
+        Some(e) => Err(Exit::new(exit::MEDIA_FAILED, e)),
+        None => result,
     }
 }
 

@@ -15,6 +15,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc::Receiver;
 use vcsdk::client::{Client, ClientEvent, Conference, ConferenceEvent, ConferenceOptions};
 use vcsdk::conference::{AccessList, Mode, Policy, Protection};
+use vcsdk::dir_lock::DirLock;
 use vcsdk::media::Stream;
 
 /// File name of the session's control socket in the identity directory.
@@ -49,6 +50,80 @@ pub fn policy(level: u8, mode: &str, plain: &[String]) -> Result<Policy, String>
     Ok(policy)
 }
 
+/// A policy change as `vc conf policy` asks for it: only the fields given change; the rest keep
+/// the conference's current values.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyChange {
+    /// A new level (its usual stream protection comes with it).
+    pub level: Option<u8>,
+    /// A new mode.
+    pub mode: Option<Mode>,
+    /// Streams to leave plain (audio, video, data).
+    pub plain: Vec<String>,
+    /// Whether a change that lowers the protection is meant.
+    pub allow_downgrade: bool,
+}
+
+impl PolicyChange {
+    /// Checks the command-line words.
+    pub fn from_words(
+        level: Option<u8>,
+        mode: Option<&str>,
+        plain: &[String],
+        allow_downgrade: bool,
+    ) -> Result<PolicyChange, String> {
+        if level.is_some_and(|l| l > 3) {
+            return Err("--level must be 0 to 3".into());
+        }
+        let mode = mode
+            .map(|m| m.parse::<Mode>().map_err(|e| format!("--mode: {e}")))
+            .transpose()?;
+        for s in plain {
+            s.parse::<Stream>().map_err(|e| format!("--plain: {e}"))?;
+        }
+        let plain = plain.to_vec();
+        if level.is_none() && mode.is_none() && plain.is_empty() {
+            return Err("say what to change: --level, --mode or --plain".into());
+        }
+        Ok(PolicyChange {
+            level,
+            mode,
+            plain,
+            allow_downgrade,
+        })
+    }
+
+    /// The policy `current` becomes; a downgrade without `allow_downgrade` is refused, naming
+    /// what it would lower.
+    pub fn apply(&self, current: &Policy) -> Result<Policy, String> {
+        let mut policy = match self.level {
+            Some(level) if level != current.level => {
+                let mut p = Policy::for_level(level, current.mode);
+                p.rekey_interval_secs = current.rekey_interval_secs;
+                p
+            }
+            _ => *current,
+        };
+        if let Some(mode) = self.mode {
+            policy.mode = mode;
+        }
+        for stream in &self.plain {
+            let stream: Stream = stream.parse().map_err(|e| format!("--plain: {e}"))?;
+            policy.streams.set(stream, Protection::Plain);
+        }
+        policy.validate().map_err(|e| e.to_string())?;
+        if let Some(lowered) = policy.lowering_from(current) {
+            if !self.allow_downgrade {
+                return Err(format!(
+                    "this lowers the conference's protection ({lowered}); repeat with --allow-downgrade if you mean it (every member is told)"
+                ));
+            }
+        }
+        Ok(policy)
+    }
+}
+
 /// Loads the access list of the identity directory (anyone may invite when there is none).
 pub fn load_acl(dir: &Path) -> Result<AccessList, String> {
     let path = dir.join(ACL_FILE);
@@ -77,10 +152,8 @@ pub enum ControlRequest {
     },
     /// Set the policy (moderator) or, in voting mode, propose it.
     Policy {
-        /// The policy.
-        policy: Policy,
-        /// Keep the conference's mode (moderation or voting) instead of the policy's.
-        keep_mode: bool,
+        /// What changes.
+        change: PolicyChange,
         /// Votes count this many seconds (voting mode).
         deadline_secs: u64,
     },
@@ -139,6 +212,17 @@ pub async fn control(dir: &Path, request: ControlRequest) -> Result<(), String> 
     } else {
         Err(answer.message)
     }
+}
+
+/// Lock file of the one conference session an identity directory may run at a time.
+pub const SESSION_LOCK: &str = "conference.lock";
+
+/// Takes the identity directory's session lock before anything else happens: a second session
+/// is refused (and told which process holds it) instead of taking over the first one's control
+/// socket.
+pub fn lock_session(dir: &Path) -> Result<DirLock, String> {
+    DirLock::acquire(dir, SESSION_LOCK, "a vc conf session")
+        .map_err(|e| format!("{e} (one conference session per identity directory; steer it with vc conf invite|status|leave …)"))
 }
 
 /// `vc conf create`: creates a conference, invites `invite`, runs the session.
@@ -285,7 +369,7 @@ async fn run(
             event = events.recv() => match event {
                 Some(ClientEvent::Disconnected { reason }) => println!("disconnected from the server ({reason})"),
                 Some(ClientEvent::LowBalance { balance, seconds_left, .. }) => {
-                    println!("low balance: {balance} left, about {seconds_left} s");
+                    println!("{}", crate::low_balance(&client, balance, seconds_left).await);
                 }
                 Some(_) => {}
                 None => break Err("the connection is gone".to_string()),
@@ -334,9 +418,20 @@ fn describe(e: &ConferenceEvent) -> String {
         ConferenceEvent::Left { member, reason } => format!("{member} left ({reason})"),
         ConferenceEvent::Invited { invitee, inviter } => format!("{inviter} invited {invitee}"),
         ConferenceEvent::Declined { invitee } => format!("{invitee} declined"),
-        ConferenceEvent::PolicyPending { policy } => {
-            format!("policy agreed for the next epoch: {}", policy.describe())
-        }
+        ConferenceEvent::PolicyPending {
+            policy,
+            by,
+            lowered,
+        } => match lowered {
+            Some(lowered) => format!(
+                "WARNING: {by} lowered the protection from the next epoch ({lowered}): {}",
+                policy.describe()
+            ),
+            None => format!(
+                "{by} changed the policy from the next epoch: {}",
+                policy.describe()
+            ),
+        },
         ConferenceEvent::ModeratorChanged { moderator } => match moderator {
             Some(m) => format!("{m} is the moderator"),
             None => "no moderator (voting mode)".into(),
@@ -398,13 +493,10 @@ async fn handle(conf: &Conference, request: ControlRequest) -> ControlAnswer {
                 Ok(format!("removed {member}"))
             }
             ControlRequest::Policy {
-                mut policy,
-                keep_mode,
+                change,
                 deadline_secs,
             } => {
-                if keep_mode {
-                    policy.mode = conf.policy().mode;
-                }
+                let policy = change.apply(&conf.policy())?;
                 if conf.policy().mode == Mode::Voting {
                     let id = conf
                         .propose(policy, Duration::from_secs(deadline_secs))

@@ -8,7 +8,10 @@ use clap::{Args, Parser, Subcommand};
 
 mod calls;
 mod conference;
+mod exit;
 mod transfer;
+use exit::Exit;
+use vcsdk::billing::Money;
 use vcsdk::identity::{Identity, IdentityStore};
 use vcsdk::pki::CsrSubject;
 use vcsdk::proto::ca::RevocationReason;
@@ -17,7 +20,7 @@ use vcsdk::ClientId;
 /// A command-line client for vcsdk: enroll an identity with the CA, renew, revoke and show it;
 /// register with a conferencing server, see who is online, place and answer calls.
 #[derive(Parser)]
-#[command(name = "vc", version, about, long_about = None)]
+#[command(name = "vc", version, about, long_about = None, after_help = exit::HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -219,9 +222,10 @@ struct SessionArgs {
 #[derive(Args, Clone)]
 struct PolicyArgs {
     /// Security level 0-3: 0 and 1 plain, 2 encrypted (AES-128-GCM), 3 AES-256-GCM with
-    /// post-quantum key wraps.
-    #[arg(long, default_value_t = 2)]
-    level: u8,
+    /// post-quantum key wraps. Creating: 2 unless given; changing the policy: the conference's
+    /// level unless given.
+    #[arg(long)]
+    level: Option<u8>,
     /// moderation (the moderator decides) or voting (a majority decides); creating: moderation
     /// unless given; changing the policy: the conference's mode unless given.
     #[arg(long)]
@@ -286,6 +290,10 @@ enum ConfCommand {
     Policy {
         #[command(flatten)]
         policy: PolicyArgs,
+        /// Allow a change that lowers the protection (a lower level, or a stream left plain or
+        /// with a weaker cipher); without it such a change is refused. Every member is told.
+        #[arg(long)]
+        allow_downgrade: bool,
         /// Voting mode: votes count this long.
         #[arg(long, default_value = "60s")]
         deadline: String,
@@ -395,12 +403,12 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("vc: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.code)
         }
     }
 }
 
-async fn run(command: Command) -> Result<(), String> {
+async fn run(command: Command) -> Result<(), Exit> {
     match command {
         Command::Enroll {
             ca_url,
@@ -409,24 +417,23 @@ async fn run(command: Command) -> Result<(), String> {
             id,
             dir,
         } => {
-            let id = ClientId::new(&id).map_err(text)?;
+            let id = ClientId::new(&id)?;
             let root = std::fs::read(&ca_root)
                 .map_err(|e| format!("reading {}: {e}", ca_root.display()))?;
             let store = IdentityStore::new(&dir.identity_dir);
             let identity = store
                 .enroll(&ca_url, &root, &token, CsrSubject::Client(id))
-                .await
-                .map_err(text)?;
+                .await?;
             println!("enrolled {}", describe(&identity));
             Ok(())
         }
         Command::Renew { dir, if_due } => {
             let store = IdentityStore::new(&dir.identity_dir);
             if if_due {
-                match store.renew_if_due().await.map_err(text)? {
+                match store.renew_if_due().await? {
                     Some(identity) => println!("renewed {}", describe(&identity)),
                     None => {
-                        let identity = store.load().map_err(text)?;
+                        let identity = store.load()?;
                         println!(
                             "not due: renewal at {}",
                             vcsdk::util::rfc3339(identity.info().renewal_due_at())
@@ -434,14 +441,14 @@ async fn run(command: Command) -> Result<(), String> {
                     }
                 }
             } else {
-                let identity = store.renew().await.map_err(text)?;
+                let identity = store.renew().await?;
                 println!("renewed {}", describe(&identity));
             }
             Ok(())
         }
         Command::Revoke { dir, reason } => {
             let store = IdentityStore::new(&dir.identity_dir);
-            let done = store.revoke(reason).await.map_err(text)?;
+            let done = store.revoke(reason).await?;
             println!(
                 "revoked serial {} ({}) at {}",
                 done.serial,
@@ -459,9 +466,10 @@ async fn run(command: Command) -> Result<(), String> {
             if !accept_terms {
                 return Err(format!(
                     "the server's terms of use are version {terms}; run again with --accept-terms to accept them and register"
-                ));
+                )
+                .into());
             }
-            client.register(&terms).await.map_err(text)?;
+            client.register(&terms).await?;
             println!(
                 "registered {} (terms of use version {terms})",
                 client.user()
@@ -471,14 +479,14 @@ async fn run(command: Command) -> Result<(), String> {
         }
         Command::Unregister { server } => {
             let (client, _events) = connect(&server).await?;
-            client.unregister().await.map_err(text)?;
+            client.unregister().await?;
             println!("unregistered {}", client.user());
             let _ = client.close().await;
             Ok(())
         }
         Command::Users { server } => {
             let (client, _events) = connect(&server).await?;
-            for user in client.active_users().await.map_err(text)? {
+            for user in client.active_users().await? {
                 println!(
                     "{} (online since {})",
                     user.user,
@@ -506,6 +514,8 @@ async fn run(command: Command) -> Result<(), String> {
                     if !(1..=1 << 24).contains(&frame_size) {
                         return Err("--frame-size must be 1 to 16777216 bytes".into());
                     }
+                    // Checked before anything rings or is charged.
+                    transfer::check_readable(&file)?;
                     Some(calls::Sending {
                         file,
                         options: transfer::SendOptions {
@@ -537,49 +547,33 @@ async fn run(command: Command) -> Result<(), String> {
                 (_, true) => calls::AnswerPolicy::Decline,
                 _ => calls::AnswerPolicy::Ask,
             };
-            calls::listen(
+            Ok(calls::listen(
                 connect(&server).await?,
                 policy,
                 max_calls,
                 save,
                 media.config()?,
             )
-            .await
+            .await?)
         }
         Command::Account { server } => {
             let (client, _events) = connect(&server).await?;
-            let a = client.account_info().await.map_err(text)?;
-            let t = &a.tariff;
+            let a = client.account_info().await?;
+            let money = |minor| Money::new(minor, &a.currency);
             println!("user:     {}", a.user);
-            println!(
-                "account:  {} (credit limit {})",
-                a.account_type, a.credit_limit
-            );
-            println!("balance:  {} {} (minor units)", a.balance, a.currency);
-            println!(
-                "tariff:   connect fee {}, {} per minute, billed {}s then every {}s, rounding {:?}",
-                t.connect_fee,
-                t.rate_per_minute,
-                t.first_increment_secs,
-                t.next_increment_secs,
-                t.rounding
-            );
+            if a.account_type == "postpaid" {
+                println!(
+                    "account:  postpaid, may go {} below zero",
+                    money(a.credit_limit)
+                );
+            } else {
+                println!("account:  {}", a.account_type);
+            }
+            println!("balance:  {}", money(a.balance));
+            println!("tariff:   {}", a.tariff.describe());
             println!("recent calls:");
             for r in &a.recent_calls {
-                println!(
-                    "  {} {} -> {}: {}, {} s billable, cost {}{}",
-                    r.call_id,
-                    r.caller,
-                    r.callee,
-                    r.disposition.as_deref().unwrap_or("open"),
-                    r.billable_secs,
-                    r.cost,
-                    if r.end_receipt_missing {
-                        " (end receipt missing)"
-                    } else {
-                        ""
-                    }
-                );
+                println!("  {}", describe_record(r, &a.tariff));
             }
             let _ = client.close().await;
             Ok(())
@@ -588,8 +582,8 @@ async fn run(command: Command) -> Result<(), String> {
             command: CreditCommand::Redeem { code, server },
         } => {
             let (client, _events) = connect(&server).await?;
-            let a = client.add_credit(&code).await.map_err(text)?;
-            println!("redeemed; balance {} {}", a.balance, a.currency);
+            let a = client.add_credit(&code).await?;
+            println!("redeemed; balance {}", Money::new(a.balance, &a.currency));
             let _ = client.close().await;
             Ok(())
         }
@@ -597,7 +591,7 @@ async fn run(command: Command) -> Result<(), String> {
             command: ReceiptsCommand::Export { server, out },
         } => {
             let (client, _events) = connect(&server).await?;
-            let records = client.call_records().await.map_err(text)?;
+            let records = client.call_records().await?;
             let json = serde_json::to_vec_pretty(&records).map_err(text)?;
             vcsdk::util::write_atomic(&out, &json, 0o600)
                 .map_err(|e| format!("writing {}: {e}", out.display()))?;
@@ -612,12 +606,13 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Receipts {
             command: ReceiptsCommand::Verify { file, identity_dir },
         } => verify_receipts(&file, &identity_dir),
-        Command::Conf { command } => conf(command).await,
+        Command::Conf { command } => Ok(conf(command).await?),
         Command::Whoami { dir, check, json } => {
             let store = IdentityStore::new(&dir.identity_dir);
-            let identity = store.load().map_err(text)?;
+            let identity = store.load()?;
+            let mut refused = None;
             let status = if check {
-                let checker = store.refresh_crl().await.map_err(text)?;
+                let checker = store.refresh_crl().await?;
                 match checker.verify(
                     std::slice::from_ref(identity.certificate()),
                     vcsdk::pki::Usage::Client,
@@ -625,7 +620,10 @@ async fn run(command: Command) -> Result<(), String> {
                     rustls_now(),
                 ) {
                     Ok(_) => "valid (checked against the CA's current CRL)".to_owned(),
-                    Err(e) => format!("refused: {e}"),
+                    Err(e) => {
+                        refused = Some(e.to_string());
+                        format!("refused: {e}")
+                    }
                 }
             } else {
                 "not checked (use --check)".to_owned()
@@ -654,13 +652,19 @@ async fn run(command: Command) -> Result<(), String> {
                 );
                 println!("status:      {status}");
             }
-            Ok(())
+            match refused {
+                Some(why) => Err(Exit::new(
+                    exit::CHECK_FAILED,
+                    format!("the certificate does not pass the check: {why}"),
+                )),
+                None => Ok(()),
+            }
         }
     }
 }
 
 /// `vc conf …`.
-async fn conf(command: ConfCommand) -> Result<(), String> {
+async fn conf(command: ConfCommand) -> Result<(), Exit> {
     use conference::ControlRequest as R;
     match command {
         ConfCommand::Create {
@@ -670,9 +674,10 @@ async fn conf(command: ConfCommand) -> Result<(), String> {
             session,
         } => {
             let mode = policy.mode.as_deref().unwrap_or("moderation");
-            let policy = conference::policy(policy.level, mode, &policy.plain)?;
+            let policy = conference::policy(policy.level.unwrap_or(2), mode, &policy.plain)?;
             let session = session.session(&server.dir.identity_dir)?;
-            conference::create(connect(&server).await?, policy, invite, session).await
+            let _lock = conference::lock_session(&server.dir.identity_dir)?;
+            Ok(conference::create(connect(&server).await?, policy, invite, session).await?)
         }
         ConfCommand::Join {
             server,
@@ -683,30 +688,32 @@ async fn conf(command: ConfCommand) -> Result<(), String> {
         } => {
             let wait = vcsdk::util::parse_duration(&wait).map_err(|e| format!("--wait: {e}"))?;
             let session = session.session(&server.dir.identity_dir)?;
-            conference::join(connect(&server).await?, from, conf, wait, session).await
+            let _lock = conference::lock_session(&server.dir.identity_dir)?;
+            Ok(conference::join(connect(&server).await?, from, conf, wait, session).await?)
         }
-        ConfCommand::Invite { user, dir } => {
-            conference::control(&dir.identity_dir, R::Invite { user }).await
-        }
-        ConfCommand::Leave { dir } => conference::control(&dir.identity_dir, R::Leave).await,
+        ConfCommand::Invite { user, dir } => control(&dir.identity_dir, R::Invite { user }).await,
+        ConfCommand::Leave { dir } => control(&dir.identity_dir, R::Leave).await,
         ConfCommand::Remove { member, dir } => {
-            conference::control(&dir.identity_dir, R::Remove { member }).await
+            control(&dir.identity_dir, R::Remove { member }).await
         }
         ConfCommand::Policy {
             policy,
+            allow_downgrade,
             deadline,
             dir,
         } => {
-            let keep_mode = policy.mode.is_none();
-            let mode = policy.mode.as_deref().unwrap_or("moderation");
-            let policy = conference::policy(policy.level, mode, &policy.plain)?;
+            let change = conference::PolicyChange::from_words(
+                policy.level,
+                policy.mode.as_deref(),
+                &policy.plain,
+                allow_downgrade,
+            )?;
             let deadline =
                 vcsdk::util::parse_duration(&deadline).map_err(|e| format!("--deadline: {e}"))?;
-            conference::control(
+            control(
                 &dir.identity_dir,
                 R::Policy {
-                    policy,
-                    keep_mode,
+                    change,
                     deadline_secs: deadline.as_secs(),
                 },
             )
@@ -720,19 +727,22 @@ async fn conf(command: ConfCommand) -> Result<(), String> {
             let approve = match choice.as_str() {
                 "yes" | "y" => true,
                 "no" | "n" => false,
-                other => return Err(format!("vote yes or no, not {other:?}")),
+                other => return Err(format!("vote yes or no, not {other:?}").into()),
             };
-            conference::control(&dir.identity_dir, R::Vote { proposal, approve }).await
+            control(&dir.identity_dir, R::Vote { proposal, approve }).await
         }
-        ConfCommand::HandOver { to, dir } => {
-            conference::control(&dir.identity_dir, R::HandOver { to }).await
-        }
-        ConfCommand::Status { dir } => conference::control(&dir.identity_dir, R::Status).await,
+        ConfCommand::HandOver { to, dir } => control(&dir.identity_dir, R::HandOver { to }).await,
+        ConfCommand::Status { dir } => control(&dir.identity_dir, R::Status).await,
     }
 }
 
 /// `vc receipts verify`: every record charged to us must match receipts we signed.
-fn verify_receipts(file: &std::path::Path, identity_dir: &std::path::Path) -> Result<(), String> {
+/// Steers the conference session of an identity directory through its control socket.
+async fn control(dir: &std::path::Path, request: conference::ControlRequest) -> Result<(), Exit> {
+    Ok(conference::control(dir, request).await?)
+}
+
+fn verify_receipts(file: &std::path::Path, identity_dir: &std::path::Path) -> Result<(), Exit> {
     use vcsdk::billing::RecordCheck;
     let store = IdentityStore::new(identity_dir);
     let identity = store.load().map_err(text)?;
@@ -764,8 +774,9 @@ fn verify_receipts(file: &std::path::Path, identity_dir: &std::path::Path) -> Re
         "{verified} charges verified (total {total}), {free} without charge to you, {unverifiable} without an end receipt, {failed} failed"
     );
     if failed > 0 {
-        Err(format!(
-            "{failed} records do not match your signed receipts"
+        Err(Exit::new(
+            exit::CHECK_FAILED,
+            format!("{failed} records do not match your signed receipts"),
         ))
     } else {
         Ok(())
@@ -781,21 +792,21 @@ async fn connect(
         vcsdk::client::Client,
         tokio::sync::mpsc::Receiver<vcsdk::client::ClientEvent>,
     ),
-    String,
+    Exit,
 > {
     let store = IdentityStore::new(&args.dir.identity_dir);
-    let identity = std::sync::Arc::new(store.load().map_err(text)?);
+    let identity = std::sync::Arc::new(store.load()?);
     let check = match store.refresh_crl().await {
         Ok(check) => check,
         Err(e) => {
             tracing::warn!(error = %e, "CRL not refreshed; using the cached one");
-            store.certificate_check().map_err(text)?
+            store.certificate_check()?
         }
     };
     let mut options = vcsdk::client::ClientOptions::new(args.server.clone(), identity, check)
         .with_crl_source(vcsdk::client::CrlSource::Store(store));
     options.server_name = args.server_name.clone();
-    vcsdk::client::Client::connect(options).await.map_err(text)
+    Ok(vcsdk::client::Client::connect(options).await?)
 }
 
 fn describe(identity: &Identity) -> String {
@@ -814,4 +825,47 @@ fn rustls_now() -> rustls_pki_types::UnixTime {
 
 fn text(e: impl std::fmt::Display) -> String {
     e.to_string()
+}
+
+/// One call record as a person reads it: who, how it ended, how long it lasted, what was charged.
+fn describe_record(r: &vcsdk::billing::CallRecord, tariff: &vcsdk::billing::Tariff) -> String {
+    let outcome = r
+        .disposition
+        .as_deref()
+        .unwrap_or("still open")
+        .replace('_', " ");
+    let length = match r.answered_at_ms {
+        Some(_) if r.billable_secs > 0 => format!(
+            ", lasted {} s, charged as {} s",
+            r.billable_secs,
+            r.tariff
+                .as_ref()
+                .unwrap_or(tariff)
+                .charged_seconds(r.billable_secs)
+        ),
+        _ => String::new(),
+    };
+    format!(
+        "{} {} {} -> {}: {outcome}{length}, {}{}",
+        vcsdk::util::rfc3339(r.requested_at_ms / 1000),
+        r.call_id,
+        r.caller,
+        r.callee,
+        Money::new(r.cost, &r.currency),
+        if r.end_receipt_missing {
+            " (end receipt missing)"
+        } else {
+            ""
+        }
+    )
+}
+
+/// The low-balance warning in the account's currency (asked of the server: the event carries
+/// minor units only).
+async fn low_balance(client: &vcsdk::client::Client, balance: i64, seconds_left: i64) -> String {
+    let amount = match client.account_info().await {
+        Ok(a) => Money::new(balance, &a.currency).to_string(),
+        Err(_) => format!("{balance} minor units"),
+    };
+    format!("low balance: {amount} left, about {seconds_left} s of talk")
 }

@@ -321,6 +321,16 @@ pub fn describe(stats: &MediaStats) -> String {
     )
 }
 
+/// Checks that `file` can be sent: it exists, is a regular file and can be opened for reading.
+pub fn check_readable(file: &std::path::Path) -> Result<(), String> {
+    let meta = std::fs::metadata(file).map_err(|e| format!("--send {}: {e}", file.display()))?;
+    if !meta.is_file() {
+        return Err(format!("--send {}: not a regular file", file.display()));
+    }
+    std::fs::File::open(file).map_err(|e| format!("--send {}: {e}", file.display()))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,3 +375,4 @@ mod tests {
         assert!(line.contains("10 bytes"), "{line}");
     }
 }
+

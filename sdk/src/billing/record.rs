@@ -4,7 +4,7 @@
 use rustls::pki_types::UnixTime;
 use serde::{Deserialize, Serialize};
 
-use super::{receipt_statement, verify_receipt, ReceiptKind, Tariff};
+use super::{receipt_statement, verify_receipt, Money, ReceiptKind, Tariff};
 use crate::pki::{self, CertificateCheck, Usage};
 
 /// One party's signature over a receipt statement.
@@ -136,8 +136,9 @@ fn verify_one(r: &CallRecord, user: &str, check: &CertificateCheck) -> RecordChe
                 }
             } else {
                 failed(format!(
-                    "charged {} {} but the signed times give {expected}",
-                    r.cost, r.currency
+                    "charged {} but the signed times give {}",
+                    Money::new(r.cost, &r.currency),
+                    Money::new(expected, &r.currency)
                 ))
             }
         }
@@ -148,14 +149,16 @@ fn verify_one(r: &CallRecord, user: &str, check: &CertificateCheck) -> RecordChe
                 RecordCheck::Unverifiable {
                     call_id,
                     reason: format!(
-                        "end receipt missing ({e}); answer receipt verified; charged {} ≤ {bound}, the tariff up to the last debit",
-                        r.cost
+                        "end receipt missing ({e}); answer receipt verified; charged {} ≤ {}, the tariff up to the last debit",
+                        Money::new(r.cost, &r.currency),
+                        Money::new(bound, &r.currency)
                     ),
                 }
             } else {
                 failed(format!(
-                    "end receipt missing and charged {} > {bound}, the tariff up to the last debit",
-                    r.cost
+                    "end receipt missing and charged {} > {}, the tariff up to the last debit",
+                    Money::new(r.cost, &r.currency),
+                    Money::new(bound, &r.currency)
                 ))
             }
         }

@@ -122,6 +122,28 @@ impl Tariff {
         }
     }
 
+    /// The tariff as a person reads it: `0.10 EUR per minute, no connect fee; charged for the
+    /// first 60 s, then every 1 s; a part of a minor unit is rounded up`.
+    pub fn describe(&self) -> String {
+        let money = |minor| super::Money::new(minor, &self.currency);
+        let fee = if self.connect_fee == 0 {
+            "no connect fee".to_owned()
+        } else {
+            format!("connect fee {}", money(self.connect_fee))
+        };
+        let rounding = match self.rounding {
+            Rounding::Up => "up",
+            Rounding::Nearest => "to the nearest",
+            Rounding::Down => "down",
+        };
+        format!(
+            "{} per minute, {fee}; charged for the first {} s, then every {} s; a part of a minor unit is rounded {rounding}",
+            money(self.rate_per_minute),
+            self.first_increment_secs,
+            self.next_increment_secs,
+        )
+    }
+
     /// Seconds of talk that `amount` pays for at this rate (beyond what is already charged);
     /// `None` when the rate is zero (unlimited).
     pub fn seconds_for(&self, amount: i64) -> Option<i64> {
@@ -142,6 +164,18 @@ mod tests {
             next_increment_secs: next,
             rounding,
         }
+    }
+
+    #[test]
+    fn a_tariff_reads_in_major_units() {
+        let t = tariff(25, 10, 60, 1, Rounding::Up);
+        assert_eq!(
+            t.describe(),
+            "0.10 EUR per minute, connect fee 0.25 EUR; charged for the first 60 s, then every 1 s; a part of a minor unit is rounded up"
+        );
+        assert!(tariff(0, 10, 60, 1, Rounding::Down)
+            .describe()
+            .contains("no connect fee"));
     }
 
     #[test]

@@ -107,10 +107,15 @@ pub enum ConferenceEvent {
         /// The roster of the epoch.
         roster: Vec<String>,
     },
-    /// A policy was agreed; it takes effect at the next epoch.
+    /// A policy was agreed; it takes effect at the next epoch. Every member gets this event.
     PolicyPending {
         /// The policy.
         policy: Policy,
+        /// Who set it (the moderator) or proposed it (voting mode).
+        by: String,
+        /// What it lowers compared with the policy in force — a lower level, or a stream with
+        /// weaker or no encryption — or `None`. Apps should tell their user loudly.
+        lowered: Option<String>,
     },
     /// The moderator changed (none in voting mode).
     ModeratorChanged {
@@ -1319,7 +1324,15 @@ impl Engine {
                     invitee, inviter, ..
                 } => ConferenceEvent::Invited { invitee, inviter },
                 Change::Declined { invitee } => ConferenceEvent::Declined { invitee },
-                Change::PolicyPending { policy } => ConferenceEvent::PolicyPending { policy },
+                Change::PolicyPending {
+                    policy,
+                    by,
+                    lowered,
+                } => ConferenceEvent::PolicyPending {
+                    policy,
+                    by,
+                    lowered,
+                },
                 Change::ModeratorChanged { moderator } => {
                     ConferenceEvent::ModeratorChanged { moderator }
                 }

@@ -15,7 +15,7 @@ use crate::media::Stream;
 use crate::{Error, Result};
 
 /// How one stream is protected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Protection {
     /// Sent in the clear (levels 0 and 1, or a stream a level-2 policy leaves open).
@@ -238,6 +238,24 @@ impl Policy {
         self.level >= 3
     }
 
+    /// What this policy takes away compared with `current`, if it lowers the protection: a lower
+    /// level, or a stream sent with weaker (or no) encryption. `None` when nothing is lowered.
+    /// A downgrade needs an explicit request and every member is told of it
+    /// ([`crate::client::ConferenceEvent::PolicyPending`]).
+    pub fn lowering_from(&self, current: &Policy) -> Option<String> {
+        let mut lowered = Vec::new();
+        if self.level < current.level {
+            lowered.push(format!("level {} → {}", current.level, self.level));
+        }
+        for s in Stream::ALL {
+            let (was, now) = (current.streams.get(s), self.streams.get(s));
+            if now < was {
+                lowered.push(format!("{} {} → {}", s.name(), was.name(), now.name()));
+            }
+        }
+        (!lowered.is_empty()).then(|| lowered.join(", "))
+    }
+
     /// One line: `level 2, moderation, audio aes128gcm, video plain, …`.
     pub fn describe(&self) -> String {
         let streams: Vec<String> = Stream::ALL
@@ -256,6 +274,26 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lowering_names_what_a_policy_takes_away() {
+        let three = Policy::for_level(3, Mode::Moderation);
+        let two = Policy::for_level(2, Mode::Voting);
+        assert_eq!(
+            two.lowering_from(&three).unwrap(),
+            "level 3 → 2, audio aes256gcm → aes128gcm, video aes256gcm → aes128gcm, data aes256gcm → aes128gcm, signalling aes256gcm → aes128gcm"
+        );
+        assert_eq!(three.lowering_from(&two), None);
+        let mut voting_three = three;
+        voting_three.mode = Mode::Voting;
+        assert_eq!(voting_three.lowering_from(&three), None);
+        let mut plain_video = two;
+        plain_video.streams.set(Stream::Video, Protection::Plain);
+        assert_eq!(
+            plain_video.lowering_from(&two).unwrap(),
+            "video aes128gcm → plain"
+        );
+    }
 
     #[test]
     fn levels_constrain_streams() {

@@ -106,6 +106,10 @@ pub enum Change {
     PolicyPending {
         /// The policy.
         policy: Policy,
+        /// Who set it (the moderator), or who proposed it (voting mode).
+        by: String,
+        /// What it lowers compared with the policy in force ([`Policy::lowering_from`]).
+        lowered: Option<String>,
     },
     /// A new epoch began, with the policy in force from it.
     EpochStarted {
@@ -564,7 +568,11 @@ impl ConferenceState {
                 self.pending_moderator =
                     (policy.mode == Mode::Moderation).then(|| c.author.clone());
                 self.rekey_due = true;
-                vec![Change::PolicyPending { policy: *policy }]
+                vec![Change::PolicyPending {
+                    policy: *policy,
+                    by: c.author.clone(),
+                    lowered: policy.lowering_from(&self.policy),
+                }]
             }
             Body::HandOver { to } => {
                 self.require_moderator(&c.author)?;
@@ -1012,7 +1020,11 @@ impl ConferenceState {
             reason,
         });
         if adopted {
-            changes.push(Change::PolicyPending { policy: p.policy });
+            changes.push(Change::PolicyPending {
+                policy: p.policy,
+                lowered: p.policy.lowering_from(&self.policy),
+                by: p.proposer,
+            });
         }
         changes
     }

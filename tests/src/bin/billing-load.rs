@@ -139,7 +139,7 @@ fn main() {
 
     // CDR export of 100 000 records.
     let export_dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(export_dir.path()).expect("store");
+    let store = Store::create(export_dir.path()).expect("store");
     let tariff = Tariff::default();
     let started = Instant::now();
     runtime.block_on(async {

@@ -49,7 +49,7 @@ fn main() {
         .filter(|u| !u.is_empty())
         .map(|u| (u.to_owned(), ca.client_token(u).into()))
         .collect();
-    let amount = args.voucher_amount.to_string();
+    let amount = vcsdk::billing::Money::new(args.voucher_amount, "EUR").major();
     let vouchers: Vec<String> = (0..args.vouchers)
         .map(|_| {
             server

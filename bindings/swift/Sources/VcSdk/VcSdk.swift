@@ -5045,7 +5045,14 @@ public enum ConferenceEvent {
     case policyPending(
         /**
          * The policy.
-         */policy: ConferencePolicy
+         */policy: ConferencePolicy, 
+        /**
+         * Who set or proposed it.
+         */by: String, 
+        /**
+         * What it lowers compared with the policy in force (a lower level, a stream with weaker
+         * or no encryption), or null: tell the user loudly.
+         */lowered: String?
     )
     /**
      * The moderator changed (none in voting mode).
@@ -5162,7 +5169,7 @@ public struct FfiConverterTypeConferenceEvent: FfiConverterRustBuffer {
         case 5: return .epoch(epoch: try FfiConverterUInt32.read(from: &buf), policy: try FfiConverterTypeConferencePolicy.read(from: &buf), distributor: try FfiConverterString.read(from: &buf), roster: try FfiConverterSequenceString.read(from: &buf)
         )
         
-        case 6: return .policyPending(policy: try FfiConverterTypeConferencePolicy.read(from: &buf)
+        case 6: return .policyPending(policy: try FfiConverterTypeConferencePolicy.read(from: &buf), by: try FfiConverterString.read(from: &buf), lowered: try FfiConverterOptionString.read(from: &buf)
         )
         
         case 7: return .moderatorChanged(moderator: try FfiConverterOptionString.read(from: &buf)
@@ -5224,9 +5231,11 @@ public struct FfiConverterTypeConferenceEvent: FfiConverterRustBuffer {
             FfiConverterSequenceString.write(roster, into: &buf)
             
         
-        case let .policyPending(policy):
+        case let .policyPending(policy,by,lowered):
             writeInt(&buf, Int32(6))
             FfiConverterTypeConferencePolicy.write(policy, into: &buf)
+            FfiConverterString.write(by, into: &buf)
+            FfiConverterOptionString.write(lowered, into: &buf)
             
         
         case let .moderatorChanged(moderator):
@@ -6418,6 +6427,19 @@ public func enroll(dir: String, caUrl: String, rootPem: Data, token: String, cli
         )
 }
 /**
+ * `minor` units of `currency` (ISO 4217) as a person reads them: major units with the
+ * currency's decimals and its code (`0.10 EUR`, `1200 JPY`). For display only; amounts stay
+ * integers of minor units everywhere else.
+ */
+public func formatMoney(minor: Int64, currency: String) -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+    uniffi_vcsdk_fn_func_format_money(
+        FfiConverterInt64.lower(minor),
+        FfiConverterString.lower(currency),$0
+    )
+})
+}
+/**
  * The SDK version, "MAJOR.MINOR.PATCH".
  */
 public func version() -> String  {
@@ -6452,6 +6474,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_vcsdk_checksum_func_enroll() != 3952) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_vcsdk_checksum_func_format_money() != 18838) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_vcsdk_checksum_func_version() != 3794) {

@@ -17,7 +17,7 @@ final class Events: ClientListener, @unchecked Sendable {
     }
     func onPresence(user: String, online: Bool) {}
     func onLowBalance(callId: String, balance: Int64, secondsLeft: Int64) {
-        print("low balance: \(balance) left, about \(secondsLeft) s")
+        print("low balance: \(balance) minor units left, about \(secondsLeft) s")
     }
     func onConnection(connected: Bool, reason: String?) {
         print(connected ? "reconnected" : "disconnected (\(reason ?? "")); reconnecting")
@@ -101,7 +101,7 @@ func main() async -> Int32 {
         print("media (\(s.path)): \(s.framesSent) frames sent (\(s.bytesSent) bytes); \(s.framesReceived) received; \(s.authFailures) forged refused")
         try await client.hangup(callId: callId)
         let account = try await client.account()
-        print("balance: \(account.balance) \(account.currency)")
+        print("balance: \(formatMoney(minor: account.balance, currency: account.currency))")
         subscription.cancel()
         try await client.disconnect()
         return ok ? 0 : 1

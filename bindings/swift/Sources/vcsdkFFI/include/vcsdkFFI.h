@@ -735,6 +735,11 @@ RustBuffer uniffi_vcsdk_fn_func_default_media_options(RustCallStatus *_Nonnull o
 uint64_t uniffi_vcsdk_fn_func_enroll(RustBuffer dir, RustBuffer ca_url, RustBuffer root_pem, RustBuffer token, RustBuffer client_id
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_FUNC_FORMAT_MONEY
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_FUNC_FORMAT_MONEY
+RustBuffer uniffi_vcsdk_fn_func_format_money(int64_t minor, RustBuffer currency, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_FUNC_VERSION
 #define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_FUNC_VERSION
 RustBuffer uniffi_vcsdk_fn_func_version(RustCallStatus *_Nonnull out_status
@@ -1042,6 +1047,12 @@ uint16_t uniffi_vcsdk_checksum_func_default_media_options(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_FUNC_ENROLL
 #define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_FUNC_ENROLL
 uint16_t uniffi_vcsdk_checksum_func_enroll(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_FUNC_FORMAT_MONEY
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_FUNC_FORMAT_MONEY
+uint16_t uniffi_vcsdk_checksum_func_format_money(void
     
 );
 #endif

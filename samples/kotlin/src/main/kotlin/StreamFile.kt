@@ -20,6 +20,7 @@ import org.vcsdk.VcException
 import org.vcsdk.connect
 import org.vcsdk.defaultMediaOptions
 import org.vcsdk.enroll
+import org.vcsdk.formatMoney
 import java.io.File
 import java.nio.ByteBuffer
 import java.security.MessageDigest
@@ -37,7 +38,7 @@ class Events : ClientListener {
     }
     override fun onPresence(user: String, online: Boolean) {}
     override fun onLowBalance(callId: String, balance: Long, secondsLeft: Long) =
-        println("low balance: $balance left, about $secondsLeft s")
+        println("low balance: $balance minor units left, about $secondsLeft s")
     override fun onConnection(connected: Boolean, reason: String?) =
         println(if (connected) "reconnected" else "disconnected ($reason); reconnecting")
     override fun onConferenceInvitation(conf: String, from: String) =
@@ -105,7 +106,7 @@ fun main(argv: Array<String>): Unit = runBlocking {
         val subscription = client.addListener(events)
         if (!client.isRegistered()) client.register(null).also { println("registered ${me.id()}") }
         options["voucher"]?.let { client.redeemVoucher(it) }
-        println("balance: ${client.account().balance}")
+        client.account().let { println("balance: ${formatMoney(it.balance, it.currency)}") }
         var callId: String? = null
         for (attempt in 0 until 120) {
             try { callId = client.call(user); break } catch (e: VcException.Refused) {
@@ -129,7 +130,7 @@ fun main(argv: Array<String>): Unit = runBlocking {
         client.hangup(call)
         delay(500)
         val account = client.account()
-        println("balance: ${account.balance} ${account.currency}" + (account.lastCall?.let { " (the call cost ${it.cost})" } ?: ""))
+        println("balance: ${formatMoney(account.balance, account.currency)}" + (account.lastCall?.let { " (the call cost ${formatMoney(it.cost, account.currency)})" } ?: ""))
         subscription.cancel()
         client.disconnect()
         exitProcess(if (ok) 0 else 1)

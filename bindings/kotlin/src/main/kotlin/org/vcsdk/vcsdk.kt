@@ -951,6 +951,8 @@ internal open class UniffiVTableCallbackInterfaceFrameListener(
 
 
 
+
+
 // For large crates we prevent `MethodTooLargeException` (see #2340)
 // N.B. the name of the extension is very misleading, since it is 
 // rather `InterfaceTooLargeException`, caused by too many methods 
@@ -973,6 +975,8 @@ fun uniffi_vcsdk_checksum_func_default_conference_policy(
 fun uniffi_vcsdk_checksum_func_default_media_options(
 ): Short
 fun uniffi_vcsdk_checksum_func_enroll(
+): Short
+fun uniffi_vcsdk_checksum_func_format_money(
 ): Short
 fun uniffi_vcsdk_checksum_func_version(
 ): Short
@@ -1294,6 +1298,8 @@ fun uniffi_vcsdk_fn_func_default_media_options(uniffi_out_err: UniffiRustCallSta
 ): RustBuffer.ByValue
 fun uniffi_vcsdk_fn_func_enroll(`dir`: RustBuffer.ByValue,`caUrl`: RustBuffer.ByValue,`rootPem`: RustBuffer.ByValue,`token`: RustBuffer.ByValue,`clientId`: RustBuffer.ByValue,
 ): Long
+fun uniffi_vcsdk_fn_func_format_money(`minor`: Long,`currency`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+): RustBuffer.ByValue
 fun uniffi_vcsdk_fn_func_version(uniffi_out_err: UniffiRustCallStatus, 
 ): RustBuffer.ByValue
 fun ffi_vcsdk_rustbuffer_alloc(`size`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1432,6 +1438,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if (lib.uniffi_vcsdk_checksum_func_enroll() != 3952.toShort()) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if (lib.uniffi_vcsdk_checksum_func_format_money() != 18838.toShort()) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if (lib.uniffi_vcsdk_checksum_func_version() != 3794.toShort()) {
@@ -6473,7 +6482,16 @@ sealed class ConferenceEvent {
         /**
          * The policy.
          */
-        val `policy`: ConferencePolicy) : ConferenceEvent() {
+        val `policy`: ConferencePolicy, 
+        /**
+         * Who set or proposed it.
+         */
+        val `by`: kotlin.String, 
+        /**
+         * What it lowers compared with the policy in force (a lower level, a stream with weaker
+         * or no encryption), or null: tell the user loudly.
+         */
+        val `lowered`: kotlin.String?) : ConferenceEvent() {
         companion object
     }
     
@@ -6623,6 +6641,8 @@ public object FfiConverterTypeConferenceEvent : FfiConverterRustBuffer<Conferenc
                 )
             6 -> ConferenceEvent.PolicyPending(
                 FfiConverterTypeConferencePolicy.read(buf),
+                FfiConverterString.read(buf),
+                FfiConverterOptionalString.read(buf),
                 )
             7 -> ConferenceEvent.ModeratorChanged(
                 FfiConverterOptionalString.read(buf),
@@ -6704,6 +6724,8 @@ public object FfiConverterTypeConferenceEvent : FfiConverterRustBuffer<Conferenc
             (
                 4UL
                 + FfiConverterTypeConferencePolicy.allocationSize(value.`policy`)
+                + FfiConverterString.allocationSize(value.`by`)
+                + FfiConverterOptionalString.allocationSize(value.`lowered`)
             )
         }
         is ConferenceEvent.ModeratorChanged -> {
@@ -6801,6 +6823,8 @@ public object FfiConverterTypeConferenceEvent : FfiConverterRustBuffer<Conferenc
             is ConferenceEvent.PolicyPending -> {
                 buf.putInt(6)
                 FfiConverterTypeConferencePolicy.write(value.`policy`, buf)
+                FfiConverterString.write(value.`by`, buf)
+                FfiConverterOptionalString.write(value.`lowered`, buf)
                 Unit
             }
             is ConferenceEvent.ModeratorChanged -> {
@@ -7978,6 +8002,20 @@ public object FfiConverterSequenceTypeUserPresence: FfiConverterRustBuffer<List<
         VcException.ErrorHandler,
     )
     }
+
+        /**
+         * `minor` units of `currency` (ISO 4217) as a person reads them: major units with the
+         * currency's decimals and its code (`0.10 EUR`, `1200 JPY`). For display only; amounts stay
+         * integers of minor units everywhere else.
+         */ fun `formatMoney`(`minor`: kotlin.Long, `currency`: kotlin.String): kotlin.String {
+            return FfiConverterString.lift(
+    uniffiRustCall() { _status ->
+    UniffiLib.INSTANCE.uniffi_vcsdk_fn_func_format_money(
+        FfiConverterLong.lower(`minor`),FfiConverterString.lower(`currency`),_status)
+}
+    )
+    }
+    
 
         /**
          * The SDK version, "MAJOR.MINOR.PATCH".
