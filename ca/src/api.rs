@@ -326,6 +326,17 @@ async fn route(
                 &certificate_response(&context.ca, &cert)?,
             ))
         }
+        (wire::PATH_RENEWAL_OF, Method::POST) => {
+            let body: wire::RenewalOfRequest = read_json(req, context.times.body).await?;
+            let previous =
+                vcsdk::pki::pem::certificate(body.certificate_pem.as_bytes(), "certificate_pem")
+                    .map_err(|e| CaError::malformed(e.to_string()))?;
+            let cert = blocking(context, move || ca.renewal_of(&previous, &body.csr_pem)).await?;
+            Ok(json_response(
+                StatusCode::OK,
+                &certificate_response(&context.ca, &cert)?,
+            ))
+        }
         (wire::PATH_REVOKE, Method::POST) => {
             let presented = client_cert
                 .cloned()
@@ -365,6 +376,7 @@ async fn route(
         (
             wire::PATH_ENROLL
             | wire::PATH_RENEW
+            | wire::PATH_RENEWAL_OF
             | wire::PATH_REVOKE
             | wire::PATH_CRL
             | wire::PATH_CRL_PEM

@@ -90,6 +90,14 @@ impl CaError {
             format!("no certificate with serial {serial} was issued by this CA"),
         )
     }
+    /// No renewal of the presented certificate issued a certificate for the CSR's key.
+    pub fn renewal_unknown(serial: &str) -> Self {
+        Self::new(
+            "renewal_unknown",
+            404,
+            format!("certificate {serial} was not renewed onto the key of this CSR (or that certificate is no longer valid)"),
+        )
+    }
     /// A certificate that has expired cannot be renewed or revoked.
     pub fn certificate_expired(serial: &str) -> Self {
         Self::new(

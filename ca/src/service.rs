@@ -195,7 +195,17 @@ impl CertificationAuthority {
             let record = store::token(&tx, &hash)?.ok_or_else(CaError::token_unknown)?;
             grant = Some(record.grant.clone());
             if record.used_at.is_some() {
-                return Err(CaError::token_used());
+                // A retry of the exchange that spent the token (the answer was lost, or the
+                // client could not store it): the same CSR gets the same certificate.
+                return match self.issued_to_key(
+                    &tx,
+                    store::token_used_serial(&tx, &hash)?,
+                    &csr,
+                    now,
+                )? {
+                    Some(cert) => Ok(cert),
+                    None => Err(CaError::token_used()),
+                };
             }
             if now >= record.expires_at {
                 return Err(CaError::token_expired());
@@ -246,6 +256,64 @@ impl CertificationAuthority {
                 Err(e)
             }
         }
+    }
+
+    /// The certificate `serial` (if any) when it is still valid and certifies the key of `csr`.
+    fn issued_to_key(
+        &self,
+        conn: &Connection,
+        serial: Option<String>,
+        csr: &CertificateSigningRequestParams,
+        now: i64,
+    ) -> Result<Option<SignedCertificate>, CaError> {
+        let Some(serial) = serial else {
+            return Ok(None);
+        };
+        let Some((record, der)) = store::valid_certificate_der(conn, &serial, now)? else {
+            return Ok(None);
+        };
+        let der = CertificateDer::from(der);
+        let info = CertificateInfo::parse(&der).map_err(|e| CaError::internal(e.to_string()))?;
+        if info.public_key != rcgen::PublicKeyData::der_bytes(&csr.public_key) {
+            return Ok(None);
+        }
+        Ok(Some(SignedCertificate {
+            serial: record.serial,
+            der,
+            not_before: record.not_before,
+            not_after: record.not_after,
+        }))
+    }
+
+    /// The certificate a renewal of `previous` issued onto the key of `csr_pem`: for a client
+    /// whose renewal was committed here but never stored there (the answer was lost, the disk
+    /// was full). `previous` is then revoked as superseded, so it cannot authenticate; the CSR
+    /// proves possession of the new key, and a certificate is public anyway. Changes nothing.
+    pub fn renewal_of(
+        &self,
+        previous: &CertificateDer<'_>,
+        csr_pem: &str,
+    ) -> Result<SignedCertificate, CaError> {
+        let now = unix_now();
+        let csr = parse_csr(csr_pem)?;
+        let info =
+            CertificateInfo::parse(previous).map_err(|e| CaError::malformed(e.to_string()))?;
+        let conn = self.lock();
+        let record = store::certificate(&conn, &info.serial)?
+            .ok_or_else(|| CaError::certificate_unknown(&info.serial))?;
+        let stored: Vec<u8> = conn.query_row(
+            "SELECT der FROM certificates WHERE serial = ?1",
+            [&info.serial],
+            |r| r.get(0),
+        )?;
+        if stored != previous.as_ref() {
+            return Err(CaError::certificate_unknown(&info.serial));
+        }
+        let superseded =
+            record.revocation_reason.as_deref() == Some(RevocationReason::Superseded.as_str());
+        let next = if superseded { record.replaced_by } else { None };
+        self.issued_to_key(&conn, next, &csr, now)?
+            .ok_or_else(|| CaError::renewal_unknown(&info.serial))
     }
 
     /// updateCert: the holder of `presented` (authenticated over mutual TLS) gets a certificate for

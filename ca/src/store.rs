@@ -200,6 +200,38 @@ pub fn token(conn: &Connection, hash: &[u8]) -> Result<Option<TokenRecord>, CaEr
     .transpose()
 }
 
+/// The certificate a used token was spent on.
+pub fn token_used_serial(conn: &Connection, hash: &[u8]) -> Result<Option<String>, CaError> {
+    Ok(conn
+        .query_row(
+            "SELECT used_serial FROM tokens WHERE hash = ?1",
+            params![hash],
+            |r| r.get::<_, Option<String>>(0),
+        )
+        .optional()?
+        .flatten())
+}
+
+/// A valid, unexpired certificate with its DER, for handing the same certificate out again.
+pub fn valid_certificate_der(
+    conn: &Connection,
+    serial: &str,
+    now: i64,
+) -> Result<Option<(CertificateRecord, Vec<u8>)>, CaError> {
+    let Some(record) = certificate(conn, serial)? else {
+        return Ok(None);
+    };
+    if record.status != "valid" || now >= record.not_after {
+        return Ok(None);
+    }
+    let der: Vec<u8> = conn.query_row(
+        "SELECT der FROM certificates WHERE serial = ?1",
+        [serial],
+        |r| r.get(0),
+    )?;
+    Ok(Some((record, der)))
+}
+
 /// Marks a token used for `serial`. Fails if it was used meanwhile.
 pub fn consume_token(
     tx: &Transaction<'_>,

@@ -21,6 +21,9 @@ const NEVER_SEEN_BY_C: &[&str] = &[
     // signalling), whose refusals are not returned to the application.
     "conf_wraps_missing",
     "conf_not_member",
+    // Asked only by the library's own renewal, when it fetches again a certificate an earlier
+    // attempt left unstored; it then renews normally.
+    "renewal_unknown",
     // Operator commands only (credit, account type).
     "bad_account_type",
     // The CA's HTTP layer.

@@ -49,6 +49,20 @@ impl CaClient {
         self.post(Some(current), api::PATH_RENEW, &body).await
     }
 
+    /// The certificate a renewal of `previous` (PEM) issued onto the key of `csr_pem`, when the
+    /// renewal's answer never reached us. Changes nothing at the CA.
+    pub async fn renewal_of(
+        &self,
+        previous_pem: &str,
+        csr_pem: &str,
+    ) -> Result<CertificateResponse> {
+        let body = api::RenewalOfRequest {
+            certificate_pem: previous_pem.to_owned(),
+            csr_pem: csr_pem.to_owned(),
+        };
+        self.post(None, api::PATH_RENEWAL_OF, &body).await
+    }
+
     /// revokeCert: revokes the certificate `current` authenticates with.
     pub async fn revoke(
         &self,

@@ -157,6 +157,13 @@ impl IdentityStore {
 
     /// getNewCert: makes a new key, asks the CA at `ca_url` (whose root is `root_pem`) for a
     /// certificate with the one-time `token`, checks the answer, and stores everything.
+    ///
+    /// Nothing can be lost on the way: the new key is stored before the CA is asked, the
+    /// certificate is the commit point (written atomically), and enrolling again with the same
+    /// token after a failure (the answer lost, the disk full) gets the same certificate for the
+    /// same stored key. A directory whose certificate is revoked, expired or from another CA is
+    /// enrolled again, its old files kept aside in `replaced/SERIAL/`; one with a valid
+    /// certificate is refused.
     pub async fn enroll(
         &self,
         ca_url: &str,
@@ -164,14 +171,11 @@ impl IdentityStore {
         token: &str,
         subject: CsrSubject,
     ) -> Result<Identity> {
-        if self.exists() {
-            return Err(Error::InvalidArgument(format!(
-                "{} already holds an identity; revoke it first or use another directory",
-                self.dir.display()
-            )));
-        }
         let check = CertificateCheck::from_root_pem(root_pem)?;
         let client = CaClient::new(ca_url, check.clone())?;
+        if self.exists() {
+            self.set_aside_unless_valid(&client, &check).await?;
+        }
         let (usage, id, host_names) = match &subject {
             CsrSubject::Client(id) => (Usage::Client, id.to_string(), Vec::new()),
             CsrSubject::Server(names) => (
@@ -180,11 +184,11 @@ impl IdentityStore {
                 names.clone(),
             ),
         };
-        let key = pki::new_key_pair()?;
+        create_private_dir(&self.dir)?;
+        let key = self.pending_key()?;
         let csr = subject.csr_pem(&key)?;
         let issued = client.enroll(token, &csr).await?;
         let identity = accept_issued(&check, key, &issued, usage, &id)?;
-        create_private_dir(&self.dir)?;
         let config = StoredConfig {
             ca_url: client.url(),
             usage,
@@ -198,9 +202,74 @@ impl IdentityStore {
             0o644,
         )?;
         self.write(CONFIG_FILE, config_text.as_bytes(), 0o644)?;
-        self.write(KEY_FILE, identity.key.serialize_pem().as_bytes(), 0o600)?;
-        self.write(CERT_FILE, issued.certificate_pem.as_bytes(), 0o644)?;
+        self.install(&issued.certificate_pem)?;
         Ok(identity)
+    }
+
+    /// The key of the request in progress: the one stored by an attempt that did not finish,
+    /// or a new one, stored (0600) before anything is sent to the CA.
+    fn pending_key(&self) -> Result<KeyPair> {
+        let path = self.dir.join(NEXT_KEY_FILE);
+        if path.is_file() {
+            return read_key(&path);
+        }
+        let key = pki::new_key_pair()?;
+        self.write(NEXT_KEY_FILE, key.serialize_pem().as_bytes(), 0o600)?;
+        Ok(key)
+    }
+
+    /// Stores an issued certificate (the commit point) and moves the pending key in place;
+    /// [`IdentityStore::load`] finishes the move if we stop in between.
+    fn install(&self, certificate_pem: &str) -> Result<()> {
+        self.write(CERT_FILE, certificate_pem.as_bytes(), 0o644)?;
+        std::fs::rename(self.dir.join(NEXT_KEY_FILE), self.dir.join(KEY_FILE)).map_err(|e| {
+            Error::io(
+                format!("installing the new key in {}", self.dir.display()),
+                e,
+            )
+        })?;
+        sync_dir(&self.dir)
+    }
+
+    /// Before enrolling again: refuses when the stored certificate is still good (valid, not
+    /// revoked by the CA's current CRL); otherwise moves it and its key to `replaced/SERIAL/`.
+    async fn set_aside_unless_valid(&self, ca: &CaClient, check: &CertificateCheck) -> Result<()> {
+        let certificate = pki::pem::certificate(&self.read(CERT_FILE)?, CERT_FILE)?;
+        let info = CertificateInfo::parse(&certificate)?;
+        let mut current = check.clone();
+        current.set_crl_der(&ca.crl_der().await?)?;
+        let usage = if info.client_auth {
+            Usage::Client
+        } else {
+            Usage::Server
+        };
+        if current
+            .verify(
+                std::slice::from_ref(&certificate),
+                usage,
+                None,
+                UnixTime::now(),
+            )
+            .is_ok()
+        {
+            return Err(Error::InvalidArgument(format!(
+                "{} already holds a valid certificate for {} (serial {}, valid until {}); revoke it first or use another directory",
+                self.dir.display(),
+                info.id,
+                info.serial,
+                crate::util::rfc3339(info.not_after)
+            )));
+        }
+        let aside = self.dir.join("replaced").join(&info.serial);
+        create_private_dir(&aside)?;
+        for file in [CERT_FILE, KEY_FILE] {
+            let from = self.dir.join(file);
+            if from.exists() {
+                std::fs::rename(&from, aside.join(file))
+                    .map_err(|e| Error::io(format!("setting {file} aside"), e))?;
+            }
+        }
+        sync_dir(&self.dir)
     }
 
     /// Loads the identity, finishing a renewal that was interrupted after its certificate was
@@ -222,14 +291,15 @@ impl IdentityStore {
         let info = CertificateInfo::parse(&certificate)?;
         let root = pki::pem::certificate(&self.read(ROOT_FILE)?, ROOT_FILE)?;
         let next = self.dir.join(NEXT_KEY_FILE);
-        if next.exists() {
+        if next.is_file() {
+            // The certificate was stored but the key not yet moved: finish. Otherwise the key
+            // belongs to a request still in progress (the CA may have certified it already):
+            // it stays for the retry.
             let candidate = read_key(&next)?;
             if candidate.public_key_raw() == info.public_key.as_slice() {
                 std::fs::rename(&next, self.dir.join(KEY_FILE)).map_err(|e| {
                     Error::io(format!("finishing renewal in {}", self.dir.display()), e)
                 })?;
-            } else {
-                let _ = std::fs::remove_file(&next);
             }
         }
         let key = read_key(&self.dir.join(KEY_FILE))?;
@@ -282,6 +352,11 @@ impl IdentityStore {
 
     /// updateCert: a new key and certificate for the same id, authorised by the current
     /// certificate. The CA revokes the old one as superseded.
+    ///
+    /// Nothing can be lost on the way: the new key is stored before the CA is asked (a
+    /// read-only or full disk fails here, with the old certificate untouched); the certificate
+    /// is the commit point; and when an earlier attempt left its key behind (the CA may have
+    /// renewed, the answer or the write was lost), the same certificate is fetched again first.
     pub async fn renew(&self) -> Result<Identity> {
         let current = self.load()?;
         let config = self.config()?;
@@ -289,24 +364,31 @@ impl IdentityStore {
             Usage::Client => CsrSubject::Client(ClientId::new(&config.id)?),
             Usage::Server => CsrSubject::Server(config.host_names.clone()),
         };
-        let key = pki::new_key_pair()?;
+        let retry = self.dir.join(NEXT_KEY_FILE).is_file();
+        let key = self.pending_key()?;
         let csr = subject.csr_pem(&key)?;
-        let issued = self
-            .ca_client()?
-            .renew(current.certified_key(), &csr)
-            .await?;
+        let ca = self.ca_client()?;
+        let recovered = if retry {
+            let previous = pki::pem::encode("CERTIFICATE", &current.certificate);
+            match ca.renewal_of(&previous, &csr).await {
+                Ok(issued) => Some(issued),
+                Err(Error::CaRefused { code, .. })
+                    if code == "renewal_unknown" || code == "not_found" =>
+                {
+                    None
+                }
+                Err(e) => return Err(e),
+            }
+        } else {
+            None
+        };
+        let issued = match recovered {
+            Some(issued) => issued,
+            None => ca.renew(current.certified_key(), &csr).await?,
+        };
         let check = CertificateCheck::new(current.root.clone())?;
         let renewed = accept_issued(&check, key, &issued, current.usage(), &config.id)?;
-        // The new key is written aside first; the certificate is the commit point; `load`
-        // finishes the swap if we stop between the two.
-        self.write(NEXT_KEY_FILE, renewed.key.serialize_pem().as_bytes(), 0o600)?;
-        self.write(CERT_FILE, issued.certificate_pem.as_bytes(), 0o644)?;
-        std::fs::rename(self.dir.join(NEXT_KEY_FILE), self.dir.join(KEY_FILE)).map_err(|e| {
-            Error::io(
-                format!("installing the new key in {}", self.dir.display()),
-                e,
-            )
-        })?;
+        self.install(&issued.certificate_pem)?;
         Ok(renewed)
     }
 
@@ -388,6 +470,15 @@ fn read_key(path: &Path) -> Result<KeyPair> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     pki::parse_key_pair(&text)
+}
+
+/// Makes the renames in `dir` durable.
+fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format!("syncing {}", dir.display()), e))?;
+    Ok(())
 }
 
 fn create_private_dir(dir: &Path) -> Result<()> {

@@ -213,8 +213,10 @@ fn the_vc_command_line_enrolls_renews_and_revokes() {
         "privilegeWithdrawn",
     ]);
     assert!(revoked.contains(&serial), "{revoked}");
-    let who = run_ok("vc", &["whoami", "--identity-dir", dir, "--check"]);
-    assert!(who.contains("refused: certificate revoked"), "{who}");
+    let who = run("vc", &["whoami", "--identity-dir", dir, "--check"]);
+    assert_eq!(who.status.code(), Some(9), "a failed check exits non-zero");
+    let said = String::from_utf8_lossy(&who.stdout);
+    assert!(said.contains("refused: certificate revoked"), "{said}");
     let renew = run("vc", &["renew", "--identity-dir", dir]);
     assert!(!renew.status.success());
     let err = String::from_utf8_lossy(&renew.stderr);

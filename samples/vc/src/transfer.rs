@@ -375,4 +375,3 @@ mod tests {
         assert!(line.contains("10 bytes"), "{line}");
     }
 }
-

@@ -11,6 +11,9 @@ pub const MAX_REQUEST_BODY: usize = 64 * 1024;
 pub const PATH_ENROLL: &str = "/v1/certificates";
 /// updateCert (mutual TLS): `POST` a [`RenewRequest`], get a [`CertificateResponse`].
 pub const PATH_RENEW: &str = "/v1/certificates/renew";
+/// The result of a renewal whose answer was lost: `POST` a [`RenewalOfRequest`], get the same
+/// [`CertificateResponse`] the renewal gave (no TLS client certificate: the old one is revoked).
+pub const PATH_RENEWAL_OF: &str = "/v1/certificates/renewal";
 /// revokeCert (mutual TLS): `POST` a [`RevokeRequest`], get a [`RevokeResponse`].
 pub const PATH_REVOKE: &str = "/v1/certificates/revoke";
 /// The current CRL, DER (`application/pkix-crl`).
@@ -37,6 +40,17 @@ pub struct EnrollRequest {
 #[serde(deny_unknown_fields)]
 pub struct RenewRequest {
     /// PKCS#10 certificate signing request for the same id, PEM.
+    pub csr_pem: String,
+}
+
+/// Asks for the certificate a renewal of `certificate_pem` issued onto the key of `csr_pem`
+/// (the CSR that renewal sent; its signature proves possession of the new key).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewalOfRequest {
+    /// The certificate that was renewed (now revoked as superseded), PEM.
+    pub certificate_pem: String,
+    /// The CSR the renewal sent, PEM.
     pub csr_pem: String,
 }
 
