@@ -198,8 +198,11 @@ pub async fn join(
                     }
                     println!("ignoring the invitation to {conf} from {inviter}");
                 }
-                Some(ClientEvent::Disconnected { reason }) => {
-                    return Err(format!("disconnected from the server ({reason})"))
+                Some(ClientEvent::Disconnected { reason, reconnecting: false }) => {
+                    return Err(format!("the connection to the server ended for good: {reason}"))
+                }
+                Some(ClientEvent::Disconnected { reason, .. }) => {
+                    println!("disconnected from the server ({reason}); reconnecting");
                 }
                 Some(_) => {}
                 None => return Err("the connection is gone".to_string()),
@@ -251,6 +254,11 @@ async fn run(
     let outcome = loop {
         tokio::select! {
             event = conf.next_event() => match event {
+                Some(ConferenceEvent::Ended { reason }) if !leaving && !client.is_connected() => {
+                    // The connection went, and the participation with it: not a clean end.
+                    println!("left the conference ({reason})");
+                    break Err(format!("the connection to the server was lost, and the conference with it: {reason}"));
+                }
                 Some(ConferenceEvent::Ended { reason }) => {
                     println!("left the conference ({reason})");
                     break Ok(());
@@ -283,7 +291,10 @@ async fn run(
                 let _ = reply.send(answer);
             }
             event = events.recv() => match event {
-                Some(ClientEvent::Disconnected { reason }) => println!("disconnected from the server ({reason})"),
+                Some(ClientEvent::Disconnected { reason, reconnecting: true }) => println!("disconnected from the server ({reason})"),
+                Some(ClientEvent::Disconnected { reason, reconnecting: false }) => {
+                    break Err(format!("the connection to the server ended for good: {reason}"));
+                }
                 Some(ClientEvent::LowBalance { balance, seconds_left, .. }) => {
                     println!("low balance: {balance} left, about {seconds_left} s");
                 }
