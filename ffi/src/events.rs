@@ -271,8 +271,7 @@ impl EventStrings {
                 vc_event_kind::VC_EVENT_LOW_BALANCE
             }
             ClientEvent::Disconnected {
-                reconnecting: true,
-                ..
+                reconnecting: true, ..
             } => vc_event_kind::VC_EVENT_DISCONNECTED,
             ClientEvent::Disconnected {
                 reconnecting: false,

@@ -321,7 +321,9 @@ async fn read_loop(
             }
         };
         match message {
-            ClientMessage::Ping { nonce } => reply(hub, user, conn_id, out, &ServerMessage::Pong { nonce }),
+            ClientMessage::Ping { nonce } => {
+                reply(hub, user, conn_id, out, &ServerMessage::Pong { nonce })
+            }
             ClientMessage::Pong { .. } => {}
             ClientMessage::Hello { .. } => reply(
                 hub,
@@ -439,9 +441,9 @@ async fn handle(
                 Err(r) => Err(r),
             }
         }
-        Request::Answer { call_id, answer } => {
-            hub.answer(user, conn_id, &call_id, answer).map(|_| Response::Ok)
-        }
+        Request::Answer { call_id, answer } => hub
+            .answer(user, conn_id, &call_id, answer)
+            .map(|_| Response::Ok),
         Request::EstablishSession { call_id, payload } => {
             if payload.len() > MAX_SESSION_PAYLOAD {
                 return Err(Refusal::new(
@@ -449,11 +451,12 @@ async fn handle(
                     format!("payload exceeds {MAX_SESSION_PAYLOAD} bytes"),
                 ));
             }
-            hub.relay(user, conn_id, &call_id, payload).map(|_| Response::Ok)
+            hub.relay(user, conn_id, &call_id, payload)
+                .map(|_| Response::Ok)
         }
-        Request::TerminateSession { call_id, reason } => {
-            hub.terminate(user, conn_id, &call_id, reason).map(|_| Response::Ok)
-        }
+        Request::TerminateSession { call_id, reason } => hub
+            .terminate(user, conn_id, &call_id, reason)
+            .map(|_| Response::Ok),
         Request::CloseConnection => Ok(Response::Ok),
         Request::GetAccountInfo => account_info(hub, user).await,
         Request::AddCredit { voucher } => {

@@ -1047,7 +1047,13 @@ fn end_calls_locked(state: &mut State, store: &Store, user: &str, reason: &str) 
 
 /// Device `conn_id` of `user` is gone: the call it placed or answered ends; a call ringing on
 /// it stops ringing there, and ends when it rang on no other device still connected.
-fn device_left_call_locked(state: &mut State, store: &Store, user: &str, conn_id: u64, reason: &str) {
+fn device_left_call_locked(
+    state: &mut State,
+    store: &Store,
+    user: &str,
+    conn_id: u64,
+    reason: &str,
+) {
     let Some(call_id) = state.call_of.get(user).cloned() else {
         return;
     };

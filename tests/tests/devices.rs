@@ -103,7 +103,7 @@ async fn presence_is_per_user_and_goes_offline_with_the_last_device() {
             user: "bob".into(),
             online: true,
         })
-        .then_some(())
+            .then_some(())
     })
     .await;
     let since = alice.0.active_users().await.unwrap();
@@ -116,7 +116,10 @@ async fn presence_is_per_user_and_goes_offline_with_the_last_device() {
     let users = alice.0.active_users().await.unwrap();
     let bobs: Vec<_> = users.iter().filter(|u| u.user == "bob").collect();
     assert_eq!(bobs.len(), 1, "{users:?}");
-    assert_eq!(bobs[0].online_since, bob_since, "online since the earliest device");
+    assert_eq!(
+        bobs[0].online_since, bob_since,
+        "online since the earliest device"
+    );
 
     // The first device leaves: bob is still online, and nobody is told otherwise.
     bob1.0.close().await.unwrap();
@@ -140,7 +143,7 @@ async fn presence_is_per_user_and_goes_offline_with_the_last_device() {
             user: "bob".into(),
             online: false,
         })
-        .then_some(())
+            .then_some(())
     })
     .await;
     let users = alice.0.active_users().await.unwrap();
@@ -155,8 +158,14 @@ async fn a_call_rings_every_device_and_the_first_to_answer_takes_it() {
     let mut bob2 = device(&w, "bob").await;
 
     let call_id = alice.0.call("bob").await.unwrap();
-    assert_eq!(expect(&mut bob1.1, "ringing on bob1", incoming).await, call_id);
-    assert_eq!(expect(&mut bob2.1, "ringing on bob2", incoming).await, call_id);
+    assert_eq!(
+        expect(&mut bob1.1, "ringing on bob1", incoming).await,
+        call_id
+    );
+    assert_eq!(
+        expect(&mut bob2.1, "ringing on bob2", incoming).await,
+        call_id
+    );
 
     // bob2 answers first and takes the call; bob1 is told it was answered elsewhere.
     bob2.0.answer(&call_id, Answer::Accept).await.unwrap();
@@ -212,7 +221,8 @@ async fn a_call_rings_every_device_and_the_first_to_answer_takes_it() {
         let wait = async {
             loop {
                 from.send(Stream::Audio, data).await.unwrap();
-                if let Ok(Some(f)) = tokio::time::timeout(Duration::from_millis(300), to.recv()).await
+                if let Ok(Some(f)) =
+                    tokio::time::timeout(Duration::from_millis(300), to.recv()).await
                 {
                     if f.data == data {
                         return;
@@ -381,7 +391,10 @@ async fn the_device_over_the_cap_is_refused_with_too_many_devices() {
         ServerMessage::Error { code, .. } => assert_eq!(code, "too_many_devices"),
         other => panic!("expected too_many_devices, got {other:?}"),
     }
-    assert!(raw.recv().await.is_err(), "the refused connection is closed");
+    assert!(
+        raw.recv().await.is_err(),
+        "the refused connection is closed"
+    );
     // The devices already there are untouched; once one leaves, a new one is admitted.
     assert!(first.0.is_connected());
     first.0.close().await.unwrap();
@@ -415,7 +428,10 @@ async fn a_revoked_device_gets_a_final_disconnect_and_the_client_stops() {
     })
     .await;
     assert!(reason.contains("certificate revoked"), "{reason}");
-    assert!(!again, "a revoked certificate is final: the client must not reconnect");
+    assert!(
+        !again,
+        "a revoked certificate is final: the client must not reconnect"
+    );
     // It stops: nothing follows, and it stays disconnected.
     let seen = drain(&mut events, Duration::from_secs(2)).await;
     assert!(seen.is_empty(), "{seen:?}");

@@ -98,9 +98,11 @@ async fn vc_listen_stays_online_while_vc_account_runs_with_the_same_identity() {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         match tokio::time::timeout_at(deadline, alice.1.recv()).await {
-            Ok(Some(ClientEvent::CallState { call_id: c, state, reason }))
-                if c == call_id && state != CallState::Ringing =>
-            {
+            Ok(Some(ClientEvent::CallState {
+                call_id: c,
+                state,
+                reason,
+            })) if c == call_id && state != CallState::Ringing => {
                 assert_eq!(state, CallState::Accepted, "{reason:?}");
                 break;
             }
@@ -146,7 +148,11 @@ async fn vc_listen_exits_non_zero_with_the_reason_when_its_connection_ends_for_g
 async fn a_vc_conf_session_survives_another_device_and_fails_when_its_connection_ends() {
     let w = World::new(&["crl_refresh_secs = 1", "keepalive_secs = 1"]);
     let alice = registered(&w, "alice").await;
-    let mut session = spawn_vc(&w, "alice", &["conf", "create", "--frame-interval", "200ms"]);
+    let mut session = spawn_vc(
+        &w,
+        "alice",
+        &["conf", "create", "--frame-interval", "200ms"],
+    );
     assert!(
         session.wait_for_log("created conference", WAIT),
         "{}",
@@ -166,7 +172,11 @@ async fn a_vc_conf_session_survives_another_device_and_fails_when_its_connection
         "{}",
         session.log()
     );
-    assert!(!session.log().contains("left the conference"), "{}", session.log());
+    assert!(
+        !session.log().contains("left the conference"),
+        "{}",
+        session.log()
+    );
     let dir = dir_of(&w, "alice");
     let out = run("vc", &["conf", "status", "--identity-dir", &dir]);
     assert!(

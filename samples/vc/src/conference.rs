@@ -198,8 +198,13 @@ pub async fn join(
                     }
                     println!("ignoring the invitation to {conf} from {inviter}");
                 }
-                Some(ClientEvent::Disconnected { reason, reconnecting: false }) => {
-                    return Err(format!("the connection to the server ended for good: {reason}"))
+                Some(ClientEvent::Disconnected {
+                    reason,
+                    reconnecting: false,
+                }) => {
+                    return Err(format!(
+                        "the connection to the server ended for good: {reason}"
+                    ))
                 }
                 Some(ClientEvent::Disconnected { reason, .. }) => {
                     println!("disconnected from the server ({reason}); reconnecting");
