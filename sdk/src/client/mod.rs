@@ -140,7 +140,17 @@ impl Inner {
 impl Client {
     /// Connects (mutual TLS, `hello`) and returns the client and its event stream. Later losses of
     /// the connection are repaired in the background, with exponential backoff up to
-    /// [`MAX_BACKOFF`], and reported as [`ClientEvent::Disconnected`] / [`ClientEvent::Reconnected`].
+    /// [`MAX_BACKOFF`], and reported as [`ClientEvent::Disconnected`] (`reconnecting: true`) /
+    /// [`ClientEvent::Reconnected`]. A connection that ends for good — the server says so (a
+    /// revoked certificate), or refuses the reconnection for good (`too_many_devices`,
+    /// `unsupported_version`) — is reported once as [`ClientEvent::Disconnected`] with
+    /// `reconnecting: false`, and the client stops.
+    ///
+    /// Each client is one *device* of its user: other clients with the same identity may be
+    /// connected at the same time (up to the server's `max_devices_per_user`; one more is refused
+    /// with `too_many_devices`). Calls ring on every device, and the one that answers first takes
+    /// the call (the others get [`crate::proto::signal::CallState::AnsweredElsewhere`]); a
+    /// conference belongs to the device that created or joined it.
     pub async fn connect(options: ClientOptions) -> Result<(Client, mpsc::Receiver<ClientEvent>)> {
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let router = Arc::new(media::CallRouter::default());
