@@ -138,7 +138,8 @@ typedef enum {
   VC_EVENT_LOW_BALANCE = 3,
   // An end-to-end message from the other party: `call_id`, `user` (the sender), `payload`.
   VC_EVENT_SESSION_MESSAGE = 4,
-  // The connection to the server was lost: `reason`. The client reconnects by itself.
+  // The connection to the server was lost: `reason`. The client reconnects by itself
+  // (VC_EVENT_RECONNECTED follows once it is back).
   VC_EVENT_DISCONNECTED = 5,
   // The connection is back.
   VC_EVENT_RECONNECTED = 6,
@@ -150,6 +151,10 @@ typedef enum {
   // call or conference participation of ours at the moments we saw): `call_id`, `payload`
   // (the statement asked for), `reason`. Nothing was signed.
   VC_EVENT_RECEIPT_REFUSED = 8,
+  // The connection to the server ended for good: `reason` (a revoked certificate, too many
+  // devices of this user connected, an unsupported protocol version, or the client was
+  // closed). The client does not reconnect; no client event follows.
+  VC_EVENT_CLOSED = 9,
 } vc_event_kind;
 
 // The state of a call.
@@ -166,6 +171,9 @@ typedef enum {
   VC_CALL_STATE_NO_ANSWER = 4,
   // The call ended; `reason` says why (final).
   VC_CALL_STATE_ENDED = 5,
+  // Another device of this user answered the call first (final on this device; the call
+  // goes on with the other device).
+  VC_CALL_STATE_ANSWERED_ELSEWHERE = 6,
 } vc_call_state;
 
 // Who decides a conference's policy.
@@ -504,7 +512,11 @@ const char *vc_version(void);
 // returns: its `destroy` runs exactly once — on failure before this returns. Lost connections
 // are repaired in the background (VC_EVENT_DISCONNECTED / _RECONNECTED). Free with
 // vc_client_free(). A certificate the server refuses (foreign CA, revoked) gives
-// VC_RESULT_CONNECTION; refusals: `unsupported_version`, `shutting_down`.
+// VC_RESULT_CONNECTION; refusals: `unsupported_version`, `shutting_down`, `too_many_devices`
+// (this user already has as many connections — devices — open as the server allows). Several
+// clients of one identity may be connected at once: each is a device, and calls ring on all.
+// A connection that ends for good (a revoked certificate, too many devices) is reported as
+// VC_EVENT_CLOSED, after which the client does not reconnect.
 //
 // # Safety
 // Pointers: `identity` required; `server` required; `server_name` optional (NULL: the host of
@@ -564,7 +576,8 @@ vc_result vc_client_subscribe_presence(const vc_client *client);
 // placed and the result is VC_RESULT_BUFFER_TOO_SMALL with `*out_len` = VC_ID_CAPACITY. What
 // follows arrives as VC_EVENT_CALL_STATE events. Refusals: `not_registered`,
 // `insufficient_credit` (the caller cannot pay the connect fee and first increment),
-// `unknown_user` (not a registered user), `user_offline`, `self_call`, `already_in_call`.
+// `unknown_user` (not a registered user), `user_offline`, `self_call`, `already_in_call` (this
+// user is in a call, on this or another device).
 //
 // # Safety
 // Pointers: `client` required; `user` required; `call_id` required (`cap` bytes); `out_len`
@@ -578,7 +591,8 @@ vc_result vc_client_call(const vc_client *client,
 // Answers the incoming call `call_id` (from VC_EVENT_INCOMING_CALL) with `answer`, a vc_answer
 // value (passed as a number so that any value is checked: others give
 // VC_RESULT_INVALID_ARGUMENT). Refusals: `not_registered`, `not_offered` (no such call offered
-// to this user, or it already ended), `call_not_ringing` (already answered).
+// to this user, or it already ended), `call_not_ringing` (already answered). The first device
+// of the user to accept takes the call; the others get VC_CALL_STATE_ANSWERED_ELSEWHERE.
 //
 // # Safety
 // Pointers: `client` required; `call_id` required.
@@ -586,7 +600,8 @@ vc_result vc_client_answer(const vc_client *client, const char *call_id, uint32_
 
 // Hangs up (or cancels, while it rings) the call `call_id`; both sides then get
 // VC_EVENT_CALL_STATE with VC_CALL_STATE_ENDED. Refusals: `not_registered`, `unknown_call` (no
-// such open call), `not_in_call` (this user is not one of its parties).
+// such open call), `not_in_call` (this user is not one of its parties, or the call is on
+// another device of this user).
 //
 // # Safety
 // Pointers: `client` required; `call_id` required.
@@ -651,8 +666,9 @@ vc_result vc_conference_create(const vc_client *client,
 // invitation to it gives VC_RESULT_INVALID_ARGUMENT. Refusals: `not_registered`, `conf_unknown`
 // (the conference is gone), `insufficient_credit` (when the server bills each participant),
 // `conf_full` (this user is in too many conferences), `conf_forbidden` (the invitation is not
-// held), `conf_invalid` (the invitation lapsed, or the conference is full or ended), and the
-// conference codes of the conventions.
+// held), `conf_invalid` (the invitation lapsed, or the conference is full or ended),
+// `conf_other_device` (another device of this user is in the conference), and the conference
+// codes of the conventions.
 //
 // # Safety
 // Pointers: `client` required; `conf_id` required; `listener` optional (NULL: no events), read

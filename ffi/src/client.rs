@@ -122,7 +122,11 @@ impl From<&AccountInfo> for vc_account {
 /// returns: its `destroy` runs exactly once — on failure before this returns. Lost connections
 /// are repaired in the background (VC_EVENT_DISCONNECTED / _RECONNECTED). Free with
 /// vc_client_free(). A certificate the server refuses (foreign CA, revoked) gives
-/// VC_RESULT_CONNECTION; refusals: `unsupported_version`, `shutting_down`.
+/// VC_RESULT_CONNECTION; refusals: `unsupported_version`, `shutting_down`, `too_many_devices`
+/// (this user already has as many connections — devices — open as the server allows). Several
+/// clients of one identity may be connected at once: each is a device, and calls ring on all.
+/// A connection that ends for good (a revoked certificate, too many devices) is reported as
+/// VC_EVENT_CLOSED, after which the client does not reconnect.
 ///
 /// # Safety
 /// Pointers: `identity` required; `server` required; `server_name` optional (NULL: the host of
@@ -310,7 +314,8 @@ pub unsafe extern "C" fn vc_client_subscribe_presence(client: *const vc_client) 
 /// placed and the result is VC_RESULT_BUFFER_TOO_SMALL with `*out_len` = VC_ID_CAPACITY. What
 /// follows arrives as VC_EVENT_CALL_STATE events. Refusals: `not_registered`,
 /// `insufficient_credit` (the caller cannot pay the connect fee and first increment),
-/// `unknown_user` (not a registered user), `user_offline`, `self_call`, `already_in_call`.
+/// `unknown_user` (not a registered user), `user_offline`, `self_call`, `already_in_call` (this
+/// user is in a call, on this or another device).
 ///
 /// # Safety
 /// Pointers: `client` required; `user` required; `call_id` required (`cap` bytes); `out_len`
@@ -359,7 +364,8 @@ pub unsafe extern "C" fn vc_client_call(
 /// Answers the incoming call `call_id` (from VC_EVENT_INCOMING_CALL) with `answer`, a vc_answer
 /// value (passed as a number so that any value is checked: others give
 /// VC_RESULT_INVALID_ARGUMENT). Refusals: `not_registered`, `not_offered` (no such call offered
-/// to this user, or it already ended), `call_not_ringing` (already answered).
+/// to this user, or it already ended), `call_not_ringing` (already answered). The first device
+/// of the user to accept takes the call; the others get VC_CALL_STATE_ANSWERED_ELSEWHERE.
 ///
 /// # Safety
 /// Pointers: `client` required; `call_id` required.
@@ -391,7 +397,8 @@ pub unsafe extern "C" fn vc_client_answer(
 
 /// Hangs up (or cancels, while it rings) the call `call_id`; both sides then get
 /// VC_EVENT_CALL_STATE with VC_CALL_STATE_ENDED. Refusals: `not_registered`, `unknown_call` (no
-/// such open call), `not_in_call` (this user is not one of its parties).
+/// such open call), `not_in_call` (this user is not one of its parties, or the call is on
+/// another device of this user).
 ///
 /// # Safety
 /// Pointers: `client` required; `call_id` required.

@@ -577,8 +577,9 @@ fn take(owned: OwnedConferenceListener) -> vc_conference_listener {
 /// invitation to it gives VC_RESULT_INVALID_ARGUMENT. Refusals: `not_registered`, `conf_unknown`
 /// (the conference is gone), `insufficient_credit` (when the server bills each participant),
 /// `conf_full` (this user is in too many conferences), `conf_forbidden` (the invitation is not
-/// held), `conf_invalid` (the invitation lapsed, or the conference is full or ended), and the
-/// conference codes of the conventions.
+/// held), `conf_invalid` (the invitation lapsed, or the conference is full or ended),
+/// `conf_other_device` (another device of this user is in the conference), and the conference
+/// codes of the conventions.
 ///
 /// # Safety
 /// Pointers: `client` required; `conf_id` required; `listener` optional (NULL: no events), read

@@ -24,7 +24,8 @@ pub enum vc_event_kind {
     VC_EVENT_LOW_BALANCE = 3,
     /// An end-to-end message from the other party: `call_id`, `user` (the sender), `payload`.
     VC_EVENT_SESSION_MESSAGE = 4,
-    /// The connection to the server was lost: `reason`. The client reconnects by itself.
+    /// The connection to the server was lost: `reason`. The client reconnects by itself
+    /// (VC_EVENT_RECONNECTED follows once it is back).
     VC_EVENT_DISCONNECTED = 5,
     /// The connection is back.
     VC_EVENT_RECONNECTED = 6,
@@ -36,6 +37,10 @@ pub enum vc_event_kind {
     /// call or conference participation of ours at the moments we saw): `call_id`, `payload`
     /// (the statement asked for), `reason`. Nothing was signed.
     VC_EVENT_RECEIPT_REFUSED = 8,
+    /// The connection to the server ended for good: `reason` (a revoked certificate, too many
+    /// devices of this user connected, an unsupported protocol version, or the client was
+    /// closed). The client does not reconnect; no client event follows.
+    VC_EVENT_CLOSED = 9,
 }
 
 /// The state of a call.
@@ -54,6 +59,9 @@ pub enum vc_call_state {
     VC_CALL_STATE_NO_ANSWER = 4,
     /// The call ended; `reason` says why (final).
     VC_CALL_STATE_ENDED = 5,
+    /// Another device of this user answered the call first (final on this device; the call
+    /// goes on with the other device).
+    VC_CALL_STATE_ANSWERED_ELSEWHERE = 6,
 }
 
 impl From<CallState> for vc_call_state {
@@ -65,6 +73,7 @@ impl From<CallState> for vc_call_state {
             CallState::Busy => vc_call_state::VC_CALL_STATE_BUSY,
             CallState::NoAnswer => vc_call_state::VC_CALL_STATE_NO_ANSWER,
             CallState::Ended => vc_call_state::VC_CALL_STATE_ENDED,
+            CallState::AnsweredElsewhere => vc_call_state::VC_CALL_STATE_ANSWERED_ELSEWHERE,
         }
     }
 }
@@ -207,7 +216,7 @@ impl EventStrings {
                 s.payload = Some(c_string(payload));
             }
             ClientEvent::LowBalance { call_id, .. } => s.call_id = Some(c_string(call_id)),
-            ClientEvent::Disconnected { reason } => s.reason = Some(c_string(reason)),
+            ClientEvent::Disconnected { reason, .. } => s.reason = Some(c_string(reason)),
             ClientEvent::Reconnected => {}
             ClientEvent::ConferenceInvitation { conf, from, .. } => {
                 s.conference = Some(c_string(conf));
@@ -261,7 +270,13 @@ impl EventStrings {
                 e.seconds_left = *seconds_left;
                 vc_event_kind::VC_EVENT_LOW_BALANCE
             }
-            ClientEvent::Disconnected { .. } => vc_event_kind::VC_EVENT_DISCONNECTED,
+            ClientEvent::Disconnected {
+                reconnecting: true, ..
+            } => vc_event_kind::VC_EVENT_DISCONNECTED,
+            ClientEvent::Disconnected {
+                reconnecting: false,
+                ..
+            } => vc_event_kind::VC_EVENT_CLOSED,
             ClientEvent::Reconnected => vc_event_kind::VC_EVENT_RECONNECTED,
             ClientEvent::ConferenceInvitation { expires_at_ms, .. } => {
                 e.seconds_left = ((expires_at_ms - vcsdk::util::unix_now() * 1000) / 1000).max(0);

@@ -93,6 +93,7 @@ static const char *state_name(vc_call_state s) {
     case VC_CALL_STATE_BUSY: return "busy";
     case VC_CALL_STATE_NO_ANSWER: return "no answer";
     case VC_CALL_STATE_ENDED: return "ended";
+    case VC_CALL_STATE_ANSWERED_ELSEWHERE: return "answered on another device";
   }
   return "?";
 }
@@ -131,6 +132,9 @@ static void on_event(void *ctx, const vc_event *e) {
       break;
     case VC_EVENT_RECONNECTED:
       printf("reconnected\n");
+      break;
+    case VC_EVENT_CLOSED:
+      printf("the connection to the server ended for good (%s)\n", e->reason ? e->reason : "");
       break;
     default:
       break;

@@ -20,8 +20,8 @@ use vcsdk::proto::signal::{Event, ServerMessage, WrapDelivery, MAX_CONF_PAGE_BYT
 use vcsdk::util::unhex;
 
 use crate::hub::{
-    deliverable, now_ms, receipt_request, send_frame_locked, send_locked, Billed, Hub, Refusal,
-    State,
+    deliverable, is_online_locked, now_ms, receipt_request, relay_address_locked,
+    send_device_locked, send_frame_device_locked, send_locked, Billed, Hub, Refusal, State,
 };
 use vcsdk::billing::ReceiptKind;
 
@@ -40,6 +40,8 @@ pub(crate) struct Participation {
     pub record: String,
     /// Who pays.
     pub payer: String,
+    /// The payer's device in the conference, which its receipts and warnings go to.
+    pub payer_conn: Option<u64>,
     /// The callee field of the record (`conf:<id>`, or `conf:<id>:<member>` when another pays).
     pub callee: String,
     /// The debiting task.
@@ -82,6 +84,33 @@ fn conf_refusal(code: &str, message: String) -> Refusal {
     Refusal::new(code, message)
 }
 
+/// The device (connection) of `member` that joined `conf`.
+fn conf_device(state: &State, member: &str, conf: &str) -> Option<u64> {
+    state.conf_of.get(member).and_then(|m| m.get(conf)).copied()
+}
+
+/// A participation belongs to the device that joined: the user's other devices are refused
+/// (`conf_other_device`) for that conference.
+fn check_conf_device(state: &State, user: &str, conn_id: u64, conf: &str) -> Result<(), Refusal> {
+    match conf_device(state, user, conf) {
+        Some(device) if device != conn_id => Err(Refusal::new(
+            "conf_other_device",
+            format!(
+                "you are in conference {conf} on another device; leave it there (or disconnect \
+                 that device) first"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Queues `message` for the device of `member` in `conf` (nothing if it has none).
+fn send_conf_locked(state: &mut State, conf: &str, member: &str, message: &ServerMessage) {
+    if let Some(device) = conf_device(state, member, conf) {
+        send_device_locked(state, member, device, message);
+    }
+}
+
 fn valid_conf_id(conf: &str) -> bool {
     conf.len() == 32
         && conf
@@ -90,10 +119,12 @@ fn valid_conf_id(conf: &str) -> bool {
 }
 
 impl Hub {
-    /// conf_post: checks and sequences a member's entry; returns its sequence number.
+    /// conf_post: checks and sequences a member's entry, sent from device `conn_id`; returns its
+    /// sequence number. A join binds the participation to that device.
     pub fn conf_post(
         self: &Arc<Self>,
         user: &str,
+        conn_id: u64,
         conf: &str,
         entry: Entry,
     ) -> Result<u64, Refusal> {
@@ -116,6 +147,7 @@ impl Hub {
             ));
         }
         let mut state = self.lock();
+        check_conf_device(&state, user, conn_id, conf)?;
         let creating = matches!(opened.content.body, Body::Create { .. });
         // Every check first: a refused entry leaves nothing behind.
         if creating {
@@ -152,7 +184,7 @@ impl Hub {
             ));
         }
         if let Body::Invite { invitee, .. } = &opened.content.body {
-            if !state.peers.get(invitee).is_some_and(|p| p.registered) {
+            if !is_online_locked(&state, invitee) {
                 return Err(Refusal::new(
                     "user_offline",
                     format!("{invitee} is not online"),
@@ -174,7 +206,7 @@ impl Hub {
                 },
             );
         }
-        let result = self.sequence_locked(&mut state, conf, entry);
+        let result = self.sequence_locked(&mut state, conf, entry, Some((user, conn_id)));
         if result.is_err() && creating {
             state.conferences.remove(conf);
         }
@@ -207,11 +239,13 @@ impl Hub {
     pub fn conf_wraps(
         &self,
         user: &str,
+        conn_id: u64,
         conf: &str,
         epoch: u32,
         wraps: Vec<WrapDelivery>,
     ) -> Result<(), Refusal> {
         let mut state = self.lock();
+        check_conf_device(&state, user, conn_id, conf)?;
         let c = state
             .conferences
             .get_mut(conf)
@@ -270,10 +304,12 @@ impl Hub {
     pub fn conf_log(
         &self,
         user: &str,
+        conn_id: u64,
         conf: &str,
         after: Option<u64>,
     ) -> Result<(Vec<Sequenced>, Option<u64>), Refusal> {
         let state = self.lock();
+        check_conf_device(&state, user, conn_id, conf)?;
         let c = state
             .conferences
             .get(conf)
@@ -294,11 +330,13 @@ impl Hub {
     pub fn conf_signal(
         &self,
         user: &str,
+        conn_id: u64,
         conf: &str,
         to: Option<String>,
         payload: String,
     ) -> Result<(), Refusal> {
         let mut state = self.lock();
+        check_conf_device(&state, user, conn_id, conf)?;
         let c = state
             .conferences
             .get(conf)
@@ -333,18 +371,44 @@ impl Hub {
             },
         })?;
         for r in recipients {
-            send_frame_locked(&mut state, &r, frame.clone());
+            if let Some(device) = conf_device(&state, &r, conf) {
+                send_frame_device_locked(&mut state, &r, device, frame.clone());
+            }
         }
         Ok(())
     }
 
-    /// A member's connection (or credit) is gone: the server signs its departure from every
-    /// conference it is in, and the groups rekey.
+    /// A member is gone (unregistered): the server signs its departure from every conference
+    /// it is in, whichever device joined it, and the groups rekey.
     pub(crate) fn conf_depart_all_locked(&self, state: &mut State, user: &str, reason: &str) {
         let confs: Vec<String> = state
             .conf_of
             .get(user)
-            .map(|s| s.iter().cloned().collect())
+            .map(|s| s.keys().cloned().collect())
+            .unwrap_or_default();
+        for conf in confs {
+            self.conf_departed_locked(state, &conf, user, reason);
+        }
+    }
+
+    /// Device `conn_id` of a member is gone: the server signs the member's departure from the
+    /// conferences that device joined (not those of its other devices), and the groups rekey.
+    pub(crate) fn conf_depart_device_locked(
+        &self,
+        state: &mut State,
+        user: &str,
+        conn_id: u64,
+        reason: &str,
+    ) {
+        let confs: Vec<String> = state
+            .conf_of
+            .get(user)
+            .map(|s| {
+                s.iter()
+                    .filter(|(_, device)| **device == conn_id)
+                    .map(|(conf, _)| conf.clone())
+                    .collect()
+            })
             .unwrap_or_default();
         for conf in confs {
             self.conf_departed_locked(state, &conf, user, reason);
@@ -365,6 +429,13 @@ impl Hub {
         };
         if let Err(r) = self.post_server_locked(state, conf, body) {
             tracing::warn!(conf, member, "departure not sequenced: {}", r.message);
+            // Never leave a binding to a device behind.
+            if let Some(set) = state.conf_of.get_mut(member) {
+                set.remove(conf);
+                if set.is_empty() {
+                    state.conf_of.remove(member);
+                }
+            }
         }
     }
 
@@ -417,12 +488,19 @@ impl Hub {
         let identity = identity.ok_or_else(|| Refusal::new("internal", "no server identity"))?;
         let entry = Entry::sign(&identity, &content)
             .map_err(|e| Refusal::new("internal", e.to_string()))?;
-        self.sequence_locked(state, conf, entry)
+        self.sequence_locked(state, conf, entry, None)
     }
 
     /// Admits an entry into `conf`'s log with the members' rules, then delivers it and acts on
-    /// what it changed.
-    fn sequence_locked(&self, state: &mut State, conf: &str, entry: Entry) -> Result<u64, Refusal> {
+    /// what it changed. `poster` is the member and device that sent it (none: the server's own);
+    /// a member it makes join is bound to that device.
+    fn sequence_locked(
+        &self,
+        state: &mut State,
+        conf: &str,
+        entry: Entry,
+        poster: Option<(&str, u64)>,
+    ) -> Result<u64, Refusal> {
         let check = self
             .certificate_check()
             .ok_or_else(|| Refusal::new("internal", "the server is not serving yet"))?;
@@ -507,12 +585,30 @@ impl Hub {
                 _ => None,
             })
             .collect();
+        let epoch = c.state.epoch();
+        // A newcomer's participation belongs to the device that joined.
+        for member in &joined {
+            let device = match poster {
+                Some((who, conn)) if who == member => Some(conn),
+                _ => state
+                    .peers
+                    .get(member)
+                    .and_then(|d| d.keys().next().copied()),
+            };
+            if let Some(device) = device {
+                state
+                    .conf_of
+                    .entry(member.clone())
+                    .or_default()
+                    .insert(conf.to_owned(), device);
+            }
+        }
         // Delivery: wraps first, then the entry to everyone who was or is a member; a newcomer
         // gets the whole log instead.
-        let epoch = c.state.epoch();
         for (member, wrap) in wraps_to_send {
-            send_locked(
+            send_conf_locked(
                 state,
+                conf,
                 &member,
                 &ServerMessage::Event {
                     event: Event::ConfWrap {
@@ -542,8 +638,9 @@ impl Hub {
                 while !rest.is_empty() {
                     let (page, _) = page(rest);
                     rest = &rest[page.len()..];
-                    send_locked(
+                    send_conf_locked(
                         state,
+                        conf,
                         member,
                         &ServerMessage::Event {
                             event: Event::ConfEntries {
@@ -554,7 +651,7 @@ impl Hub {
                     );
                 }
             } else {
-                send_locked(state, member, &one);
+                send_conf_locked(state, conf, member, &one);
             }
         }
         if let Body::Invite { invitee, .. } = &opened.content.body {
@@ -602,23 +699,18 @@ impl Hub {
     fn conf_change_locked(&self, state: &mut State, conf: &str, change: Change) {
         match change {
             Change::Joined { member, index } => {
-                state
-                    .conf_of
-                    .entry(member.clone())
-                    .or_default()
-                    .insert(conf.to_owned());
                 self.start_participation_locked(state, conf, &member);
                 self.offer_conf_relay_locked(state, conf, &member, index);
                 tracing::info!(conf, %member, index, "joined conference");
             }
             Change::Left { member, reason, .. } => {
+                self.end_participation_locked(state, conf, &member, &reason);
                 if let Some(set) = state.conf_of.get_mut(&member) {
                     set.remove(conf);
                     if set.is_empty() {
                         state.conf_of.remove(&member);
                     }
                 }
-                self.end_participation_locked(state, conf, &member, &reason);
                 if let Some(relay) = &state.media_relay {
                     relay.close_member(conf, &member);
                 }
@@ -668,6 +760,10 @@ impl Hub {
         } else {
             (c.creator.clone(), format!("conf:{conf}:{member}"))
         };
+        let payer_conn = conf_device(state, &payer, conf);
+        let Some(c) = state.conferences.get_mut(conf) else {
+            return;
+        };
         let record = crate::hub::new_call_id();
         let at = now_ms();
         self.store.call_requested(&record, &payer, &callee, at);
@@ -687,12 +783,15 @@ impl Hub {
             Participation {
                 record: record.clone(),
                 payer: payer.clone(),
+                payer_conn,
                 callee: callee.clone(),
                 billing,
             },
         );
         let receipt = receipt_request(ReceiptKind::Answer, &record, &payer, &callee, at);
-        send_locked(state, &payer, &receipt);
+        if let Some(device) = payer_conn {
+            send_device_locked(state, &payer, device, &receipt);
+        }
     }
 
     pub(crate) fn end_participation_locked(
@@ -715,7 +814,9 @@ impl Hub {
         self.store
             .call_ended(&p.record, at, crate::store::Disposition::Answered, reason);
         let receipt = receipt_request(ReceiptKind::End, &p.record, &p.payer, &p.callee, at);
-        send_locked(state, &p.payer, &receipt);
+        if let Some(device) = p.payer_conn {
+            send_device_locked(state, &p.payer, device, &receipt);
+        }
     }
 
     /// Opens a relay leg for `member` of `conf` and tells it where and with which token.
@@ -724,14 +825,11 @@ impl Hub {
             return;
         };
         let (token, secret) = relay.open_member(conf, member, index);
-        let mut address = relay.advertised();
-        if address.ip().is_unspecified() {
-            if let Some(ip) = state.peers.get(member).and_then(|p| p.local_ip) {
-                address.set_ip(ip);
-            }
-        }
-        send_locked(
+        let device = conf_device(state, member, conf);
+        let address = relay_address_locked(state, &relay, member, device);
+        send_conf_locked(
             state,
+            conf,
             member,
             &ServerMessage::Event {
                 event: Event::ConfRelay {

@@ -37,6 +37,9 @@ pub struct ServerConfig {
     /// Most connections from one source address at once, in any stage (so one address cannot
     /// hold the slots everyone else needs).
     pub max_connections_per_address: usize,
+    /// Most connections (devices) one user may have open at once; the next is refused at hello
+    /// with `too_many_devices`.
+    pub max_devices_per_user: usize,
     /// Seconds a new connection has for the TLS handshake, and then again for `hello`.
     pub handshake_timeout_secs: u64,
     /// Calls one user may place a minute (each attempt is a call record, answered or not).
@@ -98,6 +101,7 @@ impl Default for ServerConfig {
             outbound_queue: 256,
             max_connections: 20_000,
             max_connections_per_address: 64,
+            max_devices_per_user: 8,
             handshake_timeout_secs: 10,
             call_attempts_per_minute: 30,
             media_listen: "127.0.0.1:7443".into(),
@@ -134,6 +138,7 @@ impl ServerConfig {
                 "max_connections_per_address",
                 self.max_connections_per_address as u64,
             ),
+            ("max_devices_per_user", self.max_devices_per_user as u64),
             ("handshake_timeout_secs", self.handshake_timeout_secs),
             (
                 "call_attempts_per_minute",

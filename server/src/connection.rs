@@ -165,12 +165,22 @@ pub async fn serve(server: Arc<Server>, tls: TlsStream<TcpStream>, addr: SocketA
     let writer_task = tokio::spawn(write_loop(writer, out_rx));
     let pinger = tokio::spawn(ping_loop(out.clone(), hub.config.keepalive()));
 
-    let reason = read_loop(&server, &user, &peer_cert, &mut reader, &out, &mut killed).await;
+    let reason = read_loop(
+        &server,
+        &user,
+        conn_id,
+        &peer_cert,
+        &mut reader,
+        &out,
+        &mut killed,
+    )
+    .await;
     pinger.abort();
     hub.detach(&user, conn_id, &reason);
     if let Some(f) = encode(&ServerMessage::Event {
         event: vcsdk::proto::signal::Event::Disconnect {
             reason: reason.clone(),
+            is_final: is_final_reason(&reason),
         },
     }) {
         let _ = out.try_send(f);
@@ -184,6 +194,14 @@ pub async fn serve(server: Arc<Server>, tls: TlsStream<TcpStream>, addr: SocketA
         abort.abort();
     }
     tracing::debug!(%user, %addr, conn_id, %reason, "disconnected");
+}
+
+/// Whether a client closed for `reason` cannot help it by reconnecting: its certificate was
+/// revoked or refused, or it said goodbye itself.
+fn is_final_reason(reason: &str) -> bool {
+    reason.starts_with("certificate revoked")
+        || reason.starts_with("certificate refused")
+        || reason == "closed at the client's request"
 }
 
 /// Most bytes read and dropped from a flooding client before its connection is closed.
@@ -215,9 +233,11 @@ async fn ping_loop(out: mpsc::Sender<Bytes>, every: Duration) {
 
 /// Reads and answers frames until the client leaves, misbehaves, falls silent, or is killed.
 /// Returns the reason.
+#[allow(clippy::too_many_arguments)]
 async fn read_loop(
     server: &Arc<Server>,
     user: &str,
+    conn_id: u64,
     cert: &CertificateDer<'static>,
     reader: &mut ReadHalf<TlsStream<TcpStream>>,
     out: &mpsc::Sender<Bytes>,
@@ -244,7 +264,7 @@ async fn read_loop(
                 } else {
                     "malformed_frame"
                 };
-                reply(hub, user, out, &error(None, code, e.to_string()));
+                reply(hub, user, conn_id, out, &error(None, code, e.to_string()));
                 return format!("{code}: {e}");
             }
             Ok(Ok(true)) => {}
@@ -275,6 +295,7 @@ async fn read_loop(
             reply(
                 hub,
                 user,
+                conn_id,
                 out,
                 &error(
                     id,
@@ -293,6 +314,7 @@ async fn read_loop(
                 reply(
                     hub,
                     user,
+                    conn_id,
                     out,
                     &error(None, "malformed_message", e.to_string()),
                 );
@@ -300,24 +322,27 @@ async fn read_loop(
             }
         };
         match message {
-            ClientMessage::Ping { nonce } => reply(hub, user, out, &ServerMessage::Pong { nonce }),
+            ClientMessage::Ping { nonce } => {
+                reply(hub, user, conn_id, out, &ServerMessage::Pong { nonce })
+            }
             ClientMessage::Pong { .. } => {}
             ClientMessage::Hello { .. } => reply(
                 hub,
                 user,
+                conn_id,
                 out,
                 &error(None, "unexpected_hello", "hello was already received"),
             ),
             ClientMessage::Request { id, request } => {
                 let close = matches!(request, Request::CloseConnection);
-                let answer = match handle(server, user, cert, request).await {
+                let answer = match handle(server, user, conn_id, cert, request).await {
                     Ok(result) => ServerMessage::Response { id, result },
                     Err(r) => {
                         tracing::debug!(%user, code = r.code, "request refused: {}", r.message);
                         error(Some(id), r.code, r.message)
                     }
                 };
-                reply(hub, user, out, &answer);
+                reply(hub, user, conn_id, out, &answer);
                 if close {
                     return "closed at the client's request".into();
                 }
@@ -326,10 +351,10 @@ async fn read_loop(
     }
 }
 
-fn reply(hub: &Hub, user: &str, out: &mpsc::Sender<Bytes>, message: &ServerMessage) {
+fn reply(hub: &Hub, user: &str, conn_id: u64, out: &mpsc::Sender<Bytes>, message: &ServerMessage) {
     if let Some(f) = encode(message) {
         if out.try_send(f).is_err() {
-            hub.kill(user, "too slow: outbound queue full");
+            hub.kill_device(user, conn_id, "too slow: outbound queue full");
         }
     }
 }
@@ -337,6 +362,7 @@ fn reply(hub: &Hub, user: &str, out: &mpsc::Sender<Bytes>, message: &ServerMessa
 async fn handle(
     server: &Arc<Server>,
     user: &str,
+    conn_id: u64,
     cert: &CertificateDer<'static>,
     request: Request,
 ) -> Result<Response, Refusal> {
@@ -359,7 +385,7 @@ async fn handle(
             certificate_pem: server.certificate_pem(),
         }),
         Request::Register { terms_version } => {
-            let registered_at = hub.register(user, &terms_version).await?;
+            let registered_at = hub.register(user, conn_id, &terms_version).await?;
             Ok(Response::Registered {
                 user: user.to_owned(),
                 terms_version,
@@ -373,7 +399,7 @@ async fn handle(
             Ok(Response::ActiveUsers { users, next })
         }
         Request::SubscribePresence => {
-            hub.subscribe_presence(user);
+            hub.subscribe_presence(user, conn_id);
             Ok(Response::Ok)
         }
         Request::GetPeerCert { user: peer } => {
@@ -399,7 +425,7 @@ async fn handle(
             }
             // The payer (the caller) must afford the connect fee and the first increment.
             affordable(hub, user, "the call").await?;
-            match hub.request_call(user, &dst) {
+            match hub.request_call(user, conn_id, &dst) {
                 Ok(call_id) => Ok(Response::CallPlaced { call_id }),
                 Err(r) if r.code == "user_offline" => {
                     let registered = read_store(hub, {
@@ -416,9 +442,9 @@ async fn handle(
                 Err(r) => Err(r),
             }
         }
-        Request::Answer { call_id, answer } => {
-            hub.answer(user, &call_id, answer).map(|_| Response::Ok)
-        }
+        Request::Answer { call_id, answer } => hub
+            .answer(user, conn_id, &call_id, answer)
+            .map(|_| Response::Ok),
         Request::EstablishSession { call_id, payload } => {
             if payload.len() > MAX_SESSION_PAYLOAD {
                 return Err(Refusal::new(
@@ -426,11 +452,12 @@ async fn handle(
                     format!("payload exceeds {MAX_SESSION_PAYLOAD} bytes"),
                 ));
             }
-            hub.relay(user, &call_id, payload).map(|_| Response::Ok)
+            hub.relay(user, conn_id, &call_id, payload)
+                .map(|_| Response::Ok)
         }
-        Request::TerminateSession { call_id, reason } => {
-            hub.terminate(user, &call_id, reason).map(|_| Response::Ok)
-        }
+        Request::TerminateSession { call_id, reason } => hub
+            .terminate(user, conn_id, &call_id, reason)
+            .map(|_| Response::Ok),
         Request::CloseConnection => Ok(Response::Ok),
         Request::GetAccountInfo => account_info(hub, user).await,
         Request::AddCredit { voucher } => {
@@ -476,14 +503,14 @@ async fn handle(
             if pays {
                 affordable(hub, user, "joining the conference").await?;
             }
-            let seq = hub.conf_post(user, &conf, entry)?;
+            let seq = hub.conf_post(user, conn_id, &conf, entry)?;
             Ok(Response::ConfPosted { conf, seq })
         }
         Request::ConfWraps { conf, epoch, wraps } => hub
-            .conf_wraps(user, &conf, epoch, wraps)
+            .conf_wraps(user, conn_id, &conf, epoch, wraps)
             .map(|_| Response::Ok),
         Request::ConfLog { conf, after } => {
-            let (entries, next) = hub.conf_log(user, &conf, after)?;
+            let (entries, next) = hub.conf_log(user, conn_id, &conf, after)?;
             Ok(Response::ConfLog {
                 conf,
                 entries,
@@ -497,7 +524,7 @@ async fn handle(
                     format!("payload exceeds {MAX_CONF_SIGNAL} bytes"),
                 ));
             }
-            hub.conf_signal(user, &conf, to, payload)
+            hub.conf_signal(user, conn_id, &conf, to, payload)
                 .map(|_| Response::Ok)
         }
     }

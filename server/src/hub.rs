@@ -3,7 +3,7 @@
 //! to their bounded outbound queues (a client whose queue is full is disconnected as too slow, so it
 //! never holds the others up).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::Duration;
@@ -43,9 +43,10 @@ impl Refusal {
     }
 }
 
-/// One connected client.
+/// One connected client: a device of its user. A user may have several at once (up to
+/// `max_devices_per_user`), each its own connection.
 pub struct Peer {
-    /// Distinguishes successive connections of the same user.
+    /// Distinguishes the connections (devices) of the same user.
     pub conn_id: u64,
     /// Its outbound frames.
     pub out: mpsc::Sender<Bytes>,
@@ -65,7 +66,13 @@ pub struct Peer {
 
 struct Call {
     caller: String,
+    /// The device (connection) that placed the call.
+    caller_conn: u64,
     callee: String,
+    /// The callee's device that answered it, once answered.
+    callee_conn: Option<u64>,
+    /// The callee's devices it rings (or rang) on.
+    rung: Vec<u64>,
     /// Whether the callee was told of it (a busy callee never is).
     offered: bool,
     answered: bool,
@@ -80,15 +87,17 @@ struct Call {
 /// Everything the hub's lock guards.
 #[derive(Default)]
 pub(crate) struct State {
-    pub(crate) peers: HashMap<String, Peer>,
+    /// Every user's connected devices, by connection id.
+    pub(crate) peers: HashMap<String, BTreeMap<u64, Peer>>,
     calls: HashMap<String, Call>,
+    /// The call each user is in (whichever device): a user is busy while any device is in one.
     call_of: HashMap<String, String>,
     shutting_down: bool,
     pub(crate) media_relay: Option<Arc<Relay>>,
     /// Conferences by id.
     pub(crate) conferences: HashMap<String, Conf>,
-    /// The conferences each user is in.
-    pub(crate) conf_of: HashMap<String, BTreeSet<String>>,
+    /// The conferences each user is in, with the device (connection) that joined each.
+    pub(crate) conf_of: HashMap<String, BTreeMap<String, u64>>,
     /// Conference participations whose payer was warned of a low balance.
     pub(crate) warned: HashSet<String>,
     /// Call attempts per user (each is a call record): whatever connections the user has.
@@ -210,76 +219,90 @@ impl Hub {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Connections open now.
+    /// Connections (devices of every user) open now.
     pub fn connected(&self) -> usize {
-        self.lock().peers.len()
+        self.lock().peers.values().map(BTreeMap::len).sum()
     }
 
-    /// Admits a connection of `user`. An older connection of the same user is closed ("replaced
-    /// by a new connection"). Refused while shutting down.
+    /// Admits a connection of `user` as one more of its devices (the others stay connected).
+    /// Refused while shutting down, and with `too_many_devices` when the user already has
+    /// `max_devices_per_user` connections.
     pub fn attach(&self, user: &str, peer: Peer) -> Result<(), Refusal> {
         let mut state = self.lock();
         if state.shutting_down {
             return Err(Refusal::new("shutting_down", "the server is shutting down"));
         }
-        let registered = peer.registered;
-        if let Some(old) = state.peers.remove(user) {
-            let _ = old.kill.send(Some("replaced by a new connection".into()));
-            end_calls_locked(
-                &mut state,
-                &self.store,
-                user,
-                &format!("{user} reconnected"),
-            );
-            self.conf_depart_all_locked(&mut state, user, "replaced by a new connection");
+        let cap = self.config.max_devices_per_user;
+        let devices = state.peers.get(user).map_or(0, BTreeMap::len);
+        if devices >= cap {
+            return Err(Refusal::new(
+                "too_many_devices",
+                format!(
+                    "{user} already has {devices} connections (devices) open, the most this \
+                     server allows; close one first"
+                ),
+            ));
         }
-        state.peers.insert(user.to_owned(), peer);
-        if registered {
+        let was_online = is_online_locked(&state, user);
+        let registered = peer.registered;
+        state
+            .peers
+            .entry(user.to_owned())
+            .or_default()
+            .insert(peer.conn_id, peer);
+        if registered && !was_online {
             broadcast_presence_locked(&mut state, user, true);
         }
         Ok(())
     }
 
-    /// Forgets connection `conn_id` of `user` (if it is still the current one) that closed for
-    /// `reason`: its calls end, it leaves its conferences, and its presence goes offline.
+    /// Forgets device `conn_id` of `user`, which closed for `reason`: the call it placed or
+    /// answered ends, it stops ringing, it leaves the conferences it joined, and the user's
+    /// presence goes offline when it was the last device.
     pub fn detach(&self, user: &str, conn_id: u64, reason: &str) {
         let mut state = self.lock();
-        if state.peers.get(user).is_none_or(|p| p.conn_id != conn_id) {
+        let Some(devices) = state.peers.get_mut(user) else {
             return;
+        };
+        let Some(gone) = devices.remove(&conn_id) else {
+            return;
+        };
+        if devices.is_empty() {
+            state.peers.remove(user);
         }
-        let peer = state.peers.remove(user);
-        end_calls_locked(
+        device_left_call_locked(
             &mut state,
             &self.store,
             user,
+            conn_id,
             &format!("{user} disconnected"),
         );
-        self.conf_depart_all_locked(&mut state, user, &format!("disconnected: {reason}"));
-        if peer.is_some_and(|p| p.registered) {
+        self.conf_depart_device_locked(
+            &mut state,
+            user,
+            conn_id,
+            &format!("disconnected: {reason}"),
+        );
+        if gone.registered && !is_online_locked(&state, user) {
             broadcast_presence_locked(&mut state, user, false);
         }
     }
 
-    /// Sends `message` to `user` if connected.
-    pub fn send(&self, user: &str, message: &ServerMessage) {
-        let mut state = self.lock();
-        send_locked(&mut state, user, message);
-    }
-
-    /// Closes `user`'s connection with `reason`.
-    pub fn kill(&self, user: &str, reason: &str) {
-        if let Some(peer) = self.lock().peers.get(user) {
+    /// Closes device `conn_id` of `user` with `reason`.
+    pub fn kill_device(&self, user: &str, conn_id: u64, reason: &str) {
+        if let Some(peer) = self.lock().peers.get(user).and_then(|d| d.get(&conn_id)) {
             let _ = peer.kill.send(Some(reason.to_owned()));
         }
     }
 
-    /// Whether `user`'s current connection is registered.
+    /// Whether `user` is registered (every device of it is, once one registered).
     pub fn is_registered(&self, user: &str) -> bool {
-        self.lock().peers.get(user).is_some_and(|p| p.registered)
+        is_online_locked(&self.lock(), user)
     }
 
-    /// registerNewUser: records acceptance of `terms` durably, then shows the user online.
-    pub async fn register(&self, user: &str, terms: &str) -> Result<i64, Refusal> {
+    /// registerNewUser from device `conn_id`: records acceptance of `terms` durably, then shows
+    /// the user online (every device of it is registered from then on).
+    pub async fn register(&self, user: &str, conn_id: u64, terms: &str) -> Result<i64, Refusal> {
         if terms != self.config.terms_version {
             return Err(Refusal::new(
                 "terms_mismatch",
@@ -294,6 +317,7 @@ impl Hub {
             let peer = state
                 .peers
                 .get(user)
+                .and_then(|d| d.get(&conn_id))
                 .ok_or_else(|| Refusal::new("internal", "connection not attached"))?;
             let info = vcsdk::pki::CertificateInfo::parse(&peer.cert)
                 .map_err(|e| Refusal::new("internal", e.to_string()))?;
@@ -315,17 +339,21 @@ impl Hub {
             .await
             .map_err(|e| Refusal::new(e.code, e.message))?;
         let mut state = self.lock();
-        if let Some(peer) = state.peers.get_mut(user) {
-            if !peer.registered {
+        let was_online = is_online_locked(&state, user);
+        if let Some(devices) = state.peers.get_mut(user) {
+            for peer in devices.values_mut() {
                 peer.registered = true;
-                broadcast_presence_locked(&mut state, user, true);
             }
+        }
+        if !was_online && is_online_locked(&state, user) {
+            broadcast_presence_locked(&mut state, user, true);
         }
         tracing::info!(%user, terms, "registered");
         Ok(registered_at)
     }
 
-    /// unregister: ends the user's calls and shows them offline.
+    /// unregister: ends the user's calls, takes every device of it out of its conferences, and
+    /// shows it offline.
     pub async fn unregister(&self, user: &str) -> Result<(), Refusal> {
         self.store
             .unregister(user, unix_now())
@@ -339,18 +367,22 @@ impl Hub {
             &format!("{user} unregistered"),
         );
         self.conf_depart_all_locked(&mut state, user, "unregistered");
-        if let Some(peer) = state.peers.get_mut(user) {
-            if peer.registered {
+        let was_online = is_online_locked(&state, user);
+        if let Some(devices) = state.peers.get_mut(user) {
+            for peer in devices.values_mut() {
                 peer.registered = false;
-                broadcast_presence_locked(&mut state, user, false);
             }
+        }
+        if was_online {
+            broadcast_presence_locked(&mut state, user, false);
         }
         tracing::info!(%user, "unregistered");
         Ok(())
     }
 
-    /// getActiveUsers: registered users online now, by id, at most `limit` after `after`; and
-    /// the `after` of the next page when there is one.
+    /// getActiveUsers: registered users online now (on any device), by id, at most `limit` after
+    /// `after`; and the `after` of the next page when there is one. A user's `online_since` is
+    /// when its earliest device still connected connected.
     pub fn active_users(
         &self,
         after: Option<&str>,
@@ -360,10 +392,17 @@ impl Hub {
         let mut users: Vec<UserPresence> = state
             .peers
             .iter()
-            .filter(|(user, p)| p.registered && after.is_none_or(|a| user.as_str() > a))
-            .map(|(user, p)| UserPresence {
-                user: user.clone(),
-                online_since: p.online_since,
+            .filter(|(user, _)| after.is_none_or(|a| user.as_str() > a))
+            .filter_map(|(user, devices)| {
+                let since = devices
+                    .values()
+                    .filter(|p| p.registered)
+                    .map(|p| p.online_since)
+                    .min()?;
+                Some(UserPresence {
+                    user: user.clone(),
+                    online_since: since,
+                })
             })
             .collect();
         drop(state);
@@ -373,16 +412,28 @@ impl Hub {
         (users, next)
     }
 
-    /// Sends presence events to `user` from now on.
-    pub fn subscribe_presence(&self, user: &str) {
-        if let Some(peer) = self.lock().peers.get_mut(user) {
+    /// Sends presence events to device `conn_id` of `user` from now on.
+    pub fn subscribe_presence(&self, user: &str, conn_id: u64) {
+        if let Some(peer) = self
+            .lock()
+            .peers
+            .get_mut(user)
+            .and_then(|d| d.get_mut(&conn_id))
+        {
             peer.presence = true;
         }
     }
 
-    /// reqConnect: offers a call from `caller` to `callee`; returns the call id. A busy callee
-    /// ends the call at once with the state `busy`; an unanswered one rings until the ring timeout.
-    pub fn request_call(self: &Arc<Self>, caller: &str, callee: &str) -> Result<String, Refusal> {
+    /// reqConnect from device `caller_conn` of `caller`: offers a call to `callee`, ringing
+    /// every registered device of it; returns the call id. A busy callee (any device in a call)
+    /// ends the call at once with the state `busy`; an unanswered one rings until the ring
+    /// timeout.
+    pub fn request_call(
+        self: &Arc<Self>,
+        caller: &str,
+        caller_conn: u64,
+        callee: &str,
+    ) -> Result<String, Refusal> {
         if caller == callee {
             return Err(Refusal::new("self_call", "you cannot call yourself"));
         }
@@ -390,18 +441,25 @@ impl Hub {
         if state.call_of.contains_key(caller) {
             return Err(Refusal::new(
                 "already_in_call",
-                "you are already in a call; end it first",
+                "you are already in a call (on this or another device); end it first",
             ));
         }
-        match state.peers.get(callee) {
-            Some(p) if p.registered => {}
+        let rung: Vec<u64> = state
+            .peers
+            .get(callee)
+            .map(|d| {
+                d.values()
+                    .filter(|p| p.registered)
+                    .map(|p| p.conn_id)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if rung.is_empty() {
             // The connection tells an offline registered user from an unknown one.
-            _ => {
-                return Err(Refusal::new(
-                    "user_offline",
-                    format!("{callee} is not online"),
-                ))
-            }
+            return Err(Refusal::new(
+                "user_offline",
+                format!("{callee} is not online"),
+            ));
         }
         // Every attempt from here on is a call record (and rings someone): limited per user.
         let per_minute = self.config.call_attempts_per_minute;
@@ -421,7 +479,10 @@ impl Hub {
             call_id.clone(),
             Call {
                 caller: caller.to_owned(),
+                caller_conn,
                 callee: callee.to_owned(),
+                callee_conn: None,
+                rung: Vec::new(),
                 offered: false,
                 answered: false,
                 answered_at_ms: None,
@@ -444,20 +505,21 @@ impl Hub {
         state.call_of.insert(callee.to_owned(), call_id.clone());
         if let Some(call) = state.calls.get_mut(&call_id) {
             call.offered = true;
+            call.rung = rung.clone();
         }
-        send_locked(
-            &mut state,
-            callee,
-            &ServerMessage::Event {
-                event: Event::IncomingCall {
-                    call_id: call_id.clone(),
-                    from: caller.to_owned(),
-                },
+        let incoming = ServerMessage::Event {
+            event: Event::IncomingCall {
+                call_id: call_id.clone(),
+                from: caller.to_owned(),
             },
-        );
-        send_locked(
+        };
+        for conn in rung {
+            send_device_locked(&mut state, callee, conn, &incoming);
+        }
+        send_device_locked(
             &mut state,
             caller,
+            caller_conn,
             &call_state(&call_id, CallState::Ringing, None),
         );
         drop(state);
@@ -487,12 +549,15 @@ impl Hub {
         }
     }
 
-    /// acceptConnect / declineConnect / busy, by the callee of a ringing call. Accepting starts
-    /// billing (the first debit at once, then one per debit interval) and asks both parties to
-    /// sign the answer receipt.
+    /// acceptConnect / declineConnect / busy, from device `conn_id` of the callee of a ringing
+    /// call. The first device to accept takes the call: the other devices it rang on are told
+    /// `answered_elsewhere`. A decline (or busy) from any device ends the ringing on every
+    /// device. Accepting starts billing (the first debit at once, then one per debit interval)
+    /// and asks both answering parties to sign the answer receipt.
     pub fn answer(
         self: &Arc<Self>,
         user: &str,
+        conn_id: u64,
         call_id: &str,
         answer: Answer,
     ) -> Result<(), Refusal> {
@@ -500,11 +565,11 @@ impl Hub {
         let call = state
             .calls
             .get_mut(call_id)
-            .filter(|c| c.callee == user)
+            .filter(|c| c.callee == user && c.rung.contains(&conn_id))
             .ok_or_else(|| {
                 Refusal::new(
                     "not_offered",
-                    format!("call {call_id} was not offered to you"),
+                    format!("call {call_id} was not offered to you (on this device)"),
                 )
             })?;
         if call.answered {
@@ -518,7 +583,15 @@ impl Hub {
                 let at = now_ms();
                 call.answered = true;
                 call.answered_at_ms = Some(at);
+                call.callee_conn = Some(conn_id);
                 let caller = call.caller.clone();
+                let caller_conn = call.caller_conn;
+                let others: Vec<u64> = call
+                    .rung
+                    .iter()
+                    .copied()
+                    .filter(|c| *c != conn_id)
+                    .collect();
                 self.store
                     .call_answered(call_id, at, &self.config.billing.tariff);
                 call.billing = Some(tokio::spawn(bill_call(
@@ -527,13 +600,25 @@ impl Hub {
                     caller.clone(),
                     Billed::Call,
                 )));
+                let elsewhere = call_state(
+                    call_id,
+                    CallState::AnsweredElsewhere,
+                    Some("answered on another device"),
+                );
+                for other in others {
+                    send_device_locked(&mut state, user, other, &elsewhere);
+                }
                 let accepted = call_state(call_id, CallState::Accepted, None);
-                send_locked(&mut state, &caller, &accepted);
-                send_locked(&mut state, user, &accepted);
+                send_device_locked(&mut state, &caller, caller_conn, &accepted);
+                send_device_locked(&mut state, user, conn_id, &accepted);
                 let receipt = receipt_request(ReceiptKind::Answer, call_id, &caller, user, at);
-                send_locked(&mut state, &caller, &receipt);
-                send_locked(&mut state, user, &receipt);
-                offer_relay_locked(&mut state, call_id, [&caller, user]);
+                send_device_locked(&mut state, &caller, caller_conn, &receipt);
+                send_device_locked(&mut state, user, conn_id, &receipt);
+                offer_relay_locked(
+                    &mut state,
+                    call_id,
+                    [(caller.as_str(), caller_conn), (user, conn_id)],
+                );
             }
             Answer::Decline => finish_call_locked(
                 &mut state,
@@ -555,10 +640,17 @@ impl Hub {
         Ok(())
     }
 
-    /// establishSession: forwards an opaque end-to-end message to the other party of the call.
-    pub fn relay(&self, user: &str, call_id: &str, payload: String) -> Result<(), Refusal> {
+    /// establishSession: forwards an opaque end-to-end message from device `conn_id` to the
+    /// other party's device of the call.
+    pub fn relay(
+        &self,
+        user: &str,
+        conn_id: u64,
+        call_id: &str,
+        payload: String,
+    ) -> Result<(), Refusal> {
         let mut state = self.lock();
-        let other = other_party(&state, user, call_id)?;
+        let (other, devices) = other_party(&state, user, conn_id, call_id)?;
         let frame = deliverable(&ServerMessage::Event {
             event: Event::SessionMessage {
                 call_id: call_id.to_owned(),
@@ -566,19 +658,23 @@ impl Hub {
                 payload,
             },
         })?;
-        send_frame_locked(&mut state, &other, frame);
+        for conn in devices {
+            send_frame_device_locked(&mut state, &other, conn, frame.clone());
+        }
         Ok(())
     }
 
-    /// terminateSession: ends (or, while ringing, cancels) a call of `user`.
+    /// terminateSession: ends (or, while ringing, cancels) a call, from the device that placed
+    /// it, the device that answered it, or (while ringing) any device it rings on.
     pub fn terminate(
         &self,
         user: &str,
+        conn_id: u64,
         call_id: &str,
         reason: Option<String>,
     ) -> Result<(), Refusal> {
         let mut state = self.lock();
-        other_party(&state, user, call_id)?;
+        other_party(&state, user, conn_id, call_id)?;
         let answered = state.calls.get(call_id).is_some_and(|c| c.answered);
         let why = match reason {
             Some(r) => format!(
@@ -616,21 +712,42 @@ impl Hub {
         );
     }
 
-    /// Warns the payer once per call (or participation) that the balance will soon not cover it.
-    fn warn_low_balance(&self, payer: &str, call_id: &str, balance: i64, seconds_left: i64) {
+    /// Warns the payer once per call (or participation) that the balance will soon not cover it,
+    /// on the device that is in it.
+    fn warn_low_balance(
+        &self,
+        payer: &str,
+        call_id: &str,
+        what: &Billed,
+        balance: i64,
+        seconds_left: i64,
+    ) {
         let mut state = self.lock();
-        match state.calls.get_mut(call_id) {
+        let device = match state.calls.get_mut(call_id) {
             Some(call) if call.warned => return,
-            Some(call) => call.warned = true,
+            Some(call) => {
+                call.warned = true;
+                Some(call.caller_conn)
+            }
             None => {
                 if !state.warned.insert(call_id.to_owned()) {
                     return;
                 }
+                match what {
+                    Billed::Participation { conf, member } => state
+                        .conferences
+                        .get(conf)
+                        .and_then(|c| c.participations.get(member))
+                        .and_then(|p| p.payer_conn),
+                    Billed::Call => None,
+                }
             }
-        }
-        send_locked(
+        };
+        let Some(device) = device else { return };
+        send_device_locked(
             &mut state,
             payer,
+            device,
             &ServerMessage::Event {
                 event: Event::LowBalance {
                     call_id: call_id.to_owned(),
@@ -663,21 +780,25 @@ impl Hub {
             );
         }
         self.conf_shutdown_locked(&mut state);
-        for peer in state.peers.values() {
+        for peer in state.peers.values().flat_map(BTreeMap::values) {
             let _ = peer.kill.send(Some("server shutting down".into()));
         }
     }
 
-    /// Checks every connected client's certificate with `check` (a fresh CRL) and disconnects
+    /// Checks every connected device's certificate with `check` (a fresh CRL) and disconnects
     /// those it refuses. Returns how many were disconnected.
     pub fn sweep(&self, check: &CertificateCheck) -> usize {
         // Check outside the lock (thousands of signature checks), then close the refused
-        // connections that are still the same ones.
+        // connections that are still open.
         let snapshot: Vec<(String, u64, CertificateDer<'static>)> = self
             .lock()
             .peers
             .iter()
-            .map(|(user, peer)| (user.clone(), peer.conn_id, peer.cert.clone()))
+            .flat_map(|(user, devices)| {
+                devices
+                    .values()
+                    .map(move |peer| (user.clone(), peer.conn_id, peer.cert.clone()))
+            })
             .collect();
         let now = UnixTime::now();
         let refused: Vec<(String, u64, String)> = snapshot
@@ -695,7 +816,7 @@ impl Hub {
             .collect();
         let state = self.lock();
         for (user, conn_id, reason) in &refused {
-            if let Some(peer) = state.peers.get(user).filter(|p| p.conn_id == *conn_id) {
+            if let Some(peer) = state.peers.get(user).and_then(|d| d.get(conn_id)) {
                 tracing::info!(%user, %reason, "disconnecting");
                 let _ = peer.kill.send(Some(reason.clone()));
             }
@@ -725,7 +846,7 @@ pub(crate) async fn bill_call(hub: Weak<Hub>, call_id: String, payer: String, wh
                 let left = (covered_to_ms - now) / 1000
                     + tariff.seconds_for(available).unwrap_or(i64::MAX / 2);
                 if left < warn_below {
-                    hub.warn_low_balance(&payer, &call_id, balance, left);
+                    hub.warn_low_balance(&payer, &call_id, &what, balance, left);
                 }
             }
             Ok(DebitOutcome::Insufficient) => {
@@ -775,15 +896,37 @@ fn call_state(call_id: &str, state: CallState, reason: Option<&str>) -> ServerMe
     }
 }
 
-fn other_party(state: &State, user: &str, call_id: &str) -> Result<String, Refusal> {
+/// The other party of `call_id` for device `conn_id` of `user`, with the devices of it that
+/// messages go to: the caller's device, or the callee's answering device (every device it rings
+/// on while ringing). Refused unless `user` is in the call on this device.
+fn other_party(
+    state: &State,
+    user: &str,
+    conn_id: u64,
+    call_id: &str,
+) -> Result<(String, Vec<u64>), Refusal> {
     let call = state
         .calls
         .get(call_id)
         .ok_or_else(|| Refusal::new("unknown_call", format!("no open call {call_id}")))?;
-    if call.caller == user {
-        Ok(call.callee.clone())
-    } else if call.callee == user {
-        Ok(call.caller.clone())
+    if call.caller == user && call.caller_conn == conn_id {
+        let devices = match call.callee_conn {
+            Some(c) => vec![c],
+            None => call.rung.clone(),
+        };
+        Ok((call.callee.clone(), devices))
+    } else if call.callee == user
+        && match call.callee_conn {
+            Some(c) => c == conn_id,
+            None => call.rung.contains(&conn_id),
+        }
+    {
+        Ok((call.caller.clone(), vec![call.caller_conn]))
+    } else if call.caller == user || call.callee == user {
+        Err(Refusal::new(
+            "not_in_call",
+            format!("call {call_id} is on another of your devices"),
+        ))
     } else {
         Err(Refusal::new(
             "not_in_call",
@@ -792,7 +935,8 @@ fn other_party(state: &State, user: &str, call_id: &str) -> Result<String, Refus
     }
 }
 
-/// Ends a call: records it, tells both parties, forgets it.
+/// Ends a call: records it, tells both parties (the caller's device; the answering device, or
+/// every device it rang on), forgets it.
 fn finish_call_locked(
     state: &mut State,
     store: &Store,
@@ -818,31 +962,53 @@ fn finish_call_locked(
     let at = now_ms();
     store.call_ended(call_id, at, disposition, reason);
     let message = call_state(call_id, final_state, Some(reason));
-    send_locked(state, &call.caller, &message);
+    send_device_locked(state, &call.caller, call.caller_conn, &message);
     if call.offered {
-        send_locked(state, &call.callee, &message);
+        let devices = match call.callee_conn {
+            Some(c) => vec![c],
+            None => call.rung.clone(),
+        };
+        for conn in devices {
+            send_device_locked(state, &call.callee, conn, &message);
+        }
     }
-    if call.answered {
+    if let (true, Some(callee_conn)) = (call.answered, call.callee_conn) {
         let receipt = receipt_request(ReceiptKind::End, call_id, &call.caller, &call.callee, at);
-        send_locked(state, &call.caller, &receipt);
-        send_locked(state, &call.callee, &receipt);
+        send_device_locked(state, &call.caller, call.caller_conn, &receipt);
+        send_device_locked(state, &call.callee, callee_conn, &receipt);
     }
     tracing::info!(call_id, caller = %call.caller, callee = %call.callee, disposition = disposition.as_str(), reason, "call ended");
 }
 
-/// Opens the relay for an answered call and tells each member its address and token.
-fn offer_relay_locked(state: &mut State, call_id: &str, members: [&str; 2]) {
+/// The address a device is told for the media relay: the advertised one, or — when that is a
+/// wildcard — the address the device connected to, with the relay's port.
+pub(crate) fn relay_address_locked(
+    state: &State,
+    relay: &Relay,
+    user: &str,
+    conn_id: Option<u64>,
+) -> std::net::SocketAddr {
+    let mut address = relay.advertised();
+    if address.ip().is_unspecified() {
+        let device = state.peers.get(user).and_then(|d| match conn_id {
+            Some(c) => d.get(&c),
+            None => d.values().next(),
+        });
+        if let Some(ip) = device.and_then(|p| p.local_ip) {
+            address.set_ip(ip);
+        }
+    }
+    address
+}
+
+/// Opens the relay for an answered call and tells each member's device its address and token.
+fn offer_relay_locked(state: &mut State, call_id: &str, members: [(&str, u64); 2]) {
     let Some(relay) = state.media_relay.clone() else {
         return;
     };
     let grants = relay.open(call_id);
-    for (member, (token, secret)) in members.into_iter().zip(grants) {
-        let mut address = relay.advertised();
-        if address.ip().is_unspecified() {
-            if let Some(ip) = state.peers.get(member).and_then(|p| p.local_ip) {
-                address.set_ip(ip);
-            }
-        }
+    for ((member, conn), (token, secret)) in members.into_iter().zip(grants) {
+        let address = relay_address_locked(state, &relay, member, Some(conn));
         let event = ServerMessage::Event {
             event: Event::MediaRelay {
                 call_id: call_id.to_owned(),
@@ -851,11 +1017,11 @@ fn offer_relay_locked(state: &mut State, call_id: &str, members: [&str; 2]) {
                 secret: secret.to_hex(),
             },
         };
-        send_locked(state, member, &event);
+        send_device_locked(state, member, conn, &event);
     }
 }
 
-/// Ends the call `user` is in, if any.
+/// Ends the call `user` is in (on whichever device), if any.
 fn end_calls_locked(state: &mut State, store: &Store, user: &str, reason: &str) {
     let Some(call_id) = state.call_of.get(user).cloned() else {
         return;
@@ -879,10 +1045,61 @@ fn end_calls_locked(state: &mut State, store: &Store, user: &str, reason: &str) 
     );
 }
 
-/// Queues `message` for `user`; a full queue disconnects that user (too slow), never blocks.
+/// Device `conn_id` of `user` is gone: the call it placed or answered ends; a call ringing on
+/// it stops ringing there, and ends when it rang on no other device still connected.
+fn device_left_call_locked(
+    state: &mut State,
+    store: &Store,
+    user: &str,
+    conn_id: u64,
+    reason: &str,
+) {
+    let Some(call_id) = state.call_of.get(user).cloned() else {
+        return;
+    };
+    let Some(call) = state.calls.get_mut(&call_id) else {
+        return;
+    };
+    let in_it = (call.caller == user && call.caller_conn == conn_id)
+        || (call.callee == user && call.callee_conn == Some(conn_id));
+    if in_it {
+        end_calls_locked(state, store, user, reason);
+        return;
+    }
+    if call.callee == user && call.callee_conn.is_none() {
+        call.rung.retain(|c| *c != conn_id);
+        if call.rung.is_empty() {
+            end_calls_locked(state, store, user, reason);
+        }
+    }
+}
+
+/// Whether `user` has a registered device connected (is online).
+pub(crate) fn is_online_locked(state: &State, user: &str) -> bool {
+    state
+        .peers
+        .get(user)
+        .is_some_and(|d| d.values().any(|p| p.registered))
+}
+
+/// Queues `message` for every device of `user`; a full queue disconnects that device (too
+/// slow), never blocks.
 pub(crate) fn send_locked(state: &mut State, user: &str, message: &ServerMessage) {
     match deliverable(message) {
         Ok(frame) => send_frame_locked(state, user, frame),
+        Err(r) => tracing::error!(code = r.code, "message not sent: {}", r.message),
+    }
+}
+
+/// Queues `message` for device `conn_id` of `user` only.
+pub(crate) fn send_device_locked(
+    state: &mut State,
+    user: &str,
+    conn_id: u64,
+    message: &ServerMessage,
+) {
+    match deliverable(message) {
+        Ok(frame) => send_frame_device_locked(state, user, conn_id, frame),
         Err(r) => tracing::error!(code = r.code, "message not sent: {}", r.message),
     }
 }
@@ -899,16 +1116,30 @@ pub(crate) fn deliverable(message: &ServerMessage) -> Result<Bytes, Refusal> {
     })
 }
 
-/// Queues an encoded frame for `user` (every connection of it); a full queue drops the client.
+/// Queues an encoded frame for every device of `user`; a full queue drops that device.
 pub(crate) fn send_frame_locked(state: &mut State, user: &str, frame: Bytes) {
-    let Some(peer) = state.peers.get(user) else {
+    let Some(devices) = state.peers.get(user) else {
         return;
     };
+    for peer in devices.values() {
+        queue(peer, frame.clone());
+    }
+}
+
+/// Queues an encoded frame for device `conn_id` of `user`; a full queue drops that device.
+pub(crate) fn send_frame_device_locked(state: &mut State, user: &str, conn_id: u64, frame: Bytes) {
+    if let Some(peer) = state.peers.get(user).and_then(|d| d.get(&conn_id)) {
+        queue(peer, frame);
+    }
+}
+
+fn queue(peer: &Peer, frame: Bytes) {
     if peer.out.try_send(frame).is_err() {
         let _ = peer.kill.send(Some("too slow: outbound queue full".into()));
     }
 }
 
+/// Tells every subscribed device of every other user that `user` came online or went offline.
 fn broadcast_presence_locked(state: &mut State, user: &str, online: bool) {
     let frame = match frame::encode(&ServerMessage::Event {
         event: Event::Presence {
@@ -919,9 +1150,12 @@ fn broadcast_presence_locked(state: &mut State, user: &str, online: bool) {
         Ok(f) => Bytes::from(f),
         Err(_) => return,
     };
-    for (who, peer) in &state.peers {
-        if peer.presence && who != user && peer.out.try_send(frame.clone()).is_err() {
-            let _ = peer.kill.send(Some("too slow: outbound queue full".into()));
+    for (who, devices) in &state.peers {
+        if who == user {
+            continue;
+        }
+        for peer in devices.values().filter(|p| p.presence) {
+            queue(peer, frame.clone());
         }
     }
 }

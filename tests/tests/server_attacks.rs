@@ -146,7 +146,7 @@ async fn certificates_the_server_must_refuse_are_refused() {
     let reason = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             match events.recv().await {
-                Some(ClientEvent::Disconnected { reason }) => return reason,
+                Some(ClientEvent::Disconnected { reason, .. }) => return reason,
                 Some(_) => {}
                 None => return "stream ended".into(),
             }
@@ -586,7 +586,7 @@ async fn sighup_refreshes_the_crl_at_once() {
     server.process.signal("HUP");
     let reason = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
-            if let Some(ClientEvent::Disconnected { reason }) = events.recv().await {
+            if let Some(ClientEvent::Disconnected { reason, .. }) = events.recv().await {
                 return reason;
             }
         }

@@ -3089,6 +3089,12 @@ class CallState(enum.Enum):
     """
 
     
+    ANSWERED_ELSEWHERE = 6
+    """
+    Another device of this user answered the call first (final on this device).
+    """
+
+    
 
 
 class _UniffiConverterTypeCallState(_UniffiConverterRustBuffer):
@@ -3107,6 +3113,8 @@ class _UniffiConverterTypeCallState(_UniffiConverterRustBuffer):
             return CallState.NO_ANSWER
         if variant == 6:
             return CallState.ENDED
+        if variant == 7:
+            return CallState.ANSWERED_ELSEWHERE
         raise InternalError("Raw enum value doesn't match any cases")
 
     @staticmethod
@@ -3122,6 +3130,8 @@ class _UniffiConverterTypeCallState(_UniffiConverterRustBuffer):
         if value == CallState.NO_ANSWER:
             return
         if value == CallState.ENDED:
+            return
+        if value == CallState.ANSWERED_ELSEWHERE:
             return
         raise ValueError(value)
 
@@ -3139,6 +3149,8 @@ class _UniffiConverterTypeCallState(_UniffiConverterRustBuffer):
             buf.write_i32(5)
         if value == CallState.ENDED:
             buf.write_i32(6)
+        if value == CallState.ANSWERED_ELSEWHERE:
+            buf.write_i32(7)
 
 
 

@@ -26,6 +26,8 @@ pub enum CallState {
     NoAnswer,
     /// The call ended (final).
     Ended,
+    /// Another device of this user answered the call first (final on this device).
+    AnsweredElsewhere,
 }
 
 impl From<vcsdk::proto::signal::CallState> for CallState {
@@ -38,6 +40,7 @@ impl From<vcsdk::proto::signal::CallState> for CallState {
             S::Busy => CallState::Busy,
             S::NoAnswer => CallState::NoAnswer,
             S::Ended => CallState::Ended,
+            S::AnsweredElsewhere => CallState::AnsweredElsewhere,
         }
     }
 }
@@ -157,7 +160,7 @@ fn deliver(listener: &dyn ClientListener, event: &ClientEvent) {
             balance,
             seconds_left,
         } => listener.on_low_balance(call_id, balance, seconds_left),
-        ClientEvent::Disconnected { reason } => listener.on_connection(false, Some(reason)),
+        ClientEvent::Disconnected { reason, .. } => listener.on_connection(false, Some(reason)),
         ClientEvent::Reconnected => listener.on_connection(true, None),
         ClientEvent::ConferenceInvitation { conf, from, .. } => {
             listener.on_conference_invitation(conf, from)

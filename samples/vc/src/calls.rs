@@ -57,6 +57,7 @@ fn outcome(state: CallState, reason: Option<&str>) -> String {
         CallState::Busy => "busy",
         CallState::NoAnswer => "no answer",
         CallState::Ended => "ended",
+        CallState::AnsweredElsewhere => "answered on another device",
     };
     match reason {
         Some(r) if state.is_final() => format!("{name} ({r})"),
@@ -120,8 +121,14 @@ pub async fn call(
                         break;
                     }
                 }
-                Some(ClientEvent::Disconnected { reason }) => {
-                    println!("disconnected from the server ({reason})");
+                Some(ClientEvent::Disconnected { reason, reconnecting: true }) => {
+                    println!("disconnected from the server ({reason}); reconnecting");
+                }
+                Some(ClientEvent::Disconnected { reason, reconnecting: false }) => {
+                    return Err(Exit::new(
+                        exit::UNREACHABLE,
+                        format!("the connection to the server ended for good: {reason}"),
+                    ));
                 }
                 Some(ClientEvent::LowBalance { balance, seconds_left, .. }) => {
                     println!("{}", crate::low_balance(&client, balance, seconds_left).await);
@@ -166,13 +173,15 @@ pub async fn call(
 }
 
 /// Waits for calls and answers them by `policy`, until Ctrl-C or `max_calls` calls have ended.
+/// Fails (so `vc listen` exits 1) when the connection ends for good: a final reason from the
+/// server, or a reconnection refused for good.
 pub async fn listen(
     (client, mut events): (Client, Receiver<ClientEvent>),
     policy: AnswerPolicy,
     max_calls: Option<u32>,
     save: Option<PathBuf>,
     config: MediaConfig,
-) -> Result<(), String> {
+) -> Result<(), Exit> {
     println!("listening as {}", client.user());
     let mut media: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
@@ -227,10 +236,20 @@ pub async fn listen(
                         }
                     }
                 }
-                Some(ClientEvent::Disconnected { reason }) => println!("disconnected from the server ({reason}); reconnecting"),
+                Some(ClientEvent::Disconnected { reason, reconnecting: true }) => println!("disconnected from the server ({reason}); reconnecting"),
+                Some(ClientEvent::Disconnected { reason, reconnecting: false }) => {
+                    // Nothing more can reach this listener: say why and fail.
+                    for task in media.drain(..) {
+                        task.abort();
+                    }
+                    return Err(Exit::new(
+                        exit::UNREACHABLE,
+                        format!("the connection to the server ended for good: {reason}"),
+                    ));
+                }
                 Some(ClientEvent::Reconnected) => println!("reconnected"),
                 Some(_) => {}
-                None => return Err("the connection is gone".into()),
+                None => return Err(Exit::new(exit::UNREACHABLE, "the connection to the server is gone")),
             },
             _ = &mut ctrl_c => break,
         }

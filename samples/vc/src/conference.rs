@@ -16,6 +16,8 @@ use tokio::sync::mpsc::Receiver;
 use vcsdk::client::{Client, ClientEvent, Conference, ConferenceEvent, ConferenceOptions};
 use vcsdk::conference::{AccessList, Mode, Policy, Protection};
 use vcsdk::dir_lock::DirLock;
+
+use crate::exit::{self, Exit};
 use vcsdk::media::Stream;
 
 /// File name of the session's control socket in the identity directory.
@@ -231,7 +233,7 @@ pub async fn create(
     policy: Policy,
     invite: Vec<String>,
     session: Session,
-) -> Result<(), String> {
+) -> Result<(), Exit> {
     client.set_access_list(load_acl(&session.dir)?);
     let options = ConferenceOptions {
         policy,
@@ -263,7 +265,7 @@ pub async fn join(
     conf_id: Option<String>,
     timeout: Duration,
     session: Session,
-) -> Result<(), String> {
+) -> Result<(), Exit> {
     client.set_access_list(load_acl(&session.dir)?);
     println!("waiting for an invitation as {}", client.user());
     let wait = async {
@@ -282,11 +284,25 @@ pub async fn join(
                     }
                     println!("ignoring the invitation to {conf} from {inviter}");
                 }
-                Some(ClientEvent::Disconnected { reason }) => {
-                    return Err(format!("disconnected from the server ({reason})"))
+                Some(ClientEvent::Disconnected {
+                    reason,
+                    reconnecting: false,
+                }) => {
+                    return Err(Exit::new(
+                        exit::UNREACHABLE,
+                        format!("the connection to the server ended for good: {reason}"),
+                    ))
+                }
+                Some(ClientEvent::Disconnected { reason, .. }) => {
+                    println!("disconnected from the server ({reason}); reconnecting");
                 }
                 Some(_) => {}
-                None => return Err("the connection is gone".to_string()),
+                None => {
+                    return Err(Exit::new(
+                        exit::UNREACHABLE,
+                        "the connection to the server is gone",
+                    ))
+                }
             }
         }
     };
@@ -311,7 +327,7 @@ async fn run(
     mut events: Receiver<ClientEvent>,
     conf: Conference,
     session: Session,
-) -> Result<(), String> {
+) -> Result<(), Exit> {
     let socket = session.dir.join(CONTROL_SOCKET);
     let _ = std::fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket)
@@ -335,6 +351,11 @@ async fn run(
     let outcome = loop {
         tokio::select! {
             event = conf.next_event() => match event {
+                Some(ConferenceEvent::Ended { reason }) if !leaving && !client.is_connected() => {
+                    // The connection went, and the participation with it: not a clean end.
+                    println!("left the conference ({reason})");
+                    break Err(Exit::new(exit::UNREACHABLE, format!("the connection to the server was lost, and the conference with it: {reason}")));
+                }
                 Some(ConferenceEvent::Ended { reason }) => {
                     println!("left the conference ({reason})");
                     break Ok(());
@@ -367,23 +388,26 @@ async fn run(
                 let _ = reply.send(answer);
             }
             event = events.recv() => match event {
-                Some(ClientEvent::Disconnected { reason }) => println!("disconnected from the server ({reason})"),
+                Some(ClientEvent::Disconnected { reason, reconnecting: true }) => println!("disconnected from the server ({reason})"),
+                Some(ClientEvent::Disconnected { reason, reconnecting: false }) => {
+                    break Err(Exit::new(exit::UNREACHABLE, format!("the connection to the server ended for good: {reason}")));
+                }
                 Some(ClientEvent::LowBalance { balance, seconds_left, .. }) => {
                     println!("{}", crate::low_balance(&client, balance, seconds_left).await);
                 }
                 Some(_) => {}
-                None => break Err("the connection is gone".to_string()),
+                None => break Err(Exit::new(exit::UNREACHABLE, "the connection to the server is gone")),
             },
             _ = tokio::time::sleep_until(end_at), if !leaving => {
                 leaving = true;
                 if let Err(e) = conf.leave().await {
-                    break Err(format!("leaving: {e}"));
+                    break Err(format!("leaving: {e}").into());
                 }
             }
             _ = &mut ctrl_c, if !leaving => {
                 leaving = true;
                 if let Err(e) = conf.leave().await {
-                    break Err(format!("leaving: {e}"));
+                    break Err(format!("leaving: {e}").into());
                 }
             }
         }

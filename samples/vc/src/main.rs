@@ -150,7 +150,10 @@ enum Command {
         #[command(flatten)]
         media: MediaArgs,
     },
-    /// Wait for calls and answer them (asks on the terminal unless --auto-accept).
+    /// Wait for calls and answer them (asks on the terminal unless --auto-accept). Other
+    /// devices of the same identity may be connected at once: calls ring on all of them.
+    /// Exit status: 0 after Ctrl-C or --max-calls; 3 with the reason on stderr when the
+    /// connection to the server ends for good (certificate revoked, too many devices, ...).
     Listen {
         #[command(flatten)]
         server: ServerArgs,
@@ -185,7 +188,9 @@ enum Command {
         command: ReceiptsCommand,
     },
     /// Conferences of several members: create or join one (a session that runs until you leave),
-    /// and steer the running session: invite, remove, policy, vote, leave, status.
+    /// and steer the running session: invite, remove, policy, vote, leave, status. A session
+    /// exits 0 when it leaves or the conference ends, and 3 with the reason on stderr when its
+    /// connection to the server is lost (the participation goes with it) or ends for good.
     Conf {
         #[command(subcommand)]
         command: ConfCommand,

@@ -71,6 +71,8 @@ pub(super) struct Connection {
     placing: Mutex<HashMap<u64, String>>,
     next_id: AtomicU64,
     alive: AtomicBool,
+    /// Whether the server said reconnecting cannot help.
+    final_close: AtomicBool,
     closed: watch::Sender<Option<String>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Our end's IP address on this connection.
@@ -183,6 +185,7 @@ impl Connection {
             placing: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             alive: AtomicBool::new(true),
+            final_close: AtomicBool::new(false),
             closed,
             tasks: Mutex::new(Vec::new()),
             local_ip,
@@ -262,6 +265,11 @@ impl Connection {
             }
             Err(e) => tracing::warn!("request not encoded: {e}"),
         }
+    }
+
+    /// Whether the server closed it saying reconnecting cannot help.
+    pub(super) fn closed_for_good(&self) -> bool {
+        self.final_close.load(Ordering::SeqCst)
     }
 
     /// Waits until the connection is closed; returns why.
@@ -487,7 +495,12 @@ async fn read_loop(
             }
             ServerMessage::Event { event } => {
                 match &event {
-                    Event::Disconnect { reason } => disconnect_reason = Some(reason.clone()),
+                    Event::Disconnect { reason, is_final } => {
+                        if *is_final {
+                            connection.final_close.store(true, Ordering::SeqCst);
+                        }
+                        disconnect_reason = Some(reason.clone());
+                    }
                     Event::ReceiptRequest {
                         call_id,
                         receipt,

@@ -71,10 +71,16 @@ pub enum ClientEvent {
         /// Why it was refused.
         reason: String,
     },
-    /// The connection was lost; the client reconnects unless the reason is final.
+    /// The connection was lost. With `reconnecting` the client is reconnecting by itself
+    /// ([`ClientEvent::Reconnected`] follows once it is back); without it the connection ended
+    /// for good — the server gave a final reason (a revoked certificate, too many devices of this
+    /// user, an unsupported protocol version), the client was closed, or reconnection is off —
+    /// and this is the client's last event.
     Disconnected {
         /// Why.
         reason: String,
+        /// Whether the client is reconnecting (false: it stopped for good).
+        reconnecting: bool,
     },
     /// The connection is back (presence subscriptions renewed).
     Reconnected,

@@ -140,7 +140,17 @@ impl Inner {
 impl Client {
     /// Connects (mutual TLS, `hello`) and returns the client and its event stream. Later losses of
     /// the connection are repaired in the background, with exponential backoff up to
-    /// [`MAX_BACKOFF`], and reported as [`ClientEvent::Disconnected`] / [`ClientEvent::Reconnected`].
+    /// [`MAX_BACKOFF`], and reported as [`ClientEvent::Disconnected`] (`reconnecting: true`) /
+    /// [`ClientEvent::Reconnected`]. A connection that ends for good — the server says so (a
+    /// revoked certificate), or refuses the reconnection for good (`too_many_devices`,
+    /// `unsupported_version`) — is reported once as [`ClientEvent::Disconnected`] with
+    /// `reconnecting: false`, and the client stops.
+    ///
+    /// Each client is one *device* of its user: other clients with the same identity may be
+    /// connected at the same time (up to the server's `max_devices_per_user`; one more is refused
+    /// with `too_many_devices`). Calls ring on every device, and the one that answers first takes
+    /// the call (the others get [`crate::proto::signal::CallState::AnsweredElsewhere`]); a
+    /// conference belongs to the device that created or joined it.
     pub async fn connect(options: ClientOptions) -> Result<(Client, mpsc::Receiver<ClientEvent>)> {
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let router = Arc::new(media::CallRouter::default());
@@ -552,10 +562,15 @@ async fn supervise(inner: std::sync::Weak<Inner>, mut connection: Arc<Connection
         };
         strong.current.send_replace(None);
         strong.conferences.lost(&reason);
+        let ends = strong.closed.load(Ordering::SeqCst)
+            || !strong.options.reconnect
+            || connection.closed_for_good()
+            || is_final(&reason);
         let _ = strong.events.try_send(ClientEvent::Disconnected {
             reason: reason.clone(),
+            reconnecting: !ends,
         });
-        if strong.closed.load(Ordering::SeqCst) || !strong.options.reconnect || is_final(&reason) {
+        if ends {
             return;
         }
         drop(strong);
@@ -586,6 +601,15 @@ async fn supervise(inner: std::sync::Weak<Inner>, mut connection: Arc<Connection
                     connection = fresh;
                     break;
                 }
+                Err(e) if refused_for_good(&e) => {
+                    // Reconnecting cannot help: say so, once, and stop.
+                    let _ = strong.events.try_send(ClientEvent::Disconnected {
+                        reason: e.to_string(),
+                        reconnecting: false,
+                    });
+                    tracing::warn!(error = %e, "reconnection refused for good");
+                    return;
+                }
                 Err(e) => {
                     if matches!(e, Error::Certificate(_)) {
                         // A refused server certificate or a stale CRL: worth the application's log.
@@ -600,11 +624,23 @@ async fn supervise(inner: std::sync::Weak<Inner>, mut connection: Arc<Connection
     }
 }
 
-/// Disconnect reasons after which reconnecting cannot help.
+/// Disconnect reasons after which reconnecting cannot help (for servers that do not mark the
+/// disconnect final themselves).
 fn is_final(reason: &str) -> bool {
     reason.contains("certificate revoked")
         || reason.contains("replaced by a new connection")
         || reason.contains("closed at the client's request")
+}
+
+/// Refusals of a reconnection that another attempt cannot change: too many devices of this user
+/// connected, a protocol version the server does not speak, a revoked certificate.
+fn refused_for_good(error: &Error) -> bool {
+    match error {
+        Error::ServerRefused { code, .. } => {
+            matches!(code.as_str(), "too_many_devices" | "unsupported_version")
+        }
+        other => other.to_string().contains("certificate revoked"),
+    }
 }
 
 fn jitter(d: Duration) -> Duration {

@@ -480,6 +480,10 @@ pub enum Event {
     Disconnect {
         /// Why.
         reason: String,
+        /// Whether reconnecting cannot help (a revoked or refused certificate, the client's own
+        /// goodbye): the client stops instead of reconnecting.
+        #[serde(default, rename = "final")]
+        is_final: bool,
     },
 }
 
@@ -499,6 +503,9 @@ pub enum CallState {
     NoAnswer,
     /// The call ended (hang-up, disconnect, shutdown); see the reason.
     Ended,
+    /// Another device of the callee answered the call first: it rang on this device and is now
+    /// over here (final for this device; the call goes on with the other one).
+    AnsweredElsewhere,
 }
 
 impl CallState {

@@ -4889,6 +4889,10 @@ public enum CallState {
      * The call ended (final).
      */
     case ended
+    /**
+     * Another device of this user answered the call first (final on this device).
+     */
+    case answeredElsewhere
 }
 
 
@@ -4917,6 +4921,8 @@ public struct FfiConverterTypeCallState: FfiConverterRustBuffer {
         case 5: return .noAnswer
         
         case 6: return .ended
+        
+        case 7: return .answeredElsewhere
         
         default: throw UniffiInternalError.unexpectedEnumCase
         }
@@ -4948,6 +4954,10 @@ public struct FfiConverterTypeCallState: FfiConverterRustBuffer {
         
         case .ended:
             writeInt(&buf, Int32(6))
+        
+        
+        case .answeredElsewhere:
+            writeInt(&buf, Int32(7))
         
         }
     }

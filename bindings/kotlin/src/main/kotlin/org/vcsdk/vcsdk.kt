@@ -6369,7 +6369,11 @@ enum class CallState {
     /**
      * The call ended (final).
      */
-    ENDED;
+    ENDED,
+    /**
+     * Another device of this user answered the call first (final on this device).
+     */
+    ANSWERED_ELSEWHERE;
     companion object
 }
 
