@@ -71,6 +71,7 @@ impl CertificationAuthority {
         root_validity: std::time::Duration,
     ) -> Result<(), CaError> {
         config.validate()?;
+        check_root_validity(root_validity, config.cert_validity(), config.crl_validity())?;
         for file in [ROOT_FILE, KEY_FILE, store::DB_FILE] {
             if dir.join(file).exists() {
                 return Err(CaError::internal(format!(
@@ -581,6 +582,36 @@ pub fn token_hash(token: &str) -> Vec<u8> {
     aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.trim().as_bytes())
         .as_ref()
         .to_vec()
+}
+
+/// Refuses a root lifetime that would make the CA useless: zero (an expired root, then an
+/// expired HTTPS certificate issued every second), or shorter than one certificate or CRL it
+/// signs.
+fn check_root_validity(
+    root: std::time::Duration,
+    cert: std::time::Duration,
+    crl: std::time::Duration,
+) -> Result<(), CaError> {
+    let days = root.as_secs() / 86_400;
+    if root < std::time::Duration::from_secs(86_400) {
+        return Err(CaError::internal(
+            "the root must be valid for at least 1 day (--validity-days)",
+        ));
+    }
+    if root.as_secs() > 100 * 365 * 86_400 {
+        return Err(CaError::internal(format!(
+            "--validity-days {days} is more than 100 years"
+        )));
+    }
+    for (what, lifetime) in [("--cert-validity", cert), ("--crl-validity", crl)] {
+        if lifetime >= root {
+            return Err(CaError::internal(format!(
+                "{what} ({} s) must be shorter than the root's lifetime ({days} days): nothing may outlive the root that signs it",
+                lifetime.as_secs()
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn parse_csr(csr_pem: &str) -> Result<CertificateSigningRequestParams, CaError> {

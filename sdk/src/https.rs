@@ -90,7 +90,7 @@ pub async fn request(
     let target = format!("{url}{path}");
     let conn_err = |message: String| Error::Connection {
         target: target.clone(),
-        message,
+        message: with_endpoint_hint(message),
     };
     let work = async {
         let tcp = tokio::net::TcpStream::connect((url.host.as_str(), url.port))
@@ -154,6 +154,18 @@ pub async fn request(
             target: format!("{url}{path}"),
             message: format!("no answer within {} s", REQUEST_TIMEOUT.as_secs()),
         })?
+}
+
+/// Adds what to do when the failure shows the URL points at something other than the CA: a
+/// server that demands a client certificate before anything else is a `vc-server`.
+fn with_endpoint_hint(message: String) -> String {
+    if message.contains("CertificateRequired") {
+        format!(
+            "{message}; the server demands a client certificate, as vc-server does: is this vc-server's address? The CA URL is the CA's https://HOST:PORT (vc-ca serve prints it)"
+        )
+    } else {
+        message
+    }
 }
 
 /// Explains a TLS failure in words: which side refused which certificate, and why.

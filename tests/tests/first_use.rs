@@ -261,3 +261,81 @@ fn a_second_server_or_ca_on_the_same_directory_is_refused_and_told_who_holds_it(
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_common_mistakes_get_errors_that_say_what_to_do() {
+    let ca = TestCa::start(&[]);
+    let server = TestServer::start(&ca, &[]);
+    let home = tempfile::tempdir().unwrap();
+    enroll(&ca, home.path(), "alice").await;
+    let alice = home.path().join("alice");
+    let alice = alice.to_str().unwrap();
+    let ca_addr = ca.url().trim_start_matches("https://").to_owned();
+
+    // The CA's address where vc-server's belongs.
+    let (ok, out) = vc(
+        &[
+            "users",
+            "--server",
+            &ca_addr,
+            "--server-name",
+            "localhost",
+            "--identity-dir",
+            alice,
+        ],
+        &[],
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("answered in HTTP: is this the CA's address?")
+            && !out.contains("exceeds the limit"),
+        "{out}"
+    );
+    // No port at all.
+    let (ok, out) = vc(
+        &["users", "--server", "127.0.0.1", "--identity-dir", alice],
+        &[],
+    );
+    assert!(!ok, "{out}");
+    assert!(out.contains("has no port: write HOST:PORT"), "{out}");
+    // vc-server's address where the CA's belongs.
+    let root = ca.root_path();
+    let (ok, out) = vc(
+        &[
+            "enroll",
+            "--ca-url",
+            &format!("https://{}", server.addr()),
+            "--ca-root",
+            root.to_str().unwrap(),
+            "--token",
+            &ca.client_token("bob"),
+            "--id",
+            "bob",
+            "--identity-dir",
+            home.path().join("bob").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!ok, "{out}");
+    assert!(out.contains("is this vc-server's address?"), "{out}");
+
+    // A CA whose root would be born expired (or outlived by what it signs) is refused, and
+    // nothing is written.
+    let nowhere = tempfile::tempdir().unwrap();
+    for (args, why) in [
+        (vec!["--validity-days", "0"], "at least 1 day"),
+        (
+            vec!["--validity-days", "1", "--cert-validity", "2d"],
+            "shorter than the root",
+        ),
+    ] {
+        let dir = nowhere.path().join("ca");
+        let mut all = vec!["init", "--data-dir", dir.to_str().unwrap()];
+        all.extend(args);
+        let out = run("vc-ca", &all);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(stderr.contains(why), "{stderr}");
+        assert!(!dir.join("root.pem").exists());
+    }
+}

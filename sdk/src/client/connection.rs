@@ -92,6 +92,9 @@ pub(super) fn server_name(options: &ClientOptions) -> String {
     })
 }
 
+/// The frame length a reply starting `HTTP` reads as: what an HTTPS server such as the CA sends.
+const HTTP_AS_LENGTH: usize = u32::from_be_bytes(*b"HTTP") as usize;
+
 impl Connection {
     pub(super) async fn open(
         options: &ClientOptions,
@@ -140,6 +143,11 @@ impl Connection {
                         "during hello: {}",
                         crate::https::describe_tls(&e)
                     )))
+                }
+                Err(frame::FrameError::TooLarge(len)) if len == HTTP_AS_LENGTH => {
+                    return Err(fail(
+                        "the server answered in HTTP: is this the CA's address? --server takes vc-server's HOST:PORT (vc-server serve prints it)".into(),
+                    ))
                 }
                 Err(e) => return Err(fail(e.to_string())),
             }

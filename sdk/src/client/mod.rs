@@ -152,6 +152,7 @@ impl Client {
     /// the call (the others get [`crate::proto::signal::CallState::AnsweredElsewhere`]); a
     /// conference belongs to the device that created or joined it.
     pub async fn connect(options: ClientOptions) -> Result<(Client, mpsc::Receiver<ClientEvent>)> {
+        check_server_address(&options.server)?;
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let router = Arc::new(media::CallRouter::default());
         let (declines_tx, declines_rx) = mpsc::unbounded_channel();
@@ -621,6 +622,28 @@ async fn supervise(inner: std::sync::Weak<Inner>, mut connection: Arc<Connection
                 }
             }
         }
+    }
+}
+
+/// Refuses a server address without a port (`127.0.0.1`, `server.example`) with what to write
+/// instead; `HOST:PORT` and `[IPv6]:PORT` pass.
+fn check_server_address(server: &str) -> Result<()> {
+    if server.parse::<std::net::SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let port = server
+        .rsplit_once(':')
+        .filter(|(host, _)| !host.is_empty() && !host.contains(':'))
+        .map(|(_, port)| port.parse::<u16>());
+    match port {
+        Some(Ok(_)) => Ok(()),
+        Some(Err(_)) => Err(Error::InvalidArgument(format!(
+            "server address {server:?}: the port must be a number from 0 to 65535"
+        ))),
+        None => Err(Error::InvalidArgument(format!(
+            "server address {server:?} has no port: write HOST:PORT, e.g. {}:7443 (vc-server serve prints it)",
+            server.trim_start_matches('[').trim_end_matches(']')
+        ))),
     }
 }
 
