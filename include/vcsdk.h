@@ -836,9 +836,13 @@ vc_result vc_conference_get_stats(const vc_conference *conference, vc_conference
 // Enrolls a new client identity: makes a key, asks the CA at `ca_url` (`https://HOST:PORT`, whose
 // root certificate is the PEM `root_pem`, `root_pem_len` bytes) for a certificate for `client_id`
 // with the one-time `token`, checks the answer against that root, and stores key, certificate
-// and root in the directory `dir` (created; it must not hold an identity yet). Blocks until
-// done. Free with vc_identity_free(). Refusals (by the CA): `token_unknown`, `token_used`,
-// `token_expired`, `wrong_id` (the token is for another id), and — for a request this library
+// and root in the directory `dir` (created). A `dir` whose certificate is revoked, expired or
+// from another CA is enrolled again, the old files kept in `dir/replaced/SERIAL/`; one with a
+// valid certificate is refused (VC_RESULT_INVALID_ARGUMENT). The new key is stored before the CA
+// is asked, so calling again with the same token after a failure (the answer lost, a full disk)
+// gets the same certificate. Blocks until done. Free with vc_identity_free(). Refusals (by the
+// CA): `token_unknown`, `token_used` (spent on another key), `token_revoked`, `token_expired`,
+// `wrong_id` (the token is for another id), and — for a request this library
 // does not make — `csr_invalid`, `unsupported_key`, `forbidden_usage`, `malformed_request`,
 // `body_too_large`.
 //

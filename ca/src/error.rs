@@ -46,6 +46,14 @@ impl CaError {
     pub fn token_used() -> Self {
         Self::new("token_used", 403, "enrollment token was already used")
     }
+    /// The operator revoked the token.
+    pub fn token_revoked() -> Self {
+        Self::new(
+            "token_revoked",
+            403,
+            "enrollment token was revoked by the CA operator",
+        )
+    }
     /// The token's time ran out.
     pub fn token_expired() -> Self {
         Self::new("token_expired", 403, "enrollment token has expired")

@@ -135,9 +135,30 @@ enum TokenCommand {
         /// The server host names the token may enroll (comma-separated).
         #[arg(long, value_delimiter = ',')]
         server: Option<Vec<String>>,
-        /// How long the token stays usable (e.g. 24h, 30m); the CA's default when absent.
+        /// How long the token stays usable (e.g. 24h, 30m; a unit is required); the CA's default
+        /// when absent.
         #[arg(long)]
         ttl: Option<String>,
+    },
+    /// List the tokens (their ids, never the tokens themselves), newest first.
+    List {
+        #[command(flatten)]
+        dir: DataDir,
+        /// `table` or `json`.
+        #[arg(long, default_value = "table")]
+        format: Format,
+    },
+    /// Revoke unused tokens: one by its id from `token list` (a prefix will do), or every one of
+    /// a client id.
+    Revoke {
+        #[command(flatten)]
+        dir: DataDir,
+        /// The token's id (or a unique prefix) from `token list`.
+        #[arg(long, conflicts_with = "client", required_unless_present = "client")]
+        id: Option<String>,
+        /// Every unused token of this client id.
+        #[arg(long)]
+        client: Option<String>,
     },
 }
 
@@ -229,6 +250,60 @@ fn run(command: Command) -> Result<(), String> {
             println!("{}", ca.create_token(&grant, ttl).map_err(text)?);
             Ok(())
         }
+        Command::Token {
+            command: TokenCommand::List { dir, format },
+        } => {
+            let ca = open(&dir.data_dir)?;
+            let tokens = ca.tokens().map_err(text)?;
+            match format {
+                Format::Json => {
+                    println!("{}", serde_json::to_string_pretty(&tokens).map_err(text)?)
+                }
+                Format::Table => {
+                    let now = vcsdk::util::unix_now();
+                    println!(
+                        "{:<12}  {:<6}  {:<24}  {:<20}  {:<20}  STATUS",
+                        "ID", "USAGE", "SUBJECT", "CREATED", "EXPIRES"
+                    );
+                    for t in tokens {
+                        let status = match (&t.used_serial, t.status(now)) {
+                            (Some(serial), "used") => format!("used for {serial}"),
+                            (_, s) => s.to_owned(),
+                        };
+                        println!(
+                            "{:<12}  {:<6}  {:<24}  {:<20}  {:<20}  {status}",
+                            t.id,
+                            t.usage,
+                            t.subject,
+                            vcsdk::util::rfc3339(t.created_at),
+                            vcsdk::util::rfc3339(t.expires_at),
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Token {
+            command: TokenCommand::Revoke { dir, id, client },
+        } => {
+            if id
+                .as_deref()
+                .is_some_and(|i| i.len() < 4 || !i.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                return Err(
+                    "--id takes at least 4 hex digits of an id from `vc-ca token list`".into(),
+                );
+            }
+            let ca = open(&dir.data_dir)?;
+            let n = ca
+                .revoke_tokens(id.as_deref(), client.as_deref())
+                .map_err(text)?;
+            if n == 0 {
+                return Err("no unused token matches; see `vc-ca token list`".into());
+            }
+            println!("revoked {n} token{}", if n == 1 { "" } else { "s" });
+            Ok(())
+        }
         Command::Revoke {
             dir,
             serial,
@@ -300,6 +375,10 @@ fn run(command: Command) -> Result<(), String> {
                     println!("{}", serde_json::to_string_pretty(&entries).map_err(text)?)
                 }
                 Format::Table => {
+                    println!(
+                        "{:>5}  {:<20}  {:<16}  {:<24}  {:<24}  {:<32}  DETAIL",
+                        "SEQ", "AT (UTC)", "EVENT", "ACTOR", "SUBJECT", "SERIAL"
+                    );
                     for e in entries {
                         let repeated = match e.last_at {
                             Some(last) if e.count > 1 => {
@@ -308,7 +387,7 @@ fn run(command: Command) -> Result<(), String> {
                             _ => String::new(),
                         };
                         println!(
-                            "{:>5} {} {:<16} {:<24} {:<24} {:<32} {}{repeated}",
+                            "{:>5}  {:<20}  {:<16}  {:<24}  {:<24}  {:<32}  {}{repeated}",
                             e.seq,
                             vcsdk::util::rfc3339(e.at),
                             e.event,

@@ -147,6 +147,32 @@ impl CertificationAuthority {
 
     /// Creates a one-time token for `grant`, valid for `ttl` (the configured default when
     /// `None`). Only its hash is stored; the token itself is returned once.
+    /// Every token (by hash: the tokens themselves are never stored), newest first.
+    pub fn tokens(&self) -> Result<Vec<store::TokenListing>, CaError> {
+        store::tokens(&self.lock())
+    }
+
+    /// Revokes the unused tokens named by id prefix (from `token list`) or by subject; returns
+    /// how many.
+    pub fn revoke_tokens(&self, id: Option<&str>, subject: Option<&str>) -> Result<usize, CaError> {
+        let now = unix_now();
+        let conn = self.lock();
+        let n = store::revoke_tokens(&conn, id, subject, now)?;
+        store::audit(
+            &conn,
+            now,
+            "tokens_revoked",
+            "operator",
+            subject,
+            None,
+            Some(&format!(
+                "count={n}{}",
+                id.map(|i| format!(" id={i}")).unwrap_or_default()
+            )),
+        )?;
+        Ok(n)
+    }
+
     pub fn create_token(
         &self,
         grant: &Grant,
@@ -207,6 +233,9 @@ impl CertificationAuthority {
                     Some(cert) => Ok(cert),
                     None => Err(CaError::token_used()),
                 };
+            }
+            if record.revoked_at.is_some() {
+                return Err(CaError::token_revoked());
             }
             if now >= record.expires_at {
                 return Err(CaError::token_expired());

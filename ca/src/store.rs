@@ -9,6 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use crate::authority::{RevokedEntry, SignedCertificate};
 use crate::error::CaError;
 use crate::grant::Grant;
+use vcsdk::util::hex;
 
 /// File name of the database in the data directory.
 pub const DB_FILE: &str = "ca.db";
@@ -64,6 +65,10 @@ ALTER TABLE audit ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE audit ADD COLUMN last_at INTEGER;
 CREATE INDEX audit_event_at ON audit(event, at);
 "#,
+    // Operators revoke tokens that were handed out but must not be used.
+    r#"
+ALTER TABLE tokens ADD COLUMN revoked_at INTEGER;
+"#,
 ];
 
 /// How many CRLs are kept; older ones are deleted when a new one is stored.
@@ -112,6 +117,97 @@ pub struct TokenRecord {
     pub expires_at: i64,
     /// When it was used, if it was.
     pub used_at: Option<i64>,
+    /// When the operator revoked it, if they did.
+    pub revoked_at: Option<i64>,
+}
+
+/// One token as `vc-ca token list` shows it (never the token itself: only its hash is kept).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TokenListing {
+    /// The first 12 hex digits of the token's hash: how `token revoke --id` names it.
+    pub id: String,
+    /// `client` or `server`.
+    pub usage: String,
+    /// Client id, or server host names joined by commas.
+    pub subject: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// When it was used, and for which certificate.
+    pub used_at: Option<i64>,
+    /// The certificate it was spent on.
+    pub used_serial: Option<String>,
+    /// When the operator revoked it.
+    pub revoked_at: Option<i64>,
+}
+
+impl TokenListing {
+    /// `usable`, `used`, `expired` or `revoked`, at `now`.
+    pub fn status(&self, now: i64) -> &'static str {
+        if self.used_at.is_some() {
+            "used"
+        } else if self.revoked_at.is_some() {
+            "revoked"
+        } else if now >= self.expires_at {
+            "expired"
+        } else {
+            "usable"
+        }
+    }
+}
+
+/// Every token, newest first.
+pub fn tokens(conn: &Connection) -> Result<Vec<TokenListing>, CaError> {
+    let mut stmt = conn.prepare(
+        "SELECT hash, usage, subject, created_at, expires_at, used_at, used_serial, revoked_at
+         FROM tokens ORDER BY created_at DESC, hash",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(TokenListing {
+            id: hex(&r.get::<_, Vec<u8>>(0)?)[..12].to_owned(),
+            usage: r.get(1)?,
+            subject: r.get(2)?,
+            created_at: r.get(3)?,
+            expires_at: r.get(4)?,
+            used_at: r.get(5)?,
+            used_serial: r.get(6)?,
+            revoked_at: r.get(7)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Revokes the unused, unrevoked tokens whose hash starts with `id_prefix` (hex) or that name
+/// `subject`; returns how many.
+pub fn revoke_tokens(
+    conn: &Connection,
+    id_prefix: Option<&str>,
+    subject: Option<&str>,
+    now: i64,
+) -> Result<usize, CaError> {
+    let chosen: Vec<TokenListing> = tokens(conn)?
+        .into_iter()
+        .filter(|t| {
+            id_prefix.is_some_and(|p| t.id.starts_with(&p.to_ascii_lowercase()))
+                || subject.is_some_and(|s| t.subject == s)
+        })
+        .filter(|t| t.used_at.is_none() && t.revoked_at.is_none())
+        .collect();
+    if id_prefix.is_some() && chosen.len() > 1 {
+        return Err(CaError::internal(format!(
+            "the id prefix matches {} unused tokens; give more of the id",
+            chosen.len()
+        )));
+    }
+    let mut revoked = 0;
+    for t in chosen {
+        revoked += conn.execute(
+            "UPDATE tokens SET revoked_at = ?1 WHERE lower(hex(hash)) LIKE ?2 || '%' AND used_at IS NULL AND revoked_at IS NULL",
+            params![now, t.id],
+        )?;
+    }
+    Ok(revoked)
 }
 
 /// One issued certificate.
@@ -178,7 +274,7 @@ pub fn insert_token(
 pub fn token(conn: &Connection, hash: &[u8]) -> Result<Option<TokenRecord>, CaError> {
     let row = conn
         .query_row(
-            "SELECT usage, subject, expires_at, used_at FROM tokens WHERE hash = ?1",
+            "SELECT usage, subject, expires_at, used_at, revoked_at FROM tokens WHERE hash = ?1",
             params![hash],
             |r| {
                 Ok((
@@ -186,15 +282,17 @@ pub fn token(conn: &Connection, hash: &[u8]) -> Result<Option<TokenRecord>, CaEr
                     r.get::<_, String>(1)?,
                     r.get::<_, i64>(2)?,
                     r.get::<_, Option<i64>>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
                 ))
             },
         )
         .optional()?;
-    row.map(|(usage, subject, expires_at, used_at)| {
+    row.map(|(usage, subject, expires_at, used_at, revoked_at)| {
         Ok(TokenRecord {
             grant: Grant::from_stored(&usage, &subject)?,
             expires_at,
             used_at,
+            revoked_at,
         })
     })
     .transpose()

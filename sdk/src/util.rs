@@ -4,8 +4,8 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Parses a duration such as `250ms`, `90s`, `30m`, `24h`, `7d` or `2w` (a bare number means
-/// seconds).
+/// Parses a duration such as `250ms`, `90s`, `30m`, `24h`, `7d` or `2w`. A bare number is
+/// refused (seconds or days?) except `0`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -19,7 +19,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Ok(Duration::from_millis(n));
     }
     let unit_secs = match unit {
-        "" | "s" => 1,
+        // A bare number is ambiguous (seconds? days?): only zero may go without a unit.
+        "" if n == 0 => 1,
+        "" => {
+            return Err(format!(
+                "duration {text:?} needs a unit: {n}s, {n}m, {n}h or {n}d (ms and w also work)"
+            ))
+        }
+        "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
@@ -134,7 +141,11 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert!(parse_duration("90")
+            .unwrap_err()
+            .contains("needs a unit: 90s"));
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1800));
         assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86_400));

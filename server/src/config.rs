@@ -210,3 +210,80 @@ impl ServerConfig {
         Duration::from_secs(self.keepalive_secs)
     }
 }
+
+/// The sources whose doc comments explain the settings (one source for the text: the fields'
+/// own documentation).
+const DOCUMENTED_SOURCES: [&str; 2] = [
+    include_str!("config.rs"),
+    include_str!("../../sdk/src/billing/tariff.rs"),
+];
+
+/// The doc comment of the field `key`, joined into one line.
+fn field_doc(key: &str) -> Option<String> {
+    let field = format!("pub {key}:");
+    for source in DOCUMENTED_SOURCES {
+        let lines: Vec<&str> = source.lines().collect();
+        if let Some(at) = lines
+            .iter()
+            .position(|l| l.trim_start().starts_with(&field))
+        {
+            let mut doc: Vec<&str> = lines[..at]
+                .iter()
+                .rev()
+                .take_while(|l| l.trim_start().starts_with("///"))
+                .map(|l| l.trim_start().trim_start_matches("///").trim())
+                .collect();
+            doc.reverse();
+            if !doc.is_empty() {
+                return Some(doc.join(" "));
+            }
+        }
+    }
+    None
+}
+
+/// `config` as TOML with each setting explained by a comment above it: what `vc-server init`
+/// writes, so the file documents itself.
+pub fn commented_toml(config: &ServerConfig) -> Result<String, String> {
+    let plain = toml::to_string(config).map_err(|e| e.to_string())?;
+    let mut out = String::from(
+        "# vc-server settings. Every key is optional (its default is shown); restart the server\n\
+         # after a change. Amounts are integers of the currency's minor units (cents for EUR).\n\n",
+    );
+    for line in plain.lines() {
+        let key = line.split_once(" = ").map(|(k, _)| k.trim());
+        if let Some(doc) = key.and_then(field_doc) {
+            out.push_str(&format!("# {doc}\n"));
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod commented_tests {
+    use super::*;
+
+    #[test]
+    fn every_setting_init_writes_is_explained_and_reads_back_the_same() {
+        let config = ServerConfig::default();
+        let text = commented_toml(&config).unwrap();
+        for line in toml::to_string(&config).unwrap().lines() {
+            if let Some((key, _)) = line.split_once(" = ") {
+                assert!(
+                    field_doc(key.trim()).is_some(),
+                    "{key} has no doc comment to explain it in server.toml"
+                );
+            }
+        }
+        assert!(text.contains(
+            "# Seconds a call rings before it ends as \"no answer\".\nring_timeout_secs = "
+        ));
+        let back: ServerConfig = toml::from_str(&text).unwrap();
+        assert_eq!(
+            toml::to_string(&back).unwrap(),
+            toml::to_string(&config).unwrap()
+        );
+    }
+}

@@ -42,7 +42,7 @@ pub fn init(dir: &Path, ca_root: &Path) -> Result<(), String> {
     let root = std::fs::read(ca_root).map_err(|e| format!("reading {}: {e}", ca_root.display()))?;
     CertificateCheck::from_root_pem(&root).map_err(|e| format!("{}: {e}", ca_root.display()))?;
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let config = toml::to_string(&ServerConfig::default()).map_err(|e| e.to_string())?;
+    let config = crate::config::commented_toml(&ServerConfig::default())?;
     let write = |file: &str, data: &[u8]| {
         vcsdk::util::write_atomic(&dir.join(file), data, 0o644)
             .map_err(|e| format!("writing {file}: {e}"))

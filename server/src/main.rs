@@ -131,6 +131,11 @@ enum CreditCommand {
 
 #[derive(Subcommand)]
 enum VoucherCommand {
+    /// List the vouchers (ids, never the codes), newest first, with who redeemed each.
+    List {
+        #[command(flatten)]
+        dir: DataDir,
+    },
     /// Print a new one-time voucher code worth an amount.
     Create {
         #[command(flatten)]
@@ -296,6 +301,29 @@ async fn run(command: Command) -> Result<(), String> {
                 "{}",
                 store.create_voucher(amount).await.map_err(|e| e.message)?
             );
+            Ok(())
+        }
+        Command::Voucher {
+            command: VoucherCommand::List { dir },
+        } => {
+            let (store, currency) = open_store(&dir.data_dir)?;
+            println!("amounts in {currency}");
+            println!(
+                "{:<12}  {:>17}  {:<20}  REDEEMED",
+                "ID", "AMOUNT", "CREATED (UTC)"
+            );
+            for v in store.vouchers()? {
+                let redeemed = match (&v.redeemed_by, v.redeemed_at) {
+                    (Some(by), Some(at)) => format!("by {by} at {}", vcsdk::util::rfc3339(at)),
+                    _ => "no".to_owned(),
+                };
+                println!(
+                    "{:<12}  {:>17}  {:<20}  {redeemed}",
+                    v.id,
+                    Money::new(v.amount, &currency).major(),
+                    vcsdk::util::rfc3339(v.created_at)
+                );
+            }
             Ok(())
         }
         Command::Cdr {

@@ -172,6 +172,21 @@ impl Disposition {
     }
 }
 
+/// One voucher as `vc-server voucher list` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VoucherListing {
+    /// The first 12 hex digits of the code's hash.
+    pub id: String,
+    /// Minor units.
+    pub amount: i64,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Who redeemed it.
+    pub redeemed_by: Option<String>,
+    /// When, Unix seconds.
+    pub redeemed_at: Option<i64>,
+}
+
 /// A registered user's record.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct UserRecord {
@@ -729,6 +744,27 @@ impl Store {
                 count += 1;
             }
             Ok(count)
+        })
+    }
+
+    /// Every voucher, newest first: its id (the first 12 hex digits of its hash; the code itself
+    /// is never stored), amount, and who redeemed it when.
+    pub fn vouchers(&self) -> Result<Vec<VoucherListing>, String> {
+        self.read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT hash, amount, created_at, redeemed_by, redeemed_at FROM vouchers
+                 ORDER BY created_at DESC, hash",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(VoucherListing {
+                    id: vcsdk::util::hex(&r.get::<_, Vec<u8>>(0)?)[..12].to_owned(),
+                    amount: r.get(1)?,
+                    created_at: r.get(2)?,
+                    redeemed_by: r.get(3)?,
+                    redeemed_at: r.get(4)?,
+                })
+            })?;
+            rows.collect()
         })
     }
 

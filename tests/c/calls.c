@@ -401,7 +401,7 @@ static void enrollment_refusals(const char *work, vc_identity *alice) {
   path_in(dir, sizeof dir, work, "alice");
   EXPECT(vc_identity_enroll(dir, url, (const uint8_t *)root, root_len, env("VC_TOKEN_SPARE"), "dave", &id),
          VC_RESULT_INVALID_ARGUMENT);
-  MESSAGE("already holds an identity");
+  MESSAGE("already holds a valid certificate");
   TRUE(id == NULL);
 
   /* The stored identity loads again and says who it is. */

@@ -339,3 +339,119 @@ async fn the_common_mistakes_get_errors_that_say_what_to_do() {
         assert!(!dir.join("root.pem").exists());
     }
 }
+
+#[test]
+fn operators_list_and_revoke_tokens_and_list_vouchers() {
+    let ca = TestCa::start(&[]);
+    // A duration without a unit is refused (was it seconds or days?).
+    let out = run(
+        "vc-ca",
+        &[
+            "token",
+            "create",
+            "--client",
+            "zoe",
+            "--ttl",
+            "5",
+            "--data-dir",
+            ca.data_dir().to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs a unit: 5s, 5m, 5h or 5d"));
+
+    let kept = ca.client_token("zoe");
+    let dropped = ca.client_token("yann");
+    let list = ca.cli(&["token", "list"]);
+    let mut lines = list.lines();
+    assert!(lines.next().unwrap().starts_with("ID "), "{list}");
+    assert!(
+        !list.contains(&kept) && !list.contains(&dropped),
+        "tokens are never shown"
+    );
+    let yann = list.lines().find(|l| l.contains(" yann ")).unwrap();
+    assert!(yann.ends_with("usable"), "{list}");
+    let id = yann.split_whitespace().next().unwrap();
+    assert_eq!(
+        ca.cli(&["token", "revoke", "--id", &id[..8]]).trim(),
+        "revoked 1 token"
+    );
+    let list = ca.cli(&["token", "list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.contains(" yann ") && l.ends_with("revoked")),
+        "{list}"
+    );
+    assert!(
+        list.lines()
+            .any(|l| l.contains(" zoe ") && l.ends_with("usable")),
+        "{list}"
+    );
+    // The revoked token is refused with its own code; the other still works.
+    let home = tempfile::tempdir().unwrap();
+    let root = ca.root_path();
+    let enroll_with = |id: &str, token: &str| {
+        run(
+            "vc",
+            &[
+                "enroll",
+                "--ca-url",
+                &ca.url(),
+                "--ca-root",
+                root.to_str().unwrap(),
+                "--token",
+                token,
+                "--id",
+                id,
+                "--identity-dir",
+                home.path().join(id).to_str().unwrap(),
+            ],
+        )
+    };
+    let out = enroll_with("yann", &dropped);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("token_revoked"));
+    assert!(enroll_with("zoe", &kept).status.success());
+    let list = ca.cli(&["token", "list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.contains(" zoe ") && l.contains("used for ")),
+        "{list}"
+    );
+    // Nothing left to revoke says so.
+    let out = run(
+        "vc-ca",
+        &[
+            "token",
+            "revoke",
+            "--client",
+            "zoe",
+            "--data-dir",
+            ca.data_dir().to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    // The audit table has a header and names what happened.
+    let audit = ca.cli(&["audit"]);
+    assert!(audit.lines().next().unwrap().contains("EVENT"), "{audit}");
+    assert!(audit.contains("tokens_revoked"), "{audit}");
+
+    // Vouchers: listed by id and amount, never by code; redeemed ones say by whom.
+    let server = TestServer::start(&ca, &[]);
+    let code = server
+        .cli(&["voucher", "create", "--amount", "7.50"])
+        .trim()
+        .to_owned();
+    let list = server.cli(&["voucher", "list"]);
+    assert!(list.starts_with("amounts in EUR"), "{list}");
+    assert!(!list.contains(&code), "voucher codes are never shown");
+    let row = list.lines().nth(2).unwrap_or_else(|| panic!("{list}"));
+    assert!(row.contains(" 7.50 ") && row.ends_with("no"), "{list}");
+    // server.toml explains itself.
+    let settings = std::fs::read_to_string(server.data_dir().join("server.toml")).unwrap();
+    assert!(
+        settings
+            .contains("# Seconds a call rings before it ends as \"no answer\".\nring_timeout_secs"),
+        "{settings}"
+    );
+}

@@ -466,7 +466,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_vcsdk_checksum_func_default_media_options() != 48693:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_vcsdk_checksum_func_enroll() != 3952:
+    if lib.uniffi_vcsdk_checksum_func_enroll() != 36216:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_vcsdk_checksum_func_format_money() != 18838:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -7440,7 +7440,10 @@ async def enroll(dir: "str",ca_url: "str",root_pem: "bytes",token: "str",client_
 
     """
     Enrolls `client_id` with the CA at `ca_url` (whose root certificate is the PEM `root_pem`)
-    using the one-time `token`; stores the new identity in `dir` (which must not hold one).
+    using the one-time `token`; stores the new identity in `dir`. A `dir` whose certificate is
+    revoked, expired or from another CA is enrolled again (old files kept in `replaced/SERIAL/`);
+    one with a valid certificate is refused. Calling again with the same token after a failure
+    gets the same certificate.
     """
 
     _UniffiConverterString.check_lower(dir)

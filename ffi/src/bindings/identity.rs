@@ -87,7 +87,10 @@ impl Identity {
 }
 
 /// Enrolls `client_id` with the CA at `ca_url` (whose root certificate is the PEM `root_pem`)
-/// using the one-time `token`; stores the new identity in `dir` (which must not hold one).
+/// using the one-time `token`; stores the new identity in `dir`. A `dir` whose certificate is
+/// revoked, expired or from another CA is enrolled again (old files kept in `replaced/SERIAL/`);
+/// one with a valid certificate is refused. Calling again with the same token after a failure
+/// gets the same certificate.
 #[uniffi::export]
 pub async fn enroll(
     dir: String,

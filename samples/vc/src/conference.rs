@@ -353,11 +353,11 @@ async fn run(
             event = conf.next_event() => match event {
                 Some(ConferenceEvent::Ended { reason }) if !leaving && !client.is_connected() => {
                     // The connection went, and the participation with it: not a clean end.
-                    println!("left the conference ({reason})");
+                    println!("{}", ended(&reason));
                     break Err(Exit::new(exit::UNREACHABLE, format!("the connection to the server was lost, and the conference with it: {reason}")));
                 }
                 Some(ConferenceEvent::Ended { reason }) => {
-                    println!("left the conference ({reason})");
+                    println!("{}", ended(&reason));
                     break Ok(());
                 }
                 Some(ConferenceEvent::Epoch { epoch, policy, distributor, roster }) => {
@@ -439,6 +439,7 @@ fn report(received: &mut BTreeMap<(String, u32), u64>) {
 fn describe(e: &ConferenceEvent) -> String {
     match e {
         ConferenceEvent::Joined { member } => format!("{member} joined"),
+        ConferenceEvent::Left { member, reason } if reason == "left" => format!("{member} left"),
         ConferenceEvent::Left { member, reason } => format!("{member} left ({reason})"),
         ConferenceEvent::Invited { invitee, inviter } => format!("{inviter} invited {invitee}"),
         ConferenceEvent::Declined { invitee } => format!("{invitee} declined"),
@@ -491,12 +492,24 @@ fn describe(e: &ConferenceEvent) -> String {
             kind,
             code,
             reason,
-        } => format!("REJECTED control message {seq} ({kind} by {author}, {code}): {reason}"),
+        } => format!(
+            "refused a change from {author} ({}; log entry {seq}): {reason} [{code}]",
+            kind.replace('_', " ")
+        ),
         ConferenceEvent::KeyUnavailable { epoch, reason } => {
             format!("NO KEY for epoch {epoch}: {reason}")
         }
         ConferenceEvent::Epoch { epoch, .. } => format!("epoch {epoch}"),
-        ConferenceEvent::Ended { reason } => format!("left the conference ({reason})"),
+        ConferenceEvent::Ended { reason } => ended(reason),
+    }
+}
+
+/// How our own end in the conference reads: `left the conference`, or why it ended.
+fn ended(reason: &str) -> String {
+    if reason == "left" {
+        "left the conference".to_owned()
+    } else {
+        format!("out of the conference: {reason}")
     }
 }
 
@@ -556,7 +569,7 @@ async fn handle(conf: &Conference, request: ControlRequest) -> ControlAnswer {
                     })
                     .collect();
                 let mut text = format!(
-                    "conference {}: epoch {}, {}; members: {}",
+                    "conference {}\n  epoch:     {}\n  policy:    {}\n  members:   {}",
                     conf.id(),
                     conf.epoch(),
                     conf.policy().describe(),
@@ -564,7 +577,7 @@ async fn handle(conf: &Conference, request: ControlRequest) -> ControlAnswer {
                 );
                 if let Some((id, proposer, policy, _)) = conf.proposal() {
                     text.push_str(&format!(
-                        "; open proposal {id} by {proposer}: {}",
+                        "\n  proposal:  {id} by {proposer}: {} (vote with vc conf vote {id} yes|no)",
                         policy.describe()
                     ));
                 }

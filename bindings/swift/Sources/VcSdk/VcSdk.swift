@@ -6420,7 +6420,10 @@ public func defaultMediaOptions() -> MediaOptions  {
 }
 /**
  * Enrolls `client_id` with the CA at `ca_url` (whose root certificate is the PEM `root_pem`)
- * using the one-time `token`; stores the new identity in `dir` (which must not hold one).
+ * using the one-time `token`; stores the new identity in `dir`. A `dir` whose certificate is
+ * revoked, expired or from another CA is enrolled again (old files kept in `replaced/SERIAL/`);
+ * one with a valid certificate is refused. Calling again with the same token after a failure
+ * gets the same certificate.
  */
 public func enroll(dir: String, caUrl: String, rootPem: Data, token: String, clientId: String)async throws  -> Identity  {
     return
@@ -6483,7 +6486,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_vcsdk_checksum_func_default_media_options() != 48693) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_vcsdk_checksum_func_enroll() != 3952) {
+    if (uniffi_vcsdk_checksum_func_enroll() != 36216) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_vcsdk_checksum_func_format_money() != 18838) {

@@ -1437,7 +1437,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if (lib.uniffi_vcsdk_checksum_func_default_media_options() != 48693.toShort()) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if (lib.uniffi_vcsdk_checksum_func_enroll() != 3952.toShort()) {
+    if (lib.uniffi_vcsdk_checksum_func_enroll() != 36216.toShort()) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if (lib.uniffi_vcsdk_checksum_func_format_money() != 18838.toShort()) {
@@ -7990,7 +7990,10 @@ public object FfiConverterSequenceTypeUserPresence: FfiConverterRustBuffer<List<
 
         /**
          * Enrolls `client_id` with the CA at `ca_url` (whose root certificate is the PEM `root_pem`)
-         * using the one-time `token`; stores the new identity in `dir` (which must not hold one).
+         * using the one-time `token`; stores the new identity in `dir`. A `dir` whose certificate is
+         * revoked, expired or from another CA is enrolled again (old files kept in `replaced/SERIAL/`);
+         * one with a valid certificate is refused. Calling again with the same token after a failure
+         * gets the same certificate.
          */
     @Throws(VcException::class)
     @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
