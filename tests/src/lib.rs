@@ -584,13 +584,13 @@ pub struct LocalCa {
 }
 
 impl LocalCa {
-    /// A fresh CA whose certificates live a day.
+    /// A fresh CA (its root lives a year; certificates the default 7 days).
     pub fn new() -> LocalCa {
         let dir = tempfile::tempdir().expect("tempdir");
         vcca::CertificationAuthority::init(
             dir.path(),
             &vcca::config::CaConfig::default(),
-            Duration::from_secs(86_400),
+            Duration::from_secs(365 * 86_400),
         )
         .expect("init");
         let ca = vcca::CertificationAuthority::open(dir.path()).expect("open");
