@@ -411,13 +411,15 @@ fn the_vc_command_line_registers_lists_calls_and_listens() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    let out = run_ok(
+    let declined = run(
         "vc",
         &with(&alice, &["call", "bob"])
             .iter()
             .map(String::as_str)
             .collect::<Vec<_>>(),
     );
+    let out = String::from_utf8_lossy(&declined.stdout);
+    assert_eq!(declined.status.code(), Some(5), "declined exits 5: {out}");
     assert!(out.contains("declined (bob declined)"), "{out}");
     let _ = decliner.wait_with_output();
     // bob listens but never answers (it asks on a terminal nobody types into): no answer.
@@ -429,12 +431,18 @@ fn the_vc_command_line_registers_lists_calls_and_listens() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    let out = run_ok(
+    let unanswered = run(
         "vc",
         &with(&alice, &["call", "bob"])
             .iter()
             .map(String::as_str)
             .collect::<Vec<_>>(),
+    );
+    let out = String::from_utf8_lossy(&unanswered.stdout);
+    assert_eq!(
+        unanswered.status.code(),
+        Some(7),
+        "no answer exits 7: {out}"
     );
     assert!(
         out.contains("ringing") && out.contains("no answer"),
