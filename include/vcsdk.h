@@ -121,8 +121,8 @@ typedef enum {
   VC_RESULT_CRYPTO = 16,
   // Nothing arrived within the time allowed.
   VC_RESULT_TIMEOUT = 17,
-  // The handle's session or connection is closed, or the library was shut down
-  // (vc_library_shutdown()).
+  // The handle's session or connection is closed, the call ended before its media started,
+  // or the library was shut down (vc_library_shutdown()).
   VC_RESULT_CLOSED = 18,
 } vc_result;
 
@@ -382,7 +382,7 @@ typedef struct {
   uint32_t epoch;
   // The policy (EPOCH, POLICY_PENDING, PROPOSAL).
   vc_conference_policy policy;
-  // The proposal (PROPOSAL, VOTE, DECIDED).
+  // The proposal's number, 1 for the conference's first (PROPOSAL, VOTE, DECIDED).
   uint64_t proposal;
   // The ballot (VOTE).
   bool approve;
@@ -772,15 +772,15 @@ vc_result vc_conference_propose(const vc_conference *conference,
                                 uint32_t deadline_secs,
                                 uint64_t *out_proposal);
 
-// Votes on the open proposal `proposal`. Refusals: `not_registered`, `conf_unknown` (the conference is gone), `conf_forbidden` (not a member, or
+// Votes on the open proposal, which must be number `proposal` (1 for the conference's first;
+// a number not seen yet is waited for up to 5 s, then VC_RESULT_INVALID_ARGUMENT). Refusals:
+// `not_registered`, `conf_unknown` (the conference is gone), `conf_forbidden` (not a member, or
 // moderation mode), `conf_invalid` (not open, its deadline passed, or already voted), and the
 // conference codes of the conventions.
 //
 // # Safety
 // Pointers: `conference` required.
-vc_result vc_conference_vote(const vc_conference *conference,
-                             uint64_t proposal,
-                             bool approve);
+vc_result vc_conference_vote(const vc_conference *conference, uint64_t proposal, bool approve);
 
 // Fills `*out` with the policy in force.
 //

@@ -326,24 +326,13 @@ impl CertificationAuthority {
     ) -> Result<SignedCertificate, CaError> {
         let now = unix_now();
         let csr = parse_csr(csr_pem)?;
-        let info =
-            CertificateInfo::parse(previous).map_err(|e| CaError::malformed(e.to_string()))?;
         let conn = self.lock();
-        let record = store::certificate(&conn, &info.serial)?
-            .ok_or_else(|| CaError::certificate_unknown(&info.serial))?;
-        let stored: Vec<u8> = conn.query_row(
-            "SELECT der FROM certificates WHERE serial = ?1",
-            [&info.serial],
-            |r| r.get(0),
-        )?;
-        if stored != previous.as_ref() {
-            return Err(CaError::certificate_unknown(&info.serial));
-        }
+        let record = issued_record(&conn, previous)?;
         let superseded =
             record.revocation_reason.as_deref() == Some(RevocationReason::Superseded.as_str());
         let next = if superseded { record.replaced_by } else { None };
         self.issued_to_key(&conn, next, &csr, now)?
-            .ok_or_else(|| CaError::renewal_unknown(&info.serial))
+            .ok_or_else(|| CaError::renewal_unknown(&record.serial))
     }
 
     /// updateCert: the holder of `presented` (authenticated over mutual TLS) gets a certificate for
@@ -505,18 +494,7 @@ impl CertificationAuthority {
         presented: &CertificateDer<'_>,
         now: i64,
     ) -> Result<CertificateRecord, CaError> {
-        let info =
-            CertificateInfo::parse(presented).map_err(|e| CaError::malformed(e.to_string()))?;
-        let record = store::certificate(conn, &info.serial)?
-            .ok_or_else(|| CaError::certificate_unknown(&info.serial))?;
-        let stored: Vec<u8> = conn.query_row(
-            "SELECT der FROM certificates WHERE serial = ?1",
-            [&info.serial],
-            |r| r.get(0),
-        )?;
-        if stored != presented.as_ref() {
-            return Err(CaError::certificate_unknown(&info.serial));
-        }
+        let record = issued_record(conn, presented)?;
         if record.status == "revoked" {
             return Err(CaError::certificate_revoked(
                 &record.serial,
@@ -678,4 +656,25 @@ fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<(), CaError> {
     file.write_all(data)
         .and_then(|_| file.sync_all())
         .map_err(|e| CaError::internal(format!("writing {}: {e}", path.display())))
+}
+
+/// The record of `certificate`, which must be one this CA issued, byte for byte (a certificate
+/// with a known serial but other contents is `certificate_unknown`). Status and dates unchecked.
+fn issued_record(
+    conn: &Connection,
+    certificate: &CertificateDer<'_>,
+) -> Result<CertificateRecord, CaError> {
+    let info =
+        CertificateInfo::parse(certificate).map_err(|e| CaError::malformed(e.to_string()))?;
+    let record = store::certificate(conn, &info.serial)?
+        .ok_or_else(|| CaError::certificate_unknown(&info.serial))?;
+    let stored: Vec<u8> = conn.query_row(
+        "SELECT der FROM certificates WHERE serial = ?1",
+        [&info.serial],
+        |r| r.get(0),
+    )?;
+    if stored != certificate.as_ref() {
+        return Err(CaError::certificate_unknown(&info.serial));
+    }
+    Ok(record)
 }

@@ -213,7 +213,7 @@ pub struct vc_conference_event {
     pub epoch: u32,
     /// The policy (EPOCH, POLICY_PENDING, PROPOSAL).
     pub policy: vc_conference_policy,
-    /// The proposal (PROPOSAL, VOTE, DECIDED).
+    /// The proposal's number, 1 for the conference's first (PROPOSAL, VOTE, DECIDED).
     pub proposal: u64,
     /// The ballot (VOTE).
     pub approve: bool,
@@ -849,7 +849,9 @@ pub unsafe extern "C" fn vc_conference_propose(
     })
 }
 
-/// Votes on the open proposal `proposal`. Refusals: `not_registered`, `conf_unknown` (the conference is gone), `conf_forbidden` (not a member, or
+/// Votes on the open proposal, which must be number `proposal` (1 for the conference's first;
+/// a number not seen yet is waited for up to 5 s, then VC_RESULT_INVALID_ARGUMENT). Refusals:
+/// `not_registered`, `conf_unknown` (the conference is gone), `conf_forbidden` (not a member, or
 /// moderation mode), `conf_invalid` (not open, its deadline passed, or already voted), and the
 /// conference codes of the conventions.
 ///

@@ -45,8 +45,8 @@ pub enum vc_result {
     VC_RESULT_CRYPTO = 16,
     /// Nothing arrived within the time allowed.
     VC_RESULT_TIMEOUT = 17,
-    /// The handle's session or connection is closed, or the library was shut down
-    /// (vc_library_shutdown()).
+    /// The handle's session or connection is closed, the call ended before its media started,
+    /// or the library was shut down (vc_library_shutdown()).
     VC_RESULT_CLOSED = 18,
 }
 
@@ -198,6 +198,7 @@ pub(crate) fn classify(e: &vcsdk::Error) -> (vc_result, String) {
         E::CaRefused { .. } | E::ServerRefused { .. } => vc_result::VC_RESULT_REFUSED,
         E::Protocol(_) => vc_result::VC_RESULT_PROTOCOL,
         E::Crypto(_) => vc_result::VC_RESULT_CRYPTO,
+        E::Closed(_) => vc_result::VC_RESULT_CLOSED,
     };
     let code = match e {
         E::CaRefused { code, .. } | E::ServerRefused { code, .. } => code.clone(),

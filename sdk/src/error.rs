@@ -57,6 +57,10 @@ pub enum Error {
     /// A cryptographic operation failed.
     #[error("cryptography: {0}")]
     Crypto(String),
+    /// What was asked for ended first: the call hung up before its media started, or the
+    /// session or connection is closed. Not a fault of either side.
+    #[error("closed: {0}")]
+    Closed(String),
 }
 
 impl Error {
@@ -72,6 +76,7 @@ impl Error {
             Error::ServerRefused { .. } => "server_refused",
             Error::Protocol(_) => "protocol",
             Error::Crypto(_) => "crypto",
+            Error::Closed(_) => "closed",
         }
     }
 

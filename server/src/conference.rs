@@ -445,15 +445,16 @@ impl Hub {
         self.conf_departed_locked(&mut state, conf, member, reason);
     }
 
-    /// The open proposal's deadline passed: the server says so if it is still open.
-    fn conf_expire(&self, conf: &str, proposal: u64) {
+    /// The deadline of proposal number `number` passed: the server says so if it is still open.
+    fn conf_expire(&self, conf: &str, number: u64) {
         let mut state = self.lock();
         let open = state
             .conferences
             .get(conf)
             .and_then(|c| c.state.proposal())
-            .is_some_and(|p| p.seq == proposal);
-        if open {
+            .filter(|p| p.number == number)
+            .map(|p| p.seq);
+        if let Some(proposal) = open {
             if let Err(r) = self.post_server_locked(&mut state, conf, Body::Expired { proposal }) {
                 tracing::warn!(conf, "expiry not sequenced: {}", r.message);
             }

@@ -44,7 +44,8 @@ pub struct ServerConfig {
     pub handshake_timeout_secs: u64,
     /// Calls one user may place a minute (each attempt is a call record, answered or not).
     pub call_attempts_per_minute: u32,
-    /// UDP address of the media relay when `--media-listen` is not given; empty: no relay.
+    /// UDP address of the media relay when `--media-listen` is not given: "same" for the
+    /// address the signalling listens on (UDP, same port), or an address; "off" or empty: no relay.
     pub media_listen: String,
     /// The relay address told to clients (`host:port`); empty: the bound address, or — when that
     /// is a wildcard — the address each client connected to, with the relay's port.
@@ -87,6 +88,9 @@ impl Default for BillingConfig {
     }
 }
 
+/// `media_listen` naming the signalling listener's own address (UDP, same port).
+pub const MEDIA_LISTEN_SAME: &str = "same";
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
@@ -104,7 +108,7 @@ impl Default for ServerConfig {
             max_devices_per_user: 8,
             handshake_timeout_secs: 10,
             call_attempts_per_minute: 30,
-            media_listen: "127.0.0.1:7443".into(),
+            media_listen: MEDIA_LISTEN_SAME.into(),
             media_advertise: String::new(),
             relay_max_kbit_per_sec: 20_000,
             billing: BillingConfig::default(),

@@ -16,7 +16,7 @@ use vcsdk::pki::CertificateInfo;
 use vcsdk::proto::frame::{self, read_frame, write_frame, FrameError};
 use vcsdk::proto::signal::{
     ClientMessage, Request, Response, ServerMessage, MAX_CONF_SIGNAL, MAX_RECORDS_PAGE,
-    MAX_SESSION_PAYLOAD, MAX_USERS_PAGE, PROTOCOL_VERSION,
+    MAX_SESSION_PAYLOAD, MAX_USERS_PAGE, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use vcsdk::util::unix_now;
 
@@ -96,13 +96,20 @@ pub async fn serve(server: Arc<Server>, tls: TlsStream<TcpStream>, addr: SocketA
         read_frame(&mut reader, &mut buf),
     )
     .await;
+    // The version this connection speaks: the client's, within what this server serves.
+    let mut protocol = PROTOCOL_VERSION;
     let refusal = match hello {
         Ok(Ok(true)) => match serde_json::from_slice::<ClientMessage>(&buf) {
-            Ok(ClientMessage::Hello { protocol, .. }) if protocol == PROTOCOL_VERSION => None,
+            Ok(ClientMessage::Hello { protocol: asked, .. })
+                if (OLDEST_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&asked) =>
+            {
+                protocol = asked;
+                None
+            }
             Ok(ClientMessage::Hello { protocol, .. }) => Some(error(
                 None,
                 "unsupported_version",
-                format!("this server speaks protocol version {PROTOCOL_VERSION}; the client asked for {protocol}"),
+                format!("this server speaks protocol versions {OLDEST_PROTOCOL_VERSION} to {PROTOCOL_VERSION}; the client asked for {protocol}"),
             )),
             Ok(_) => Some(error(None, "hello_required", "the first message must be hello")),
             Err(e) => Some(error(None, "malformed_message", format!("hello: {e}"))),
@@ -134,7 +141,7 @@ pub async fn serve(server: Arc<Server>, tls: TlsStream<TcpStream>, addr: SocketA
     let (kill, mut killed) = watch::channel(None);
     let conn_id = hub.next_conn_id();
     let welcome = ServerMessage::Welcome {
-        protocol: PROTOCOL_VERSION,
+        protocol,
         server: hub.config.name.clone(),
         user: user.clone(),
         registered,
@@ -154,6 +161,7 @@ pub async fn serve(server: Arc<Server>, tls: TlsStream<TcpStream>, addr: SocketA
         online_since: unix_now(),
         presence: false,
         local_ip,
+        protocol,
     };
     if let Err(r) = hub.attach(&user, peer) {
         if let Some(f) = encode(&error(None, r.code, r.message)) {
@@ -180,7 +188,8 @@ pub async fn serve(server: Arc<Server>, tls: TlsStream<TcpStream>, addr: SocketA
     if let Some(f) = encode(&ServerMessage::Event {
         event: vcsdk::proto::signal::Event::Disconnect {
             reason: reason.clone(),
-            is_final: is_final_reason(&reason),
+            // Version 1 has no `final`: such a client reconnects and is refused again.
+            is_final: protocol >= 2 && is_final_reason(&reason),
         },
     }) {
         let _ = out.try_send(f);

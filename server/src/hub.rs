@@ -15,7 +15,9 @@ use vcsdk::billing::{receipt_statement, ReceiptKind};
 use vcsdk::identity::Identity;
 use vcsdk::pki::{CertificateCheck, CertificateError, Usage};
 use vcsdk::proto::frame;
-use vcsdk::proto::signal::{Answer, CallState, Event, ServerMessage, UserPresence};
+use vcsdk::proto::signal::{
+    Answer, CallState, Event, ServerMessage, UserPresence, PROTOCOL_VERSION,
+};
 use vcsdk::util::unix_now;
 
 use crate::conference::Conf;
@@ -62,6 +64,8 @@ pub struct Peer {
     pub presence: bool,
     /// The server address it connected to (for the relay address it is told).
     pub local_ip: Option<std::net::IpAddr>,
+    /// The signalling protocol version it speaks (what it may be sent).
+    pub protocol: u32,
 }
 
 struct Call {
@@ -600,13 +604,20 @@ impl Hub {
                     caller.clone(),
                     Billed::Call,
                 )));
-                let elsewhere = call_state(
-                    call_id,
-                    CallState::AnsweredElsewhere,
-                    Some("answered on another device"),
-                );
                 for other in others {
-                    send_device_locked(&mut state, user, other, &elsewhere);
+                    // Version 1 has no `answered_elsewhere`: the call ends there.
+                    let speaks = state
+                        .peers
+                        .get(user)
+                        .and_then(|d| d.get(&other))
+                        .map_or(PROTOCOL_VERSION, |p| p.protocol);
+                    let elsewhere = if speaks >= 2 {
+                        CallState::AnsweredElsewhere
+                    } else {
+                        CallState::Ended
+                    };
+                    let told = call_state(call_id, elsewhere, Some("answered on another device"));
+                    send_device_locked(&mut state, user, other, &told);
                 }
                 let accepted = call_state(call_id, CallState::Accepted, None);
                 send_device_locked(&mut state, &caller, caller_conn, &accepted);

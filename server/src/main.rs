@@ -57,8 +57,9 @@ enum Command {
         /// Address to listen on (port 0 picks a free port); `listen` in server.toml by default.
         #[arg(long)]
         listen: Option<String>,
-        /// UDP address of the media relay (port 0 picks a free port; "off": no relay);
-        /// `media_listen` in server.toml by default. Logs "media relay on HOST:PORT" once bound.
+        /// UDP address of the media relay: "same" (the signalling address, UDP), an address
+        /// (port 0 picks a free port), or "off" (no relay); `media_listen` in server.toml by
+        /// default, which is "same". Logs "media relay on HOST:PORT" once bound.
         #[arg(long)]
         media_listen: Option<String>,
     },
@@ -231,9 +232,18 @@ async fn run(command: Command) -> Result<(), String> {
                 .await
                 .map_err(|e| format!("binding {listen}: {e}"))?;
             let media_listen = media_listen.unwrap_or(config.media_listen);
+            let same = listener
+                .local_addr()
+                .map_err(|e| format!("the signalling address: {e}"))?
+                .to_string();
             let media = match media_listen.as_str() {
                 "" | "off" => None,
-                addr => {
+                configured => {
+                    let addr = if configured == vcserver::config::MEDIA_LISTEN_SAME {
+                        same.as_str()
+                    } else {
+                        configured
+                    };
                     let socket = tokio::net::UdpSocket::bind(addr)
                         .await
                         .map_err(|e| format!("binding the media relay on {addr}: {e}"))?;

@@ -457,7 +457,7 @@ impl RawClient {
         self.send_bytes(&frame).await
     }
 
-    /// Sends `hello` for protocol version 1 and returns the answer.
+    /// Sends `hello` for the current protocol version and returns the answer.
     pub async fn hello(&mut self) -> Result<vcsdk::proto::signal::ServerMessage, String> {
         self.send(&vcsdk::proto::signal::ClientMessage::Hello {
             protocol: vcsdk::proto::signal::PROTOCOL_VERSION,
@@ -465,6 +465,43 @@ impl RawClient {
         })
         .await?;
         self.recv().await
+    }
+
+    /// Sends `hello` for protocol `version` and returns the answer as it came (JSON).
+    pub async fn hello_version(&mut self, version: u32) -> Result<serde_json::Value, String> {
+        self.send(&vcsdk::proto::signal::ClientMessage::Hello {
+            protocol: version,
+            agent: format!("raw, protocol {version}"),
+        })
+        .await?;
+        self.recv_json().await
+    }
+
+    /// Reads the next message that is not a ping (answering pings), within 10 s, as it came
+    /// (JSON): what an older or foreign client would have to parse.
+    pub async fn recv_json(&mut self) -> Result<serde_json::Value, String> {
+        loop {
+            let read = tokio::time::timeout(
+                Duration::from_secs(10),
+                vcsdk::proto::frame::read_frame(&mut self.stream, &mut self.buf),
+            )
+            .await
+            .map_err(|_| "timed out".to_string())?;
+            match read {
+                Ok(true) => {}
+                Ok(false) => return Err("closed".into()),
+                Err(e) => return Err(e.to_string()),
+            }
+            let message: serde_json::Value =
+                serde_json::from_slice(&self.buf).map_err(|e| e.to_string())?;
+            if message["type"] == "ping" {
+                let nonce = message["nonce"].as_u64().ok_or("a ping without a nonce")?;
+                self.send(&vcsdk::proto::signal::ClientMessage::Pong { nonce })
+                    .await?;
+                continue;
+            }
+            return Ok(message);
+        }
     }
 
     /// Sends a request with `id`.

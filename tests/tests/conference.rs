@@ -630,6 +630,8 @@ async fn a_vote_without_a_majority_lapses_at_its_deadline_for_everyone() {
         .propose(Policy::for_level(3, Mode::Voting), Duration::from_secs(1))
         .await
         .unwrap();
+    // Proposals are numbered per conference, not by their place in the log.
+    assert_eq!(id, 1, "the conference's first proposal");
     c.vote(id, false).await.unwrap();
     assert!(c.vote(id, true).await.is_err(), "one ballot per member");
     for m in [&a, &b, &c] {
@@ -656,6 +658,7 @@ async fn a_vote_without_a_majority_lapses_at_its_deadline_for_everyone() {
         .propose(Policy::for_level(3, Mode::Voting), Duration::from_secs(30))
         .await
         .unwrap();
+    assert_eq!(again, 2, "the conference's second proposal");
     b.vote(again, true).await.unwrap();
     until(&c, |e| match e {
         ConferenceEvent::Epoch { policy, .. } if policy.level == 3 => Some(()),

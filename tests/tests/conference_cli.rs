@@ -264,6 +264,39 @@ async fn vc_conf_sessions_are_steered_through_their_control_sockets() {
         "{}",
         bob.log()
     );
+    assert!(
+        bob.wait_for_log("alice, bob (level 3, voting", WAIT),
+        "{}",
+        bob.log()
+    );
+
+    // In voting mode a change is a proposal, numbered from 1 in this conference (not by its
+    // place in the log), and the number printed is the one to vote with.
+    let (ok, out) = vc_conf(home.path(), "alice", &["policy", "--mode", "moderation"]);
+    assert!(ok && out.trim_end().ends_with("as proposal 1"), "{out}");
+    assert!(
+        bob.wait_for_log("alice proposes (level 3, moderation", WAIT)
+            && bob.wait_for_log("vote with vc conf vote 1 yes|no", WAIT),
+        "{}",
+        bob.log()
+    );
+    let (ok, status) = vc_conf(home.path(), "bob", &["status"]);
+    assert!(
+        ok && status.contains("proposal:  1 by alice") && status.contains("vc conf vote 1 yes|no"),
+        "{status}"
+    );
+    let (ok, out) = vc_conf(home.path(), "bob", &["vote", "7", "yes"]);
+    assert!(
+        !ok && out.contains("there is no proposal 7 in this conference (proposals so far: 1)"),
+        "{out}"
+    );
+    let (ok, out) = vc_conf(home.path(), "bob", &["vote", "1", "yes"]);
+    assert!(ok && out.contains("voted on proposal 1"), "{out}");
+    assert!(
+        alice.wait_for_log("proposal 1 adopted: adopted by 2 of 2 members", WAIT),
+        "{}",
+        alice.log()
+    );
     let (ok, out) = vc_conf(home.path(), "bob", &["leave"]);
     assert!(ok, "{out}");
     let status = bob.wait_exit(WAIT).expect("bob's session ends");

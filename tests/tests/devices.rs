@@ -432,6 +432,10 @@ async fn a_revoked_device_gets_a_final_disconnect_and_the_client_stops() {
         !again,
         "a revoked certificate is final: the client must not reconnect"
     );
+    assert!(
+        client.has_ended(),
+        "the end is visible to whoever handles the event"
+    );
     // It stops: nothing follows, and it stays disconnected.
     let seen = drain(&mut events, Duration::from_secs(2)).await;
     assert!(seen.is_empty(), "{seen:?}");
@@ -509,6 +513,7 @@ async fn a_reconnection_refused_for_too_many_devices_is_final() {
         _ => None,
     })
     .await;
+    assert!(!client.has_ended(), "a cut connection is being repaired");
     let mut other = None;
     for _ in 0..50 {
         let identity = Arc::new(store.load().unwrap());
@@ -534,5 +539,62 @@ async fn a_reconnection_refused_for_too_many_devices_is_final() {
     })
     .await;
     assert!(reason.contains("too_many_devices"), "{reason}");
+    assert!(client.has_ended());
     assert!(!client.is_connected());
+}
+
+/// The next message from `raw` that is an event of `kind` (JSON as it came), skipping others.
+async fn raw_event(raw: &mut RawClient, kind: &str) -> serde_json::Value {
+    for _ in 0..50 {
+        let message = raw.recv_json().await.expect("a message");
+        if message["type"] == "event" && message["event"]["kind"] == kind {
+            return message;
+        }
+    }
+    panic!("no {kind} event");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_protocol_1_device_is_sent_only_what_it_can_read() {
+    let w = World::new(&[]);
+    let mut alice = w.user("alice").await;
+    let mut bob = w.user("bob").await;
+    let store = vcsdk::identity::IdentityStore::new(w.home.path().join("bob"));
+    let key = || store.load().unwrap().certified_key();
+
+    // A version-1 device is served in version 1; a version the server does not know is refused.
+    let mut old = RawClient::connect(&w.server.addr(), &w.ca.root_pem(), Some(key()))
+        .await
+        .unwrap();
+    let welcome = old.hello_version(1).await.unwrap();
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    assert_eq!(welcome["protocol"], 1, "{welcome}");
+    let mut future = RawClient::connect(&w.server.addr(), &w.ca.root_pem(), Some(key()))
+        .await
+        .unwrap();
+    let refused = future.hello_version(3).await.unwrap();
+    assert_eq!(refused["code"], "unsupported_version", "{refused}");
+
+    // A call rings both of bob's devices; the new one takes it; the old one, which cannot read
+    // `answered_elsewhere`, sees the call end with the reason.
+    let call_id = alice.0.call("bob").await.unwrap();
+    let ring = raw_event(&mut old, "incoming_call").await;
+    assert_eq!(ring["event"]["call_id"], call_id.as_str());
+    assert_eq!(expect(&mut bob.1, "ringing", incoming).await, call_id);
+    bob.0.answer(&call_id, Answer::Accept).await.unwrap();
+    expect(
+        &mut alice.1,
+        "accepted",
+        state_of(&call_id, CallState::Accepted),
+    )
+    .await;
+    let told = raw_event(&mut old, "call_state").await;
+    assert_eq!(told["event"]["call_id"], call_id.as_str(), "{told}");
+    assert_eq!(told["event"]["state"], "ended", "{told}");
+    assert_eq!(told["event"]["reason"], "answered on another device");
+
+    // Its goodbye is final in version 2; in version 1 the disconnect carries no `final`.
+    old.request(1, Request::CloseConnection).await.unwrap();
+    let bye = raw_event(&mut old, "disconnect").await;
+    assert!(bye["event"].get("final").is_none(), "{bye}");
 }

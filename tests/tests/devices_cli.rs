@@ -116,6 +116,20 @@ async fn vc_listen_stays_online_while_vc_account_runs_with_the_same_identity() {
         "{}",
         listener.log()
     );
+    // A call without media is an outcome, not a media error.
+    assert!(
+        listener.wait_for_log(
+            "media: none (the call ended before its media started)",
+            WAIT
+        ),
+        "{}",
+        listener.log()
+    );
+    assert!(
+        !listener.log().contains("protocol error"),
+        "{}",
+        listener.log()
+    );
     assert!(listener.terminate());
 }
 

@@ -178,6 +178,18 @@ async def call_scenario(bed):
     assert account.last_call is not None and account.last_call.call_id == call_id
     assert account.balance == 1000 - account.last_call.cost
 
+    # A call hung up before its media started: the waiting side gets Closed, not a protocol error.
+    call_id = await alice.call("bob")
+    await bob_events.expect("incoming", lambda e: e[1] == call_id)
+    await bob.answer(call_id, vcsdk.Answer.ACCEPT)
+    await alice_events.expect("state", lambda e: e[1] == call_id and e[2] == vcsdk.CallState.ACCEPTED)
+    waiting = asyncio.ensure_future(bob.open_media(call_id, options))
+    await asyncio.sleep(0.5)
+    await alice.hangup(call_id)
+    with pytest.raises(vcsdk.VcError.Closed) as closed:
+        await waiting
+    assert closed.value.code == "closed" and "before its media started" in str(closed.value)
+
     # A listener that raised on every event neither stopped delivery nor the process.
     assert throwing.calls >= 3
     throwing_sub.cancel()
@@ -185,7 +197,9 @@ async def call_scenario(bed):
     assert threading.get_ident() not in alice_events.threads | bob_events.threads
     # A cancelled subscription hears nothing more.
     alice_sub.cancel()
+    assert not bob.has_ended()
     await bob.disconnect()
+    assert bob.has_ended()
     await asyncio.sleep(1)
     assert all(e[0] != "presence" or e[2] for e in list(alice_events.events.queue))
     bob_sub.cancel()

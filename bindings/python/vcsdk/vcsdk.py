@@ -490,6 +490,8 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_vcsdk_checksum_method_client_hangup() != 59029:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    if lib.uniffi_vcsdk_checksum_method_client_has_ended() != 1640:
+        raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_vcsdk_checksum_method_client_is_registered() != 33197:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_vcsdk_checksum_method_client_join_conference() != 18459:
@@ -514,7 +516,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_vcsdk_checksum_method_clientlistener_on_low_balance() != 23344:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_vcsdk_checksum_method_clientlistener_on_connection() != 43807:
+    if lib.uniffi_vcsdk_checksum_method_clientlistener_on_connection() != 35218:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_vcsdk_checksum_method_clientlistener_on_conference_invitation() != 34614:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -548,7 +550,7 @@ def _uniffi_check_api_checksums(lib):
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_vcsdk_checksum_method_conference_stats() != 37512:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
-    if lib.uniffi_vcsdk_checksum_method_conference_vote() != 27221:
+    if lib.uniffi_vcsdk_checksum_method_conference_vote() != 39375:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     if lib.uniffi_vcsdk_checksum_method_conferencelistener_on_event() != 35135:
         raise InternalError("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
@@ -791,6 +793,11 @@ _UniffiLib.uniffi_vcsdk_fn_method_client_hangup.argtypes = (
     _UniffiRustBuffer,
 )
 _UniffiLib.uniffi_vcsdk_fn_method_client_hangup.restype = ctypes.c_uint64
+_UniffiLib.uniffi_vcsdk_fn_method_client_has_ended.argtypes = (
+    ctypes.c_void_p,
+    ctypes.POINTER(_UniffiRustCallStatus),
+)
+_UniffiLib.uniffi_vcsdk_fn_method_client_has_ended.restype = ctypes.c_int8
 _UniffiLib.uniffi_vcsdk_fn_method_client_is_registered.argtypes = (
     ctypes.c_void_p,
     ctypes.POINTER(_UniffiRustCallStatus),
@@ -1474,6 +1481,9 @@ _UniffiLib.uniffi_vcsdk_checksum_method_client_disconnect.restype = ctypes.c_uin
 _UniffiLib.uniffi_vcsdk_checksum_method_client_hangup.argtypes = (
 )
 _UniffiLib.uniffi_vcsdk_checksum_method_client_hangup.restype = ctypes.c_uint16
+_UniffiLib.uniffi_vcsdk_checksum_method_client_has_ended.argtypes = (
+)
+_UniffiLib.uniffi_vcsdk_checksum_method_client_has_ended.restype = ctypes.c_uint16
 _UniffiLib.uniffi_vcsdk_checksum_method_client_is_registered.argtypes = (
 )
 _UniffiLib.uniffi_vcsdk_checksum_method_client_is_registered.restype = ctypes.c_uint16
@@ -3399,7 +3409,7 @@ class ConferenceEvent:
 
         proposal: "int"
         """
-        Its number.
+        Its number: 1 for the conference's first proposal, and so on (what `vote` takes).
         """
 
         proposer: "str"
@@ -4497,7 +4507,7 @@ class VcError:  # type: ignore
     _UniffiTempVcError.Timeout = Timeout # type: ignore
     class Closed(_UniffiTempVcError):
         """
-        The session or connection is closed.
+        The session or connection is closed, or the call ended before its media started.
         """
 
         def __init__(self, code, detail):
@@ -5032,6 +5042,8 @@ class ClientListenerProtocol(typing.Protocol):
     def on_connection(self, connected: "bool",reason: "typing.Optional[str]"):
         """
         The connection to the server was lost (`connected` false, with the reason) or is back.
+        When lost, `Client.has_ended()` tells whether it is being repaired (false) or ended for
+        good (true: nothing more arrives; connect again to go on).
         """
 
         raise NotImplementedError
@@ -5082,6 +5094,8 @@ class ClientListener():
     def on_connection(self, connected: "bool",reason: "typing.Optional[str]"):
         """
         The connection to the server was lost (`connected` false, with the reason) or is back.
+        When lost, `Client.has_ended()` tells whether it is being repaired (false) or ended for
+        good (true: nothing more arrives; connect again to go on).
         """
 
         raise NotImplementedError
@@ -5206,6 +5220,8 @@ class ClientListenerImpl():
     def on_connection(self, connected: "bool",reason: "typing.Optional[str]") -> None:
         """
         The connection to the server was lost (`connected` false, with the reason) or is back.
+        When lost, `Client.has_ended()` tells whether it is being repaired (false) or ended for
+        good (true: nothing more arrives; connect again to go on).
         """
 
         _UniffiConverterBool.check_lower(connected)
@@ -5811,6 +5827,15 @@ class ClientProtocol(typing.Protocol):
         """
 
         raise NotImplementedError
+    def has_ended(self, ):
+        """
+        Whether this client has stopped for good: disconnected by the application, or its
+        connection ended and will not be repaired (the server ended it for good, or a reconnection
+        was refused for good). Already true when `on_connection(false, …)` reports that end; false
+        there means the client is reconnecting.
+        """
+
+        raise NotImplementedError
     def is_registered(self, ):
         """
         Whether this user is registered (as of the latest connection).
@@ -6110,6 +6135,22 @@ _UniffiConverterTypeVcError,
 _UniffiConverterTypeVcError,
 
         )
+
+
+
+
+    def has_ended(self, ) -> "bool":
+        """
+        Whether this client has stopped for good: disconnected by the application, or its
+        connection ended and will not be repaired (the server ended it for good, or a reconnection
+        was refused for good). Already true when `on_connection(false, …)` reports that end; false
+        there means the client is reconnecting.
+        """
+
+        return _UniffiConverterBool.lift(
+            _uniffi_rust_call(_UniffiLib.uniffi_vcsdk_fn_method_client_has_ended,self._uniffi_clone_pointer(),)
+        )
+
 
 
 
@@ -6415,7 +6456,8 @@ class ConferenceProtocol(typing.Protocol):
         raise NotImplementedError
     def vote(self, proposal: "int",approve: "bool"):
         """
-        Votes on the open proposal.
+        Votes on the open proposal, which must be number `proposal` (a number not seen yet is
+        waited for up to 5 s, then `InvalidArgument`).
         """
 
         raise NotImplementedError
@@ -6762,7 +6804,8 @@ _UniffiConverterTypeVcError,
     async def vote(self, proposal: "int",approve: "bool") -> None:
 
         """
-        Votes on the open proposal.
+        Votes on the open proposal, which must be number `proposal` (a number not seen yet is
+        waited for up to 5 s, then `InvalidArgument`).
         """
 
         _UniffiConverterUInt64.check_lower(proposal)

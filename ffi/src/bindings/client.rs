@@ -139,6 +139,8 @@ pub trait ClientListener: Send + Sync {
     /// The balance will soon not pay for the call.
     fn on_low_balance(&self, call_id: String, balance: i64, seconds_left: i64);
     /// The connection to the server was lost (`connected` false, with the reason) or is back.
+    /// When lost, `Client.has_ended()` tells whether it is being repaired (false) or ended for
+    /// good (true: nothing more arrives; connect again to go on).
     fn on_connection(&self, connected: bool, reason: Option<String>);
     /// An invitation to conference `conf` from `from` passed its checks (the inviter's
     /// certificate and signature, our access list); join with `Client.join_conference` or
@@ -232,6 +234,14 @@ impl Client {
     /// This client's user id.
     pub fn user(&self) -> String {
         self.client.user().to_owned()
+    }
+
+    /// Whether this client has stopped for good: disconnected by the application, or its
+    /// connection ended and will not be repaired (the server ended it for good, or a reconnection
+    /// was refused for good). Already true when `on_connection(false, …)` reports that end; false
+    /// there means the client is reconnecting.
+    pub fn has_ended(&self) -> bool {
+        self.client.has_ended()
     }
 
     /// Whether this user is registered (as of the latest connection).

@@ -249,7 +249,7 @@ pub enum ConferenceEvent {
     },
     /// A member proposed a policy (voting mode).
     ProposalOpened {
-        /// Its number.
+        /// Its number: 1 for the conference's first proposal, and so on (what `vote` takes).
         proposal: u64,
         /// Who.
         proposer: String,
@@ -562,7 +562,8 @@ impl Conference {
         .await
     }
 
-    /// Votes on the open proposal.
+    /// Votes on the open proposal, which must be number `proposal` (a number not seen yet is
+    /// waited for up to 5 s, then `InvalidArgument`).
     pub async fn vote(&self, proposal: u64, approve: bool) -> Result<(), VcError> {
         let c = self.conference.clone();
         on_runtime(async move { Ok(c.vote(proposal, approve).await?) }).await

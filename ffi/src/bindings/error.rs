@@ -59,7 +59,7 @@ pub enum VcError {
     /// Nothing arrived in time.
     #[error("{detail}")]
     Timeout { code: String, detail: String },
-    /// The session or connection is closed.
+    /// The session or connection is closed, or the call ended before its media started.
     #[error("{detail}")]
     Closed { code: String, detail: String },
 }

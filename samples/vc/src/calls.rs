@@ -218,6 +218,9 @@ pub async fn listen(
                                     }
                                     println!("{}", transfer::describe(&session.stats()));
                                 }
+                                // A call that ended before any media (the caller sent none) is
+                                // an outcome, not an error.
+                                Err(vcsdk::Error::Closed(_)) => println!("media: none (the call ended before its media started)"),
                                 Err(e) => println!("media: {e}"),
                             }
                         }));

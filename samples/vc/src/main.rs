@@ -756,13 +756,22 @@ fn verify_receipts(file: &std::path::Path, identity_dir: &std::path::Path) -> Re
     let records: Vec<vcsdk::billing::CallRecord> = serde_json::from_slice(&data)
         .map_err(|e| format!("{}: not a receipts export: {e}", file.display()))?;
     let (mut verified, mut free, mut unverifiable, mut failed) = (0, 0, 0, 0);
-    let mut total = 0i64;
+    // Amounts read in major units, per currency (one server bills in one).
+    let currency_of: std::collections::HashMap<&str, &str> = records
+        .iter()
+        .map(|r| (r.call_id.as_str(), r.currency.as_str()))
+        .collect();
+    let mut totals: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
     for outcome in vcsdk::billing::verify_records(&records, identity.id(), &check) {
         match outcome {
             RecordCheck::Verified { call_id, cost } => {
                 verified += 1;
-                total += cost;
-                println!("ok        {call_id}: charged {cost}, signed by you");
+                let currency = currency_of.get(call_id.as_str()).copied().unwrap_or("");
+                *totals.entry(currency.to_owned()).or_default() += cost;
+                println!(
+                    "ok        {call_id}: charged {}, signed by you",
+                    Money::new(cost, currency)
+                );
             }
             RecordCheck::NoCharge { .. } => free += 1,
             RecordCheck::Unverifiable { call_id, reason } => {
@@ -775,6 +784,15 @@ fn verify_receipts(file: &std::path::Path, identity_dir: &std::path::Path) -> Re
             }
         }
     }
+    let total = if totals.is_empty() {
+        "nothing".to_owned()
+    } else {
+        totals
+            .iter()
+            .map(|(currency, minor)| Money::new(*minor, currency).to_string())
+            .collect::<Vec<_>>()
+            .join(" + ")
+    };
     println!(
         "{verified} charges verified (total {total}), {free} without charge to you, {unverifiable} without an end receipt, {failed} failed"
     );

@@ -28,7 +28,7 @@ use crate::conference::group_key::{unwrap_epoch, EpochSecret, MemberSecrets, Wra
 use crate::conference::media::{
     ConferenceFrame, ConferenceMedia, ConferenceMediaConfig, ConferenceMediaStats,
 };
-use crate::conference::policy::Policy;
+use crate::conference::policy::{Mode, Policy};
 use crate::conference::state::{Change, ConferenceState, Verifier};
 use crate::identity::Identity;
 use crate::media::relay::{RelayGrant, RelaySecret, RelayToken};
@@ -40,6 +40,8 @@ use crate::{Error, Result};
 
 /// How long creating or joining waits for the server and the first entries.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a vote waits for a proposal it has not seen yet.
+const PROPOSAL_WAIT: Duration = Duration::from_secs(5);
 /// How many times a post is signed again after the state moved under it.
 const POST_ATTEMPTS: usize = 12;
 /// Invitations remembered.
@@ -124,7 +126,8 @@ pub enum ConferenceEvent {
     },
     /// A member proposed a policy (voting mode).
     ProposalOpened {
-        /// The proposal's id.
+        /// The proposal's number: 1 for the conference's first proposal, and so on (what
+        /// [`Conference::vote`] takes).
         proposal: u64,
         /// Who.
         proposer: String,
@@ -772,11 +775,12 @@ impl Conference {
         self.state().distributor().map(str::to_owned)
     }
 
-    /// The open proposal: (id, proposer, policy, deadline in Unix ms).
+    /// The open proposal: (number, proposer, policy, deadline in Unix ms). Proposals are
+    /// numbered 1, 2, … in each conference.
     pub fn proposal(&self) -> Option<(u64, String, Policy, i64)> {
         self.state()
             .proposal()
-            .map(|p| (p.seq, p.proposer.clone(), p.policy, p.deadline_ms))
+            .map(|p| (p.number, p.proposer.clone(), p.policy, p.deadline_ms))
     }
 
     /// Why we are no longer a member, once we are not.
@@ -849,24 +853,54 @@ impl Conference {
             .map(|_| ())
     }
 
-    /// Proposes `policy` (voting mode), votes counting for `deadline`; returns the proposal id.
+    /// Proposes `policy` (voting mode), votes counting for `deadline`; returns the proposal's
+    /// number (1 for the conference's first proposal, and so on).
     pub async fn propose(&self, policy: Policy, deadline: Duration) -> Result<u64> {
         policy.validate()?;
         let deadline_secs = u32::try_from(deadline.as_secs()).unwrap_or(u32::MAX);
-        self.post(move |_| {
-            Ok(Body::Propose {
-                policy,
-                deadline_secs,
+        let seq = self
+            .post(move |_| {
+                Ok(Body::Propose {
+                    policy,
+                    deadline_secs,
+                })
+            })
+            .await?;
+        self.state().proposal_number(seq).ok_or_else(|| {
+            Error::Protocol(format!("entry {seq} was applied but opened no proposal"))
+        })
+    }
+
+    /// Votes on the open proposal, which must be proposal number `proposal`. A number not seen
+    /// here yet (another member's proposal still on its way) is waited for, up to 5 s; one that
+    /// never came is an invalid argument. The server judges the rest: a proposal no longer open
+    /// (`conf_invalid`), a conference not in voting mode (`conf_forbidden`).
+    pub async fn vote(&self, proposal: u64, approve: bool) -> Result<()> {
+        if self.policy().mode == Mode::Voting {
+            let mut applied = self.shared.applied.subscribe();
+            let known = applied.wait_for(|_| self.state().proposals_opened() >= proposal);
+            let _ = tokio::time::timeout(PROPOSAL_WAIT, known).await;
+        }
+        self.post(move |state| {
+            let seq = match state.proposal_seq(proposal) {
+                Some(seq) => seq,
+                None if state.policy().mode == Mode::Voting => {
+                    return Err(Error::InvalidArgument(format!(
+                        "there is no proposal {proposal} in this conference (proposals so far: {})",
+                        state.proposals_opened()
+                    )))
+                }
+                // Outside voting mode every ballot is refused (`conf_forbidden`); this one names
+                // no entry.
+                None => 0,
+            };
+            Ok(Body::Vote {
+                proposal: seq,
+                approve,
             })
         })
         .await
-    }
-
-    /// Votes on the open proposal `proposal`.
-    pub async fn vote(&self, proposal: u64, approve: bool) -> Result<()> {
-        self.post(move |_| Ok(Body::Vote { proposal, approve }))
-            .await
-            .map(|_| ())
+        .map(|_| ())
     }
 
     /// Signs an entry against the state applied here and posts it; when the state moved on

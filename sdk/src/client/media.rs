@@ -47,6 +47,9 @@ pub(super) struct CallRouter {
     /// Relay offers for calls not known yet: the server may send one before the answer that
     /// places the call.
     unclaimed: Mutex<VecDeque<(String, RelayGrant)>>,
+    /// Calls that ended lately (the newest 64): starting their media is an outcome to report
+    /// ("the call ended"), not an unknown call.
+    ended: Mutex<VecDeque<String>>,
 }
 
 impl CallRouter {
@@ -54,7 +57,20 @@ impl CallRouter {
         self.calls.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether `call_id` ended lately.
+    fn has_ended(&self, call_id: &str) -> bool {
+        self.ended
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|c| c == call_id)
+    }
+
     fn open(&self, call_id: &str, role: Role, peer: &str) {
+        if self.has_ended(call_id) {
+            // It ended before we got here (a hang-up racing our answer): nothing to route.
+            return;
+        }
         let (inbox_tx, inbox_rx) = mpsc::channel(INBOX);
         let relay = {
             let mut unclaimed = self.unclaimed.lock().unwrap_or_else(|p| p.into_inner());
@@ -182,6 +198,13 @@ impl CallRouter {
             Event::CallState {
                 ref call_id, state, ..
             } if state.is_final() => {
+                {
+                    let mut ended = self.ended.lock().unwrap_or_else(|p| p.into_inner());
+                    if ended.len() >= REMEMBERED_OFFERS {
+                        ended.pop_front();
+                    }
+                    ended.push_back(call_id.clone());
+                }
                 if let Some(slot) = self.calls().remove(call_id) {
                     if let Some(session) = slot.session.and_then(|w| w.upgrade()) {
                         session.close();
@@ -206,8 +229,9 @@ async fn receive(
             reason.chars().take(300).collect::<String>()
         ))),
         Ok(Some(m)) => Ok(m),
-        Ok(None) => Err(Error::Protocol(format!(
-            "the call ended while waiting for the peer's {what}"
+        // The call ended (hung up, or the peer never started its media): an outcome, not a fault.
+        Ok(None) => Err(Error::Closed(format!(
+            "the call ended before its media started (while waiting for the peer's {what})"
         ))),
         Err(_) => Err(Error::Protocol(format!(
             "the peer's {what} did not arrive within {} s",
@@ -231,7 +255,7 @@ impl super::Client {
                 call_id: call_id.to_owned(),
                 reason: e.to_string(),
             };
-            let ours = !matches!(e, Error::InvalidArgument(_))
+            let ours = !matches!(e, Error::InvalidArgument(_) | Error::Closed(_))
                 && !matches!(e, Error::Protocol(m) if m.starts_with("the peer refused"));
             if ours {
                 if let Ok(payload) = serde_json::to_string(&abort) {
@@ -244,12 +268,21 @@ impl super::Client {
 
     async fn start_media(&self, call_id: &str, config: MediaConfig) -> Result<Arc<MediaSession>> {
         let (role, peer, mut inbox) = {
-            let mut calls = self.inner.router.calls();
-            let slot = calls.get_mut(call_id).ok_or_else(|| {
-                Error::InvalidArgument(format!(
-                    "call {call_id} is not one this client placed or accepted, or it ended"
-                ))
-            })?;
+            let router = &self.inner.router;
+            let mut calls = router.calls();
+            let slot = match calls.get_mut(call_id) {
+                Some(slot) => slot,
+                None if router.has_ended(call_id) => {
+                    return Err(Error::Closed(format!(
+                        "call {call_id} ended before its media started"
+                    )))
+                }
+                None => {
+                    return Err(Error::InvalidArgument(format!(
+                        "call {call_id} is not one this client placed or accepted"
+                    )))
+                }
+            };
             let inbox = slot.inbox_rx.take().ok_or_else(|| {
                 Error::InvalidArgument(format!("the media of call {call_id} was already started"))
             })?;

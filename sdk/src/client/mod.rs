@@ -113,6 +113,8 @@ struct Inner {
     events: mpsc::Sender<ClientEvent>,
     wants_presence: AtomicBool,
     closed: AtomicBool,
+    /// Set before `Disconnected { reconnecting: false }` is sent: no connection will follow.
+    ended: AtomicBool,
     welcome: Mutex<Welcome>,
     supervisor: Mutex<Option<tokio::task::JoinHandle<()>>>,
     router: Arc<media::CallRouter>,
@@ -203,6 +205,7 @@ impl Client {
             events: events_tx,
             wants_presence: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            ended: AtomicBool::new(false),
             welcome: Mutex::new(welcome),
             supervisor: Mutex::new(None),
             router,
@@ -245,6 +248,13 @@ impl Client {
     /// The authenticated id.
     pub fn user(&self) -> &str {
         self.inner.options.identity.id()
+    }
+
+    /// Whether the client has stopped for good: closed by the application, or its connection
+    /// ended and will not be repaired (set before `Disconnected { reconnecting: false }` is
+    /// delivered, so a handler of that event already sees it).
+    pub fn has_ended(&self) -> bool {
+        self.inner.closed.load(Ordering::SeqCst) || self.inner.ended.load(Ordering::SeqCst)
     }
 
     /// Whether a connection is up now.
@@ -567,6 +577,9 @@ async fn supervise(inner: std::sync::Weak<Inner>, mut connection: Arc<Connection
             || !strong.options.reconnect
             || connection.closed_for_good()
             || is_final(&reason);
+        if ends {
+            strong.ended.store(true, Ordering::SeqCst);
+        }
         let _ = strong.events.try_send(ClientEvent::Disconnected {
             reason: reason.clone(),
             reconnecting: !ends,
@@ -604,6 +617,7 @@ async fn supervise(inner: std::sync::Weak<Inner>, mut connection: Arc<Connection
                 }
                 Err(e) if refused_for_good(&e) => {
                     // Reconnecting cannot help: say so, once, and stop.
+                    strong.ended.store(true, Ordering::SeqCst);
                     let _ = strong.events.try_send(ClientEvent::Disconnected {
                         reason: e.to_string(),
                         reconnecting: false,

@@ -49,10 +49,16 @@ pub struct Invitation {
     pub expires_at_ms: i64,
 }
 
+/// Proposals remembered by number after they close (for [`ConferenceState::proposal_number`]).
+const REMEMBERED_PROPOSALS: usize = 64;
+
 /// The open proposal (voting mode).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Proposal {
-    /// The sequence number of the proposal: its id.
+    /// Its number in this conference: 1 for the first proposal, 2 for the next, and so on — what
+    /// people see and vote by. Every member counts the same log, so all agree on it.
+    pub number: u64,
+    /// The sequence number of its entry: what ballots name on the wire.
     pub seq: u64,
     /// Who proposed it.
     pub proposer: String,
@@ -127,7 +133,7 @@ pub enum Change {
     },
     /// A member proposed a policy.
     ProposalOpened {
-        /// The proposal's id.
+        /// The proposal's number (1 for the conference's first).
         proposal: u64,
         /// Who.
         proposer: String,
@@ -138,7 +144,7 @@ pub enum Change {
     },
     /// A ballot was cast.
     Voted {
-        /// The proposal.
+        /// The proposal's number.
         proposal: u64,
         /// Who.
         voter: String,
@@ -147,7 +153,7 @@ pub enum Change {
     },
     /// The open proposal was decided.
     ProposalDecided {
-        /// The proposal.
+        /// The proposal's number.
         proposal: u64,
         /// Whether it was adopted (its policy then waits for the next epoch).
         adopted: bool,
@@ -203,6 +209,10 @@ pub struct ConferenceState {
     invitations: Vec<Invitation>,
     counters: HashMap<String, u64>,
     proposal: Option<Proposal>,
+    /// The latest proposals opened, (entry seq, number), oldest first; the last is the newest.
+    proposals: std::collections::VecDeque<(u64, u64)>,
+    /// How many proposals were opened in this conference.
+    proposals_opened: u64,
     next_seq: u64,
     roster_hash: [u8; 32],
     rekey_due: bool,
@@ -252,6 +262,8 @@ impl ConferenceState {
             invitations: Vec::new(),
             counters: HashMap::new(),
             proposal: None,
+            proposals: std::collections::VecDeque::new(),
+            proposals_opened: 0,
             next_seq: 0,
             roster_hash: roster_hash(conf, &[]),
             rekey_due: false,
@@ -325,6 +337,27 @@ impl ConferenceState {
     /// The open proposal.
     pub fn proposal(&self) -> Option<&Proposal> {
         self.proposal.as_ref()
+    }
+
+    /// How many proposals were opened in this conference (the newest one's number).
+    pub fn proposals_opened(&self) -> u64 {
+        self.proposals_opened
+    }
+
+    /// The entry that opened proposal number `number` (one of the latest 64 proposals).
+    pub fn proposal_seq(&self, number: u64) -> Option<u64> {
+        self.proposals
+            .iter()
+            .find(|(_, n)| *n == number)
+            .map(|(seq, _)| *seq)
+    }
+
+    /// The number of the proposal opened by entry `seq` (one of the latest 64 proposals).
+    pub fn proposal_number(&self, seq: u64) -> Option<u64> {
+        self.proposals
+            .iter()
+            .find(|(s, _)| *s == seq)
+            .map(|(_, number)| *number)
     }
 
     /// The open invitations.
@@ -596,7 +629,12 @@ impl ConferenceState {
                     .proposal
                     .as_mut()
                     .filter(|p| p.seq == *proposal)
-                    .ok_or_else(|| reject("invalid", format!("proposal {proposal} is not open")))?;
+                    .ok_or_else(|| {
+                        reject(
+                            "invalid",
+                            format!("the ballot names entry {proposal}, not the open proposal"),
+                        )
+                    })?;
                 if at_ms > open.deadline_ms {
                     return Err(reject("invalid", "the proposal's deadline has passed"));
                 }
@@ -605,7 +643,7 @@ impl ConferenceState {
                 }
                 open.votes.insert(c.author.clone(), *approve);
                 let mut changes = vec![Change::Voted {
-                    proposal: *proposal,
+                    proposal: open.number,
                     voter: c.author.clone(),
                     approve: *approve,
                 }];
@@ -617,13 +655,19 @@ impl ConferenceState {
                     .proposal
                     .as_ref()
                     .filter(|p| p.seq == *proposal)
-                    .ok_or_else(|| reject("invalid", format!("proposal {proposal} is not open")))?;
+                    .ok_or_else(|| {
+                        reject(
+                            "invalid",
+                            format!("entry {proposal} is not the open proposal"),
+                        )
+                    })?;
                 if at_ms <= open.deadline_ms {
                     return Err(reject("invalid", "the proposal's deadline has not passed"));
                 }
+                let number = open.number;
                 self.proposal = None;
                 vec![Change::ProposalDecided {
-                    proposal: *proposal,
+                    proposal: number,
                     adopted: false,
                     reason: "the deadline passed without a majority".into(),
                 }]
@@ -949,18 +993,25 @@ impl ConferenceState {
                     "invalid",
                     format!(
                         "proposal {} by {} is open; vote on it first",
-                        open.seq, open.proposer
+                        open.number, open.proposer
                     ),
                 ));
             }
             changes.push(Change::ProposalDecided {
-                proposal: open.seq,
+                proposal: open.number,
                 adopted: false,
                 reason: "the deadline passed without a majority".into(),
             });
         }
         let deadline_ms = s.at_ms.saturating_add(i64::from(deadline_secs) * 1000);
+        self.proposals_opened += 1;
+        let number = self.proposals_opened;
+        if self.proposals.len() == REMEMBERED_PROPOSALS {
+            self.proposals.pop_front();
+        }
+        self.proposals.push_back((s.seq, number));
         self.proposal = Some(Proposal {
+            number,
             seq: s.seq,
             proposer: c.author.clone(),
             policy: *policy,
@@ -968,13 +1019,13 @@ impl ConferenceState {
             votes: BTreeMap::from([(c.author.clone(), true)]),
         });
         changes.push(Change::ProposalOpened {
-            proposal: s.seq,
+            proposal: number,
             proposer: c.author.clone(),
             policy: *policy,
             deadline_ms,
         });
         changes.push(Change::Voted {
-            proposal: s.seq,
+            proposal: number,
             voter: c.author.clone(),
             approve: true,
         });
@@ -1015,7 +1066,7 @@ impl ConferenceState {
             self.rekey_due = true;
         }
         changes.push(Change::ProposalDecided {
-            proposal: p.seq,
+            proposal: p.number,
             adopted,
             reason,
         });

@@ -1,4 +1,4 @@
-//! The signalling protocol between clients and `vc-server`, version 1 (see `docs/protocol.md`).
+//! The signalling protocol between clients and `vc-server`, version 2 (see `docs/protocol.md`).
 //! Every message is a JSON object in one frame ([`super::frame`]); unknown fields and unknown
 //! message types are refused.
 
@@ -7,8 +7,12 @@ use serde::{Deserialize, Serialize};
 use crate::billing::{CallRecord, ReceiptKind, Tariff};
 use crate::conference::entry::{Entry, Sequenced};
 
-/// The protocol version this SDK speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The protocol version this SDK speaks. Version 2 added the call state `answered_elsewhere` and
+/// the `final` flag of `disconnect` (several devices per user).
+pub const PROTOCOL_VERSION: u32 = 2;
+/// The oldest protocol version a server still serves: a version-1 client is never sent what it
+/// cannot read (`answered_elsewhere` becomes `ended`; `disconnect` goes without `final`).
+pub const OLDEST_PROTOCOL_VERSION: u32 = 1;
 /// Most users in one `active_users` page (keeps the answer well inside one frame).
 pub const MAX_USERS_PAGE: u32 = 500;
 /// Longest opaque end-to-end payload carried by `establish_session`, in bytes.
@@ -482,7 +486,7 @@ pub enum Event {
         reason: String,
         /// Whether reconnecting cannot help (a revoked or refused certificate, the client's own
         /// goodbye): the client stops instead of reconnecting.
-        #[serde(default, rename = "final")]
+        #[serde(default, rename = "final", skip_serializing_if = "std::ops::Not::not")]
         is_final: bool,
     },
 }

@@ -607,6 +607,14 @@ public protocol ClientProtocol: AnyObject, Sendable {
     func hangup(callId: String) async throws 
     
     /**
+     * Whether this client has stopped for good: disconnected by the application, or its
+     * connection ended and will not be repaired (the server ended it for good, or a reconnection
+     * was refused for good). Already true when `on_connection(false, …)` reports that end; false
+     * there means the client is reconnecting.
+     */
+    func hasEnded()  -> Bool
+    
+    /**
      * Whether this user is registered (as of the latest connection).
      */
     func isRegistered()  -> Bool
@@ -878,6 +886,19 @@ open func hangup(callId: String)async throws   {
 }
     
     /**
+     * Whether this client has stopped for good: disconnected by the application, or its
+     * connection ended and will not be repaired (the server ended it for good, or a reconnection
+     * was refused for good). Already true when `on_connection(false, …)` reports that end; false
+     * there means the client is reconnecting.
+     */
+open func hasEnded() -> Bool  {
+    return try!  FfiConverterBool.lift(try! rustCall() {
+    uniffi_vcsdk_fn_method_client_has_ended(self.uniffiClonePointer(),$0
+    )
+})
+}
+    
+    /**
      * Whether this user is registered (as of the latest connection).
      */
 open func isRegistered() -> Bool  {
@@ -1095,6 +1116,8 @@ public protocol ClientListener: AnyObject, Sendable {
     
     /**
      * The connection to the server was lost (`connected` false, with the reason) or is back.
+     * When lost, `Client.has_ended()` tells whether it is being repaired (false) or ended for
+     * good (true: nothing more arrives; connect again to go on).
      */
     func onConnection(connected: Bool, reason: String?) 
     
@@ -1211,6 +1234,8 @@ open func onLowBalance(callId: String, balance: Int64, secondsLeft: Int64)  {try
     
     /**
      * The connection to the server was lost (`connected` false, with the reason) or is back.
+     * When lost, `Client.has_ended()` tells whether it is being repaired (false) or ended for
+     * good (true: nothing more arrives; connect again to go on).
      */
 open func onConnection(connected: Bool, reason: String?)  {try! rustCall() {
     uniffi_vcsdk_fn_method_clientlistener_on_connection(self.uniffiClonePointer(),
@@ -1561,7 +1586,8 @@ public protocol ConferenceProtocol: AnyObject, Sendable {
     func stats()  -> ConferenceStats
     
     /**
-     * Votes on the open proposal.
+     * Votes on the open proposal, which must be number `proposal` (a number not seen yet is
+     * waited for up to 5 s, then `InvalidArgument`).
      */
     func vote(proposal: UInt64, approve: Bool) async throws 
     
@@ -1855,7 +1881,8 @@ open func stats() -> ConferenceStats  {
 }
     
     /**
-     * Votes on the open proposal.
+     * Votes on the open proposal, which must be number `proposal` (a number not seen yet is
+     * waited for up to 5 s, then `InvalidArgument`).
      */
 open func vote(proposal: UInt64, approve: Bool)async throws   {
     return
@@ -5077,7 +5104,7 @@ public enum ConferenceEvent {
      */
     case proposalOpened(
         /**
-         * Its number.
+         * Its number: 1 for the conference's first proposal, and so on (what `vote` takes).
          */proposal: UInt64, 
         /**
          * Who.
@@ -5868,7 +5895,7 @@ public enum VcError: Swift.Error {
     case Timeout(code: String, detail: String
     )
     /**
-     * The session or connection is closed.
+     * The session or connection is closed, or the call ended before its media started.
      */
     case Closed(code: String, detail: String
     )
@@ -6522,6 +6549,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_vcsdk_checksum_method_client_hangup() != 59029) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_vcsdk_checksum_method_client_has_ended() != 1640) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_vcsdk_checksum_method_client_is_registered() != 33197) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -6558,7 +6588,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_vcsdk_checksum_method_clientlistener_on_low_balance() != 23344) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_vcsdk_checksum_method_clientlistener_on_connection() != 43807) {
+    if (uniffi_vcsdk_checksum_method_clientlistener_on_connection() != 35218) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_vcsdk_checksum_method_clientlistener_on_conference_invitation() != 34614) {
@@ -6609,7 +6639,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_vcsdk_checksum_method_conference_stats() != 37512) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_vcsdk_checksum_method_conference_vote() != 27221) {
+    if (uniffi_vcsdk_checksum_method_conference_vote() != 39375) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_vcsdk_checksum_method_conferencelistener_on_event() != 35135) {

@@ -399,6 +399,11 @@ uint64_t uniffi_vcsdk_fn_method_client_disconnect(void*_Nonnull ptr
 uint64_t uniffi_vcsdk_fn_method_client_hangup(void*_Nonnull ptr, RustBuffer call_id
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CLIENT_HAS_ENDED
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CLIENT_HAS_ENDED
+int8_t uniffi_vcsdk_fn_method_client_has_ended(void*_Nonnull ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CLIENT_IS_REGISTERED
 #define UNIFFI_FFIDEF_UNIFFI_VCSDK_FN_METHOD_CLIENT_IS_REGISTERED
 int8_t uniffi_vcsdk_fn_method_client_is_registered(void*_Nonnull ptr, RustCallStatus *_Nonnull out_status
@@ -1113,6 +1118,12 @@ uint16_t uniffi_vcsdk_checksum_method_client_disconnect(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CLIENT_HANGUP
 #define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CLIENT_HANGUP
 uint16_t uniffi_vcsdk_checksum_method_client_hangup(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CLIENT_HAS_ENDED
+#define UNIFFI_FFIDEF_UNIFFI_VCSDK_CHECKSUM_METHOD_CLIENT_HAS_ENDED
+uint16_t uniffi_vcsdk_checksum_method_client_has_ended(void
     
 );
 #endif

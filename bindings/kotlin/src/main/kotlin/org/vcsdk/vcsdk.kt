@@ -953,6 +953,8 @@ internal open class UniffiVTableCallbackInterfaceFrameListener(
 
 
 
+
+
 // For large crates we prevent `MethodTooLargeException` (see #2340)
 // N.B. the name of the extension is very misleading, since it is 
 // rather `InterfaceTooLargeException`, caused by too many methods 
@@ -997,6 +999,8 @@ fun uniffi_vcsdk_checksum_method_client_decline_conference(
 fun uniffi_vcsdk_checksum_method_client_disconnect(
 ): Short
 fun uniffi_vcsdk_checksum_method_client_hangup(
+): Short
+fun uniffi_vcsdk_checksum_method_client_has_ended(
 ): Short
 fun uniffi_vcsdk_checksum_method_client_is_registered(
 ): Short
@@ -1164,6 +1168,8 @@ fun uniffi_vcsdk_fn_method_client_disconnect(`ptr`: Pointer,
 ): Long
 fun uniffi_vcsdk_fn_method_client_hangup(`ptr`: Pointer,`callId`: RustBuffer.ByValue,
 ): Long
+fun uniffi_vcsdk_fn_method_client_has_ended(`ptr`: Pointer,uniffi_out_err: UniffiRustCallStatus, 
+): Byte
 fun uniffi_vcsdk_fn_method_client_is_registered(`ptr`: Pointer,uniffi_out_err: UniffiRustCallStatus, 
 ): Byte
 fun uniffi_vcsdk_fn_method_client_join_conference(`ptr`: Pointer,`conf`: RustBuffer.ByValue,`direct`: Byte,
@@ -1473,6 +1479,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if (lib.uniffi_vcsdk_checksum_method_client_hangup() != 59029.toShort()) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if (lib.uniffi_vcsdk_checksum_method_client_has_ended() != 1640.toShort()) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if (lib.uniffi_vcsdk_checksum_method_client_is_registered() != 33197.toShort()) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1509,7 +1518,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if (lib.uniffi_vcsdk_checksum_method_clientlistener_on_low_balance() != 23344.toShort()) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if (lib.uniffi_vcsdk_checksum_method_clientlistener_on_connection() != 43807.toShort()) {
+    if (lib.uniffi_vcsdk_checksum_method_clientlistener_on_connection() != 35218.toShort()) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if (lib.uniffi_vcsdk_checksum_method_clientlistener_on_conference_invitation() != 34614.toShort()) {
@@ -1560,7 +1569,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if (lib.uniffi_vcsdk_checksum_method_conference_stats() != 37512.toShort()) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if (lib.uniffi_vcsdk_checksum_method_conference_vote() != 27221.toShort()) {
+    if (lib.uniffi_vcsdk_checksum_method_conference_vote() != 39375.toShort()) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if (lib.uniffi_vcsdk_checksum_method_conferencelistener_on_event() != 35135.toShort()) {
@@ -2169,6 +2178,14 @@ public interface ClientInterface {
     suspend fun `hangup`(`callId`: kotlin.String)
     
     /**
+     * Whether this client has stopped for good: disconnected by the application, or its
+     * connection ended and will not be repaired (the server ended it for good, or a reconnection
+     * was refused for good). Already true when `on_connection(false, …)` reports that end; false
+     * there means the client is reconnecting.
+     */
+    fun `hasEnded`(): kotlin.Boolean
+    
+    /**
      * Whether this user is registered (as of the latest connection).
      */
     fun `isRegistered`(): kotlin.Boolean
@@ -2513,6 +2530,24 @@ open class Client: Disposable, AutoCloseable, ClientInterface
 
     
     /**
+     * Whether this client has stopped for good: disconnected by the application, or its
+     * connection ended and will not be repaired (the server ended it for good, or a reconnection
+     * was refused for good). Already true when `on_connection(false, …)` reports that end; false
+     * there means the client is reconnecting.
+     */override fun `hasEnded`(): kotlin.Boolean {
+            return FfiConverterBoolean.lift(
+    callWithPointer {
+    uniffiRustCall() { _status ->
+    UniffiLib.INSTANCE.uniffi_vcsdk_fn_method_client_has_ended(
+        it, _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
      * Whether this user is registered (as of the latest connection).
      */override fun `isRegistered`(): kotlin.Boolean {
             return FfiConverterBoolean.lift(
@@ -2843,6 +2878,8 @@ public interface ClientListener {
     
     /**
      * The connection to the server was lost (`connected` false, with the reason) or is back.
+     * When lost, `Client.has_ended()` tells whether it is being repaired (false) or ended for
+     * good (true: nothing more arrives; connect again to go on).
      */
     fun `onConnection`(`connected`: kotlin.Boolean, `reason`: kotlin.String?)
     
@@ -3002,6 +3039,8 @@ open class ClientListenerImpl: Disposable, AutoCloseable, ClientListener
     
     /**
      * The connection to the server was lost (`connected` false, with the reason) or is back.
+     * When lost, `Client.has_ended()` tells whether it is being repaired (false) or ended for
+     * good (true: nothing more arrives; connect again to go on).
      */override fun `onConnection`(`connected`: kotlin.Boolean, `reason`: kotlin.String?)
         = 
     callWithPointer {
@@ -3355,7 +3394,8 @@ public interface ConferenceInterface {
     fun `stats`(): ConferenceStats
     
     /**
-     * Votes on the open proposal.
+     * Votes on the open proposal, which must be number `proposal` (a number not seen yet is
+     * waited for up to 5 s, then `InvalidArgument`).
      */
     suspend fun `vote`(`proposal`: kotlin.ULong, `approve`: kotlin.Boolean)
     
@@ -3754,7 +3794,8 @@ open class Conference: Disposable, AutoCloseable, ConferenceInterface
 
     
     /**
-     * Votes on the open proposal.
+     * Votes on the open proposal, which must be number `proposal` (a number not seen yet is
+     * waited for up to 5 s, then `InvalidArgument`).
      */
     @Throws(VcException::class)
     @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
@@ -6515,7 +6556,7 @@ sealed class ConferenceEvent {
      */
     data class ProposalOpened(
         /**
-         * Its number.
+         * Its number: 1 for the conference's first proposal, and so on (what `vote` takes).
          */
         val `proposal`: kotlin.ULong, 
         /**
@@ -7332,7 +7373,7 @@ sealed class VcException: kotlin.Exception() {
     }
     
     /**
-     * The session or connection is closed.
+     * The session or connection is closed, or the call ended before its media started.
      */
     class Closed(
         
