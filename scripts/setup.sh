@@ -28,6 +28,6 @@ if ! command -v cargo >/dev/null 2>&1; then
   done
 fi
 if ! command -v cargo >/dev/null 2>&1; then
-  echo "setup: cargo (Rust 1.85 or newer) is required; install it with rustup" >&2
+  echo "setup: cargo (Rust 1.89 or newer) is required; install it with rustup" >&2
   exit 1
 fi

@@ -173,6 +173,8 @@ impl CertificationAuthority {
         Ok(n)
     }
 
+    /// Makes a one-time enrollment token for `grant`, valid for `ttl` (default: the configured
+    /// token lifetime). Returns the token, which is stored only hashed and shown this once.
     pub fn create_token(
         &self,
         grant: &Grant,

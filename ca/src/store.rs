@@ -92,20 +92,9 @@ pub fn open(dir: &Path) -> Result<Connection, CaError> {
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), CaError> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let version: usize = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if version > MIGRATIONS.len() {
-        return Err(CaError::internal(format!(
-            "the database schema is version {version}, newer than this vc-ca knows ({})",
-            MIGRATIONS.len()
-        )));
-    }
-    for sql in &MIGRATIONS[version..] {
-        tx.execute_batch(sql)?;
-    }
-    tx.pragma_update(None, "user_version", MIGRATIONS.len())?;
-    tx.commit()?;
-    Ok(())
+    vcsqlite::migrate(conn, MIGRATIONS, "vc-ca")
+        .map(|_| ())
+        .map_err(|e| CaError::internal(e.to_string()))
 }
 
 /// A stored token, found by hash.

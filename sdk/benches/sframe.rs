@@ -188,5 +188,11 @@ fn unprotect(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, protect, unprotect);
+// `criterion_group!` makes a public `benches` it cannot document.
+#[allow(missing_docs)]
+mod group {
+    use super::*;
+    criterion_group!(benches, protect, unprotect);
+}
+use group::benches;
 criterion_main!(benches);

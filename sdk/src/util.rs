@@ -51,6 +51,14 @@ pub fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
+/// Unix milliseconds, now.
+pub fn unix_now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// Unix seconds as RFC 3339 UTC text (the number itself if out of range).
 pub fn rfc3339(t: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(t)
@@ -62,7 +70,9 @@ pub fn rfc3339(t: i64) -> String {
         .unwrap_or_else(|| t.to_string())
 }
 
-/// Completes on Ctrl-C or SIGTERM: the shutdown request of a server process.
+/// Completes on Ctrl-C or SIGTERM: the shutdown request of a server process (feature `signals`;
+/// a library embedded in an application leaves its signals alone).
+#[cfg(feature = "signals")]
 pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]

@@ -15,12 +15,13 @@ use vcsdk::billing::Money;
 use vcsdk::pki::CertificateInfo;
 use vcsdk::proto::frame::{self, read_frame, write_frame, FrameError};
 use vcsdk::proto::signal::{
-    ClientMessage, Request, Response, ServerMessage, MAX_CONF_SIGNAL, MAX_RECORDS_PAGE,
-    MAX_SESSION_PAYLOAD, MAX_USERS_PAGE, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    ClientMessage, DisconnectCode, Request, Response, ServerMessage, MAX_CONF_SIGNAL,
+    MAX_RECORDS_PAGE, MAX_SESSION_PAYLOAD, MAX_USERS_PAGE, OLDEST_PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
 };
 use vcsdk::util::unix_now;
 
-use crate::hub::{Hub, Peer, Refusal};
+use crate::hub::{Close, Hub, Peer, Refusal};
 use crate::Server;
 
 /// How long queued frames may take to drain when a connection closes.
@@ -173,7 +174,7 @@ pub async fn serve(server: Arc<Server>, tls: TlsStream<TcpStream>, addr: SocketA
     let writer_task = tokio::spawn(write_loop(writer, out_rx));
     let pinger = tokio::spawn(ping_loop(out.clone(), hub.config.keepalive()));
 
-    let reason = read_loop(
+    let close = read_loop(
         &server,
         &user,
         conn_id,
@@ -184,12 +185,15 @@ pub async fn serve(server: Arc<Server>, tls: TlsStream<TcpStream>, addr: SocketA
     )
     .await;
     pinger.abort();
+    let reason = close.reason.clone();
     hub.detach(&user, conn_id, &reason);
+    // Version 1 has neither `code` nor `final`: such a client reconnects and is refused again.
+    let v2 = protocol >= 2;
     if let Some(f) = encode(&ServerMessage::Event {
         event: vcsdk::proto::signal::Event::Disconnect {
-            reason: reason.clone(),
-            // Version 1 has no `final`: such a client reconnects and is refused again.
-            is_final: protocol >= 2 && is_final_reason(&reason),
+            reason: close.reason,
+            code: v2.then_some(close.code),
+            is_final: v2 && close.code.is_final(),
         },
     }) {
         let _ = out.try_send(f);
@@ -203,14 +207,6 @@ pub async fn serve(server: Arc<Server>, tls: TlsStream<TcpStream>, addr: SocketA
         abort.abort();
     }
     tracing::debug!(%user, %addr, conn_id, %reason, "disconnected");
-}
-
-/// Whether a client closed for `reason` cannot help it by reconnecting: its certificate was
-/// revoked or refused, or it said goodbye itself.
-fn is_final_reason(reason: &str) -> bool {
-    reason.starts_with("certificate revoked")
-        || reason.starts_with("certificate refused")
-        || reason == "closed at the client's request"
 }
 
 /// Most bytes read and dropped from a flooding client before its connection is closed.
@@ -250,8 +246,8 @@ async fn read_loop(
     cert: &CertificateDer<'static>,
     reader: &mut ReadHalf<TlsStream<TcpStream>>,
     out: &mpsc::Sender<Bytes>,
-    killed: &mut watch::Receiver<Option<String>>,
-) -> String {
+    killed: &mut watch::Receiver<Option<Close>>,
+) -> Close {
     let hub = &server.hub;
     let idle = hub.config.keepalive() * 3;
     let mut limit = RateLimit::new(hub.config.rate_limit_per_sec, hub.config.rate_limit_burst);
@@ -259,14 +255,32 @@ async fn read_loop(
     loop {
         let read = tokio::select! {
             _ = killed.changed() => {
-                return killed.borrow().clone().unwrap_or_else(|| "closed".into());
+                return killed
+                    .borrow()
+                    .clone()
+                    .unwrap_or_else(|| Close::new(DisconnectCode::Other, "closed"));
             }
             read = tokio::time::timeout(idle, read_frame(reader, &mut buf)) => read,
         };
         match read {
-            Err(_) => return format!("keepalive timeout: silent for {} s", idle.as_secs()),
-            Ok(Ok(false)) => return "the client closed the connection".into(),
-            Ok(Err(FrameError::Io(e))) => return format!("connection lost: {e}"),
+            Err(_) => {
+                return Close::new(
+                    DisconnectCode::KeepaliveTimeout,
+                    format!("keepalive timeout: silent for {} s", idle.as_secs()),
+                )
+            }
+            Ok(Ok(false)) => {
+                return Close::new(
+                    DisconnectCode::ConnectionLost,
+                    "the client closed the connection",
+                )
+            }
+            Ok(Err(FrameError::Io(e))) => {
+                return Close::new(
+                    DisconnectCode::ConnectionLost,
+                    format!("connection lost: {e}"),
+                )
+            }
             Ok(Err(e)) => {
                 let code = if matches!(e, FrameError::TooLarge(_)) {
                     "frame_too_large"
@@ -274,7 +288,7 @@ async fn read_loop(
                     "malformed_frame"
                 };
                 reply(hub, user, conn_id, out, &error(None, code, e.to_string()));
-                return format!("{code}: {e}");
+                return Close::new(DisconnectCode::BadFrame, format!("{code}: {e}"));
             }
             Ok(Ok(true)) => {}
         }
@@ -293,7 +307,10 @@ async fn read_loop(
                     }
                 };
                 let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain).await;
-                return "flooding: rate limit exceeded repeatedly".into();
+                return Close::new(
+                    DisconnectCode::Flooding,
+                    "flooding: rate limit exceeded repeatedly",
+                );
             }
             let id = serde_json::from_slice::<ClientMessage>(&buf)
                 .ok()
@@ -353,7 +370,10 @@ async fn read_loop(
                 };
                 reply(hub, user, conn_id, out, &answer);
                 if close {
-                    return "closed at the client's request".into();
+                    return Close::new(
+                        DisconnectCode::ClientRequest,
+                        "closed at the client's request",
+                    );
                 }
             }
         }
@@ -363,7 +383,11 @@ async fn read_loop(
 fn reply(hub: &Hub, user: &str, conn_id: u64, out: &mpsc::Sender<Bytes>, message: &ServerMessage) {
     if let Some(f) = encode(message) {
         if out.try_send(f).is_err() {
-            hub.kill_device(user, conn_id, "too slow: outbound queue full");
+            hub.kill_device(
+                user,
+                conn_id,
+                Close::new(DisconnectCode::TooSlow, "too slow: outbound queue full"),
+            );
         }
     }
 }

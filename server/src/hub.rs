@@ -16,7 +16,7 @@ use vcsdk::identity::Identity;
 use vcsdk::pki::{CertificateCheck, CertificateError, Usage};
 use vcsdk::proto::frame;
 use vcsdk::proto::signal::{
-    Answer, CallState, Event, ServerMessage, UserPresence, PROTOCOL_VERSION,
+    Answer, CallState, DisconnectCode, Event, ServerMessage, UserPresence, PROTOCOL_VERSION,
 };
 use vcsdk::util::unix_now;
 
@@ -45,6 +45,25 @@ impl Refusal {
     }
 }
 
+/// Why a connection is closed: the code on the wire and the words for people and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Close {
+    /// The code (`disconnect` `code`, version 2).
+    pub code: DisconnectCode,
+    /// The reason, in words.
+    pub reason: String,
+}
+
+impl Close {
+    /// A close for `code`, saying `reason`.
+    pub fn new(code: DisconnectCode, reason: impl Into<String>) -> Close {
+        Close {
+            code,
+            reason: reason.into(),
+        }
+    }
+}
+
 /// One connected client: a device of its user. A user may have several at once (up to
 /// `max_devices_per_user`), each its own connection.
 pub struct Peer {
@@ -52,8 +71,8 @@ pub struct Peer {
     pub conn_id: u64,
     /// Its outbound frames.
     pub out: mpsc::Sender<Bytes>,
-    /// Closing it: set a reason.
-    pub kill: watch::Sender<Option<String>>,
+    /// Closing it: set why.
+    pub kill: watch::Sender<Option<Close>>,
     /// The certificate it authenticated with.
     pub cert: CertificateDer<'static>,
     /// Whether it is a registered user.
@@ -142,12 +161,8 @@ pub struct Hub {
     me: Weak<Hub>,
 }
 
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+/// Unix milliseconds, now.
+pub(crate) use vcsdk::util::unix_now_ms as now_ms;
 
 pub(crate) fn new_call_id() -> String {
     let mut b = [0u8; 16];
@@ -292,10 +307,10 @@ impl Hub {
         }
     }
 
-    /// Closes device `conn_id` of `user` with `reason`.
-    pub fn kill_device(&self, user: &str, conn_id: u64, reason: &str) {
+    /// Closes device `conn_id` of `user`, saying why.
+    pub fn kill_device(&self, user: &str, conn_id: u64, close: Close) {
         if let Some(peer) = self.lock().peers.get(user).and_then(|d| d.get(&conn_id)) {
-            let _ = peer.kill.send(Some(reason.to_owned()));
+            let _ = peer.kill.send(Some(close));
         }
     }
 
@@ -792,7 +807,10 @@ impl Hub {
         }
         self.conf_shutdown_locked(&mut state);
         for peer in state.peers.values().flat_map(BTreeMap::values) {
-            let _ = peer.kill.send(Some("server shutting down".into()));
+            let _ = peer.kill.send(Some(Close::new(
+                DisconnectCode::Shutdown,
+                "server shutting down",
+            )));
         }
     }
 
@@ -812,24 +830,29 @@ impl Hub {
             })
             .collect();
         let now = UnixTime::now();
-        let refused: Vec<(String, u64, String)> = snapshot
+        let refused: Vec<(String, u64, Close)> = snapshot
             .into_iter()
             .filter_map(|(user, conn_id, cert)| {
                 let error = check
                     .verify(std::slice::from_ref(&cert), Usage::Client, Some(&user), now)
                     .err()?;
-                let reason = match error {
-                    CertificateError::Revoked => "certificate revoked".to_string(),
-                    other => format!("certificate refused: {other}"),
+                let close = match error {
+                    CertificateError::Revoked => {
+                        Close::new(DisconnectCode::CertificateRevoked, "certificate revoked")
+                    }
+                    other => Close::new(
+                        DisconnectCode::CertificateRefused,
+                        format!("certificate refused: {other}"),
+                    ),
                 };
-                Some((user, conn_id, reason))
+                Some((user, conn_id, close))
             })
             .collect();
         let state = self.lock();
-        for (user, conn_id, reason) in &refused {
+        for (user, conn_id, close) in &refused {
             if let Some(peer) = state.peers.get(user).and_then(|d| d.get(conn_id)) {
-                tracing::info!(%user, %reason, "disconnecting");
-                let _ = peer.kill.send(Some(reason.clone()));
+                tracing::info!(%user, reason = %close.reason, "disconnecting");
+                let _ = peer.kill.send(Some(close.clone()));
             }
         }
         refused.len()
@@ -1146,7 +1169,10 @@ pub(crate) fn send_frame_device_locked(state: &mut State, user: &str, conn_id: u
 
 fn queue(peer: &Peer, frame: Bytes) {
     if peer.out.try_send(frame).is_err() {
-        let _ = peer.kill.send(Some("too slow: outbound queue full".into()));
+        let _ = peer.kill.send(Some(Close::new(
+            DisconnectCode::TooSlow,
+            "too slow: outbound queue full",
+        )));
     }
 }
 

@@ -930,28 +930,9 @@ fn load_receipts(
 /// Brings the schema up to this program's version; refuses (touching nothing) a database whose
 /// schema is newer than this program knows.
 fn migrate(conn: &mut Connection) -> Result<(), String> {
-    let tx = conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(|e| e.to_string())?;
-    let version: usize = tx
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(|e| e.to_string())?;
-    if version > MIGRATIONS.len() {
-        return Err(format!(
-            "the database schema is version {version}, newer than this vc-server knows ({}); \
-             run the newer vc-server that wrote it",
-            MIGRATIONS.len()
-        ));
-    }
-    if version == MIGRATIONS.len() {
-        return Ok(());
-    }
-    for sql in &MIGRATIONS[version..] {
-        tx.execute_batch(sql).map_err(|e| e.to_string())?;
-    }
-    tx.pragma_update(None, "user_version", MIGRATIONS.len())
-        .map_err(|e| e.to_string())?;
-    tx.commit().map_err(|e| e.to_string())
+    vcsqlite::migrate(conn, MIGRATIONS, "vc-server")
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// Closes every call a previous run left open: an answered call ends at its last durable debit

@@ -516,27 +516,8 @@ impl RawClient {
 
     /// Reads the next message that is not a ping (answering pings), within 10 s.
     pub async fn recv(&mut self) -> Result<vcsdk::proto::signal::ServerMessage, String> {
-        use vcsdk::proto::signal::{ClientMessage, ServerMessage};
-        loop {
-            let read = tokio::time::timeout(
-                Duration::from_secs(10),
-                vcsdk::proto::frame::read_frame(&mut self.stream, &mut self.buf),
-            )
-            .await
-            .map_err(|_| "timed out".to_string())?;
-            match read {
-                Ok(true) => {}
-                Ok(false) => return Err("closed".into()),
-                Err(e) => return Err(e.to_string()),
-            }
-            let message: ServerMessage =
-                serde_json::from_slice(&self.buf).map_err(|e| e.to_string())?;
-            if let ServerMessage::Ping { nonce } = message {
-                self.send(&ClientMessage::Pong { nonce }).await?;
-                continue;
-            }
-            return Ok(message);
-        }
+        let message = self.recv_json().await?;
+        serde_json::from_value(message).map_err(|e| e.to_string())
     }
 }
 

@@ -593,8 +593,19 @@ async fn a_protocol_1_device_is_sent_only_what_it_can_read() {
     assert_eq!(told["event"]["state"], "ended", "{told}");
     assert_eq!(told["event"]["reason"], "answered on another device");
 
-    // Its goodbye is final in version 2; in version 1 the disconnect carries no `final`.
+    // A goodbye is final: in version 2 the disconnect says so with `final` and a `code`; in
+    // version 1 it carries neither.
     old.request(1, Request::CloseConnection).await.unwrap();
     let bye = raw_event(&mut old, "disconnect").await;
     assert!(bye["event"].get("final").is_none(), "{bye}");
+    assert!(bye["event"].get("code").is_none(), "{bye}");
+    let mut new = RawClient::connect(&w.server.addr(), &w.ca.root_pem(), Some(key()))
+        .await
+        .unwrap();
+    let welcome = new.hello_version(2).await.unwrap();
+    assert_eq!(welcome["protocol"], 2, "{welcome}");
+    new.request(1, Request::CloseConnection).await.unwrap();
+    let bye = raw_event(&mut new, "disconnect").await;
+    assert_eq!(bye["event"]["final"], true, "{bye}");
+    assert_eq!(bye["event"]["code"], "client_request", "{bye}");
 }

@@ -10,58 +10,148 @@ use crate::result::{classify, last_error, vc_result};
 pub enum VcError {
     /// A required value was missing.
     #[error("{detail}")]
-    NullParameter { code: String, detail: String },
+    NullParameter {
+        /// The stable code (the server's or the CA's for `Refused`).
+        code: String,
+        /// What went wrong, in words.
+        detail: String,
+    },
     /// An argument was malformed or out of range.
     #[error("{detail}")]
-    InvalidArgument { code: String, detail: String },
+    InvalidArgument {
+        /// The stable code (the server's or the CA's for `Refused`).
+        code: String,
+        /// What went wrong, in words.
+        detail: String,
+    },
     /// An output did not fit.
     #[error("{detail}")]
-    BufferTooSmall { code: String, detail: String },
+    BufferTooSmall {
+        /// The stable code (the server's or the CA's for `Refused`).
+        code: String,
+        /// What went wrong, in words.
+        detail: String,
+    },
     /// No key for the frame's KID.
     #[error("{detail}")]
-    UnknownKey { code: String, detail: String },
+    UnknownKey {
+        /// The stable code (the server's or the CA's for `Refused`).
+        code: String,
+        /// What went wrong, in words.
+        detail: String,
+    },
     /// A replayed or too old frame.
     #[error("{detail}")]
-    Replay { code: String, detail: String },
+    Replay {
+        /// The stable code (the server's or the CA's for `Refused`).
+        code: String,
+        /// What went wrong, in words.
+        detail: String,
+    },
     /// A frame that did not authenticate.
     #[error("{detail}")]
-    AuthenticationFailed { code: String, detail: String },
+    AuthenticationFailed {
+        /// The stable code (the server's or the CA's for `Refused`).
+        code: String,
+        /// What went wrong, in words.
+        detail: String,
+    },
     /// Not a well-formed frame.
     #[error("{detail}")]
-    Malformed { code: String, detail: String },
+    Malformed {
+        /// The stable code (the server's or the CA's for `Refused`).
+        code: String,
+        /// What went wrong, in words.
+        detail: String,
+    },
     /// A sending KID used before.
     #[error("{detail}")]
-    KeyReused { code: String, detail: String },
+    KeyReused {
+        /// The stable code (the server's or the CA's for `Refused`).
+        code: String,
+        /// What went wrong, in words.
+        detail: String,
+    },
     /// A key's counters are used up.
     #[error("{detail}")]
-    CounterExhausted { code: String, detail: String },
+    CounterExhausted {
+        /// The stable code (the server's or the CA's for `Refused`).
+        code: String,
+        /// What went wrong, in words.
+        detail: String,
+    },
     /// An internal failure caught at the interface.
     #[error("{detail}")]
-    Panic { code: String, detail: String },
+    Panic {
+        /// The stable code (the server's or the CA's for `Refused`).
+        code: String,
+        /// What went wrong, in words.
+        detail: String,
+    },
     /// A certificate was refused.
     #[error("{detail}")]
-    Certificate { code: String, detail: String },
+    Certificate {
+        /// The stable code (the server's or the CA's for `Refused`).
+        code: String,
+        /// What went wrong, in words.
+        detail: String,
+    },
     /// The identity store or a file failed.
     #[error("{detail}")]
-    Store { code: String, detail: String },
+    Store {
+        /// The stable code (the server's or the CA's for `Refused`).
+        code: String,
+        /// What went wrong, in words.
+        detail: String,
+    },
     /// The connection or the TLS handshake failed.
     #[error("{detail}")]
-    Connection { code: String, detail: String },
+    Connection {
+        /// The stable code (the server's or the CA's for `Refused`).
+        code: String,
+        /// What went wrong, in words.
+        detail: String,
+    },
     /// The CA or the server refused; `code` is its reason (`insufficient_credit`, `token_used`, …).
     #[error("{detail}")]
-    Refused { code: String, detail: String },
+    Refused {
+        /// The stable code (the server's or the CA's for `Refused`).
+        code: String,
+        /// What went wrong, in words.
+        detail: String,
+    },
     /// The other side broke the protocol.
     #[error("{detail}")]
-    Protocol { code: String, detail: String },
+    Protocol {
+        /// The stable code (the server's or the CA's for `Refused`).
+        code: String,
+        /// What went wrong, in words.
+        detail: String,
+    },
     /// A cryptographic operation failed.
     #[error("{detail}")]
-    Crypto { code: String, detail: String },
+    Crypto {
+        /// The stable code (the server's or the CA's for `Refused`).
+        code: String,
+        /// What went wrong, in words.
+        detail: String,
+    },
     /// Nothing arrived in time.
     #[error("{detail}")]
-    Timeout { code: String, detail: String },
+    Timeout {
+        /// The stable code (the server's or the CA's for `Refused`).
+        code: String,
+        /// What went wrong, in words.
+        detail: String,
+    },
     /// The session or connection is closed, or the call ended before its media started.
     #[error("{detail}")]
-    Closed { code: String, detail: String },
+    Closed {
+        /// The stable code (the server's or the CA's for `Refused`).
+        code: String,
+        /// What went wrong, in words.
+        detail: String,
+    },
 }
 
 impl VcError {

@@ -273,7 +273,7 @@ impl ConferenceRouter {
         match event {
             Event::ConfEntries { conf, entries } => self.to(
                 &conf,
-                ConfInput::Entries(entries, super::receipts::now_ms()),
+                ConfInput::Entries(entries, crate::util::unix_now_ms()),
             ),
             Event::ConfWrap { conf, epoch, wrap } => {
                 self.to(&conf, ConfInput::Wrap { epoch, wrap })
@@ -1121,7 +1121,7 @@ impl Engine {
         }
         self.shared.ended.send_replace(Some(reason.clone()));
         let (conf, me) = (&self.shared.conf, &self.shared.me);
-        let now = super::receipts::now_ms();
+        let now = crate::util::unix_now_ms();
         self.shared
             .client
             .inner
@@ -1208,7 +1208,7 @@ impl Engine {
         let live = joined || ours;
         let result = {
             let inner = &self.shared.client.inner;
-            let server_name = super::connection::server_name(&inner.options);
+            let server_name = inner.options.expected_server_name();
             if let Some(stale) = inner.check.stale(crate::util::unix_now()) {
                 inner.check.wake();
                 tracing::warn!(conf = %self.shared.conf, "entries cannot be checked: {stale}");
@@ -1265,7 +1265,7 @@ impl Engine {
                 return;
             }
             // These arrive now; the entry that revealed the gap keeps its own arrival.
-            let arrived = std::mem::replace(&mut self.arrived_ms, super::receipts::now_ms());
+            let arrived = std::mem::replace(&mut self.arrived_ms, crate::util::unix_now_ms());
             let mut reached = false;
             for e in entries {
                 if e.seq >= until {

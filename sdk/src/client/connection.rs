@@ -14,7 +14,7 @@ use tokio_rustls::client::TlsStream;
 
 use super::conference::{ConferenceRouter, Routed};
 use super::media::CallRouter;
-use super::receipts::{now_ms, Job, ReceiptDesk};
+use super::receipts::{Job, ReceiptDesk, Reply};
 use super::{ClientEvent, ClientOptions};
 use crate::pki::LiveCheck;
 use crate::proto::frame::{self, read_frame, write_frame};
@@ -22,6 +22,7 @@ use crate::proto::signal::{
     CallState, ClientMessage, Event, Request, Response, ServerMessage, PROTOCOL_VERSION,
 };
 use crate::tls;
+use crate::util::unix_now_ms as now_ms;
 use crate::{Error, Result};
 
 /// How long connecting, the TLS handshake and the `welcome` may take.
@@ -79,21 +80,14 @@ pub(super) struct Connection {
     local_ip: Option<std::net::IpAddr>,
 }
 
-/// The name the server's certificate must carry.
-pub(super) fn server_name(options: &ClientOptions) -> String {
-    options.server_name.clone().unwrap_or_else(|| {
-        let host = options
-            .server
-            .rsplit_once(':')
-            .map_or(options.server.as_str(), |(h, _)| h);
-        host.trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned()
-    })
-}
-
 /// The frame length a reply starting `HTTP` reads as: what an HTTPS server such as the CA sends.
 const HTTP_AS_LENGTH: usize = u32::from_be_bytes(*b"HTTP") as usize;
+
+impl Reply for Connection {
+    fn send_unanswered(&self, request: Request) {
+        Connection::send_unanswered(self, request)
+    }
+}
 
 impl Connection {
     pub(super) async fn open(
@@ -105,7 +99,7 @@ impl Connection {
             target: target.clone(),
             message,
         };
-        let name = server_name(options);
+        let name = options.expected_server_name();
         if let Some(stale) = links.check.stale(crate::util::unix_now()) {
             links.check.wake();
             return Err(Error::Certificate(stale));
@@ -503,7 +497,9 @@ async fn read_loop(
             }
             ServerMessage::Event { event } => {
                 match &event {
-                    Event::Disconnect { reason, is_final } => {
+                    Event::Disconnect {
+                        reason, is_final, ..
+                    } => {
                         if *is_final {
                             connection.final_close.store(true, Ordering::SeqCst);
                         }

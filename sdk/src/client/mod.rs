@@ -99,6 +99,19 @@ impl ClientOptions {
         self.crl_source = Some(source);
         self
     }
+
+    /// The name the server's certificate must carry: `server_name`, else the host of `server`.
+    pub fn expected_server_name(&self) -> String {
+        self.server_name.clone().unwrap_or_else(|| {
+            let host = self
+                .server
+                .rsplit_once(':')
+                .map_or(self.server.as_str(), |(h, _)| h);
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned()
+        })
+    }
 }
 
 /// A connected client. Cloning shares the connection.
@@ -172,7 +185,7 @@ impl Client {
         let conferences = Arc::new(conference::ConferenceRouter::new(
             options.identity.clone(),
             check.clone(),
-            connection::server_name(&options),
+            options.expected_server_name(),
             declines_tx,
         ));
         let (receipts, receipt_jobs) =
@@ -534,7 +547,7 @@ impl Client {
     }
 
     fn server_name(&self) -> String {
-        connection::server_name(&self.inner.options)
+        self.inner.options.expected_server_name()
     }
 }
 
@@ -575,8 +588,7 @@ async fn supervise(inner: std::sync::Weak<Inner>, mut connection: Arc<Connection
         strong.conferences.lost(&reason);
         let ends = strong.closed.load(Ordering::SeqCst)
             || !strong.options.reconnect
-            || connection.closed_for_good()
-            || is_final(&reason);
+            || connection.closed_for_good();
         if ends {
             strong.ended.store(true, Ordering::SeqCst);
         }
@@ -659,14 +671,6 @@ fn check_server_address(server: &str) -> Result<()> {
             server.trim_start_matches('[').trim_end_matches(']')
         ))),
     }
-}
-
-/// Disconnect reasons after which reconnecting cannot help (for servers that do not mark the
-/// disconnect final themselves).
-fn is_final(reason: &str) -> bool {
-    reason.contains("certificate revoked")
-        || reason.contains("replaced by a new connection")
-        || reason.contains("closed at the client's request")
 }
 
 /// Refusals of a reconnection that another attempt cannot change: too many devices of this user

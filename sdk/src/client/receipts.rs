@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, Notify};
 
-use super::connection::Connection;
 use super::ClientEvent;
 use crate::billing::{ReceiptGuard, ReceiptKind, Verdict};
 use crate::identity::Identity;
@@ -28,18 +27,16 @@ const REPORT_BURST: f64 = 20.0;
 /// Refusals reported per second, sustained (the rest are counted and dropped).
 const REPORTS_PER_SEC: f64 = 5.0;
 
-/// Unix milliseconds, now.
-pub(super) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+/// Where a receipt's signature goes back: the connection the request came on.
+pub(super) trait Reply: Send + Sync {
+    /// Sends `request`, expecting no answer.
+    fn send_unanswered(&self, request: Request);
 }
 
 /// One receipt request, as it arrived.
 pub(super) struct Job {
     /// The connection it came on (the signature goes back on it).
-    pub connection: Arc<Connection>,
+    pub connection: Arc<dyn Reply>,
     pub call_id: String,
     pub kind: ReceiptKind,
     pub statement: String,

@@ -482,13 +482,72 @@ pub enum Event {
     },
     /// The server is closing this connection.
     Disconnect {
-        /// Why.
+        /// Why, in words.
         reason: String,
+        /// Why, as a code (version 2; absent for version 1).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<DisconnectCode>,
         /// Whether reconnecting cannot help (a revoked or refused certificate, the client's own
         /// goodbye): the client stops instead of reconnecting.
         #[serde(default, rename = "final", skip_serializing_if = "std::ops::Not::not")]
         is_final: bool,
     },
+}
+
+/// Why the server closed a connection: the `code` of `disconnect` (version 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DisconnectCode {
+    /// The client's certificate was revoked (final).
+    CertificateRevoked,
+    /// The client's certificate no longer passes the check: expired, or refused by a new CRL
+    /// (final).
+    CertificateRefused,
+    /// The client asked to close (`close_connection`) (final).
+    ClientRequest,
+    /// The server is shutting down; reconnecting later may work.
+    Shutdown,
+    /// Nothing arrived from the client for 3 × keepalive.
+    KeepaliveTimeout,
+    /// The client did not read what the server sent: its outbound queue filled.
+    TooSlow,
+    /// The client kept sending past the rate limit.
+    Flooding,
+    /// A frame that could not be read (too large, or malformed).
+    BadFrame,
+    /// The connection broke or the client closed it (never sent; for the server's own records).
+    ConnectionLost,
+    /// A code this side does not know (from a newer peer).
+    #[serde(other)]
+    Other,
+}
+
+impl DisconnectCode {
+    /// Whether reconnecting cannot help (the client should stop instead).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            DisconnectCode::CertificateRevoked
+                | DisconnectCode::CertificateRefused
+                | DisconnectCode::ClientRequest
+        )
+    }
+
+    /// The code as it is on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisconnectCode::CertificateRevoked => "certificate_revoked",
+            DisconnectCode::CertificateRefused => "certificate_refused",
+            DisconnectCode::ClientRequest => "client_request",
+            DisconnectCode::Shutdown => "shutdown",
+            DisconnectCode::KeepaliveTimeout => "keepalive_timeout",
+            DisconnectCode::TooSlow => "too_slow",
+            DisconnectCode::Flooding => "flooding",
+            DisconnectCode::BadFrame => "bad_frame",
+            DisconnectCode::ConnectionLost => "connection_lost",
+            DisconnectCode::Other => "other",
+        }
+    }
 }
 
 /// States of a two-party call.

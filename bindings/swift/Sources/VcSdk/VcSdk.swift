@@ -5812,92 +5812,200 @@ public enum VcError: Swift.Error {
     /**
      * A required value was missing.
      */
-    case NullParameter(code: String, detail: String
+    case NullParameter(
+        /**
+         * The stable code (the server's or the CA's for `Refused`).
+         */code: String, 
+        /**
+         * What went wrong, in words.
+         */detail: String
     )
     /**
      * An argument was malformed or out of range.
      */
-    case InvalidArgument(code: String, detail: String
+    case InvalidArgument(
+        /**
+         * The stable code (the server's or the CA's for `Refused`).
+         */code: String, 
+        /**
+         * What went wrong, in words.
+         */detail: String
     )
     /**
      * An output did not fit.
      */
-    case BufferTooSmall(code: String, detail: String
+    case BufferTooSmall(
+        /**
+         * The stable code (the server's or the CA's for `Refused`).
+         */code: String, 
+        /**
+         * What went wrong, in words.
+         */detail: String
     )
     /**
      * No key for the frame's KID.
      */
-    case UnknownKey(code: String, detail: String
+    case UnknownKey(
+        /**
+         * The stable code (the server's or the CA's for `Refused`).
+         */code: String, 
+        /**
+         * What went wrong, in words.
+         */detail: String
     )
     /**
      * A replayed or too old frame.
      */
-    case Replay(code: String, detail: String
+    case Replay(
+        /**
+         * The stable code (the server's or the CA's for `Refused`).
+         */code: String, 
+        /**
+         * What went wrong, in words.
+         */detail: String
     )
     /**
      * A frame that did not authenticate.
      */
-    case AuthenticationFailed(code: String, detail: String
+    case AuthenticationFailed(
+        /**
+         * The stable code (the server's or the CA's for `Refused`).
+         */code: String, 
+        /**
+         * What went wrong, in words.
+         */detail: String
     )
     /**
      * Not a well-formed frame.
      */
-    case Malformed(code: String, detail: String
+    case Malformed(
+        /**
+         * The stable code (the server's or the CA's for `Refused`).
+         */code: String, 
+        /**
+         * What went wrong, in words.
+         */detail: String
     )
     /**
      * A sending KID used before.
      */
-    case KeyReused(code: String, detail: String
+    case KeyReused(
+        /**
+         * The stable code (the server's or the CA's for `Refused`).
+         */code: String, 
+        /**
+         * What went wrong, in words.
+         */detail: String
     )
     /**
      * A key's counters are used up.
      */
-    case CounterExhausted(code: String, detail: String
+    case CounterExhausted(
+        /**
+         * The stable code (the server's or the CA's for `Refused`).
+         */code: String, 
+        /**
+         * What went wrong, in words.
+         */detail: String
     )
     /**
      * An internal failure caught at the interface.
      */
-    case Panic(code: String, detail: String
+    case Panic(
+        /**
+         * The stable code (the server's or the CA's for `Refused`).
+         */code: String, 
+        /**
+         * What went wrong, in words.
+         */detail: String
     )
     /**
      * A certificate was refused.
      */
-    case Certificate(code: String, detail: String
+    case Certificate(
+        /**
+         * The stable code (the server's or the CA's for `Refused`).
+         */code: String, 
+        /**
+         * What went wrong, in words.
+         */detail: String
     )
     /**
      * The identity store or a file failed.
      */
-    case Store(code: String, detail: String
+    case Store(
+        /**
+         * The stable code (the server's or the CA's for `Refused`).
+         */code: String, 
+        /**
+         * What went wrong, in words.
+         */detail: String
     )
     /**
      * The connection or the TLS handshake failed.
      */
-    case Connection(code: String, detail: String
+    case Connection(
+        /**
+         * The stable code (the server's or the CA's for `Refused`).
+         */code: String, 
+        /**
+         * What went wrong, in words.
+         */detail: String
     )
     /**
      * The CA or the server refused; `code` is its reason (`insufficient_credit`, `token_used`, …).
      */
-    case Refused(code: String, detail: String
+    case Refused(
+        /**
+         * The stable code (the server's or the CA's for `Refused`).
+         */code: String, 
+        /**
+         * What went wrong, in words.
+         */detail: String
     )
     /**
      * The other side broke the protocol.
      */
-    case Protocol(code: String, detail: String
+    case Protocol(
+        /**
+         * The stable code (the server's or the CA's for `Refused`).
+         */code: String, 
+        /**
+         * What went wrong, in words.
+         */detail: String
     )
     /**
      * A cryptographic operation failed.
      */
-    case Crypto(code: String, detail: String
+    case Crypto(
+        /**
+         * The stable code (the server's or the CA's for `Refused`).
+         */code: String, 
+        /**
+         * What went wrong, in words.
+         */detail: String
     )
     /**
      * Nothing arrived in time.
      */
-    case Timeout(code: String, detail: String
+    case Timeout(
+        /**
+         * The stable code (the server's or the CA's for `Refused`).
+         */code: String, 
+        /**
+         * What went wrong, in words.
+         */detail: String
     )
     /**
      * The session or connection is closed, or the call ended before its media started.
      */
-    case Closed(code: String, detail: String
+    case Closed(
+        /**
+         * The stable code (the server's or the CA's for `Refused`).
+         */code: String, 
+        /**
+         * What went wrong, in words.
+         */detail: String
     )
 }
 

@@ -7156,8 +7156,14 @@ sealed class VcException: kotlin.Exception() {
      */
     class NullParameter(
         
+        /**
+         * The stable code (the server's or the CA's for `Refused`).
+         */
         val `code`: kotlin.String, 
         
+        /**
+         * What went wrong, in words.
+         */
         val `detail`: kotlin.String
         ) : VcException() {
         override val message
@@ -7169,8 +7175,14 @@ sealed class VcException: kotlin.Exception() {
      */
     class InvalidArgument(
         
+        /**
+         * The stable code (the server's or the CA's for `Refused`).
+         */
         val `code`: kotlin.String, 
         
+        /**
+         * What went wrong, in words.
+         */
         val `detail`: kotlin.String
         ) : VcException() {
         override val message
@@ -7182,8 +7194,14 @@ sealed class VcException: kotlin.Exception() {
      */
     class BufferTooSmall(
         
+        /**
+         * The stable code (the server's or the CA's for `Refused`).
+         */
         val `code`: kotlin.String, 
         
+        /**
+         * What went wrong, in words.
+         */
         val `detail`: kotlin.String
         ) : VcException() {
         override val message
@@ -7195,8 +7213,14 @@ sealed class VcException: kotlin.Exception() {
      */
     class UnknownKey(
         
+        /**
+         * The stable code (the server's or the CA's for `Refused`).
+         */
         val `code`: kotlin.String, 
         
+        /**
+         * What went wrong, in words.
+         */
         val `detail`: kotlin.String
         ) : VcException() {
         override val message
@@ -7208,8 +7232,14 @@ sealed class VcException: kotlin.Exception() {
      */
     class Replay(
         
+        /**
+         * The stable code (the server's or the CA's for `Refused`).
+         */
         val `code`: kotlin.String, 
         
+        /**
+         * What went wrong, in words.
+         */
         val `detail`: kotlin.String
         ) : VcException() {
         override val message
@@ -7221,8 +7251,14 @@ sealed class VcException: kotlin.Exception() {
      */
     class AuthenticationFailed(
         
+        /**
+         * The stable code (the server's or the CA's for `Refused`).
+         */
         val `code`: kotlin.String, 
         
+        /**
+         * What went wrong, in words.
+         */
         val `detail`: kotlin.String
         ) : VcException() {
         override val message
@@ -7234,8 +7270,14 @@ sealed class VcException: kotlin.Exception() {
      */
     class Malformed(
         
+        /**
+         * The stable code (the server's or the CA's for `Refused`).
+         */
         val `code`: kotlin.String, 
         
+        /**
+         * What went wrong, in words.
+         */
         val `detail`: kotlin.String
         ) : VcException() {
         override val message
@@ -7247,8 +7289,14 @@ sealed class VcException: kotlin.Exception() {
      */
     class KeyReused(
         
+        /**
+         * The stable code (the server's or the CA's for `Refused`).
+         */
         val `code`: kotlin.String, 
         
+        /**
+         * What went wrong, in words.
+         */
         val `detail`: kotlin.String
         ) : VcException() {
         override val message
@@ -7260,8 +7308,14 @@ sealed class VcException: kotlin.Exception() {
      */
     class CounterExhausted(
         
+        /**
+         * The stable code (the server's or the CA's for `Refused`).
+         */
         val `code`: kotlin.String, 
         
+        /**
+         * What went wrong, in words.
+         */
         val `detail`: kotlin.String
         ) : VcException() {
         override val message
@@ -7273,8 +7327,14 @@ sealed class VcException: kotlin.Exception() {
      */
     class Panic(
         
+        /**
+         * The stable code (the server's or the CA's for `Refused`).
+         */
         val `code`: kotlin.String, 
         
+        /**
+         * What went wrong, in words.
+         */
         val `detail`: kotlin.String
         ) : VcException() {
         override val message
@@ -7286,8 +7346,14 @@ sealed class VcException: kotlin.Exception() {
      */
     class Certificate(
         
+        /**
+         * The stable code (the server's or the CA's for `Refused`).
+         */
         val `code`: kotlin.String, 
         
+        /**
+         * What went wrong, in words.
+         */
         val `detail`: kotlin.String
         ) : VcException() {
         override val message
@@ -7299,8 +7365,14 @@ sealed class VcException: kotlin.Exception() {
      */
     class Store(
         
+        /**
+         * The stable code (the server's or the CA's for `Refused`).
+         */
         val `code`: kotlin.String, 
         
+        /**
+         * What went wrong, in words.
+         */
         val `detail`: kotlin.String
         ) : VcException() {
         override val message
@@ -7312,8 +7384,14 @@ sealed class VcException: kotlin.Exception() {
      */
     class Connection(
         
+        /**
+         * The stable code (the server's or the CA's for `Refused`).
+         */
         val `code`: kotlin.String, 
         
+        /**
+         * What went wrong, in words.
+         */
         val `detail`: kotlin.String
         ) : VcException() {
         override val message
@@ -7325,8 +7403,14 @@ sealed class VcException: kotlin.Exception() {
      */
     class Refused(
         
+        /**
+         * The stable code (the server's or the CA's for `Refused`).
+         */
         val `code`: kotlin.String, 
         
+        /**
+         * What went wrong, in words.
+         */
         val `detail`: kotlin.String
         ) : VcException() {
         override val message
@@ -7338,8 +7422,14 @@ sealed class VcException: kotlin.Exception() {
      */
     class Protocol(
         
+        /**
+         * The stable code (the server's or the CA's for `Refused`).
+         */
         val `code`: kotlin.String, 
         
+        /**
+         * What went wrong, in words.
+         */
         val `detail`: kotlin.String
         ) : VcException() {
         override val message
@@ -7351,8 +7441,14 @@ sealed class VcException: kotlin.Exception() {
      */
     class Crypto(
         
+        /**
+         * The stable code (the server's or the CA's for `Refused`).
+         */
         val `code`: kotlin.String, 
         
+        /**
+         * What went wrong, in words.
+         */
         val `detail`: kotlin.String
         ) : VcException() {
         override val message
@@ -7364,8 +7460,14 @@ sealed class VcException: kotlin.Exception() {
      */
     class Timeout(
         
+        /**
+         * The stable code (the server's or the CA's for `Refused`).
+         */
         val `code`: kotlin.String, 
         
+        /**
+         * What went wrong, in words.
+         */
         val `detail`: kotlin.String
         ) : VcException() {
         override val message
@@ -7377,8 +7479,14 @@ sealed class VcException: kotlin.Exception() {
      */
     class Closed(
         
+        /**
+         * The stable code (the server's or the CA's for `Refused`).
+         */
         val `code`: kotlin.String, 
         
+        /**
+         * What went wrong, in words.
+         */
         val `detail`: kotlin.String
         ) : VcException() {
         override val message
